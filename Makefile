@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 3000
+
+.PHONY: run test lint format sandbox clean
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@echo "Starting wechat-oa-auth in sandbox mode: open http://localhost:$(PORT)/"
+	SANDBOX=1 PORT=$(PORT) $(BIN)/python -m service
+
+sandbox: $(STAMP)
+	$(BIN)/python -m service.sandbox --port 3100
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

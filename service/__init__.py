@@ -1,0 +1,1 @@
+"""wechat-oa-auth: sign users in through a WeChat Official Account."""

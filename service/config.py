@@ -1,0 +1,221 @@
+"""Settings: one frozen dataclass, loaded once from config/default.toml plus the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
+
+WECHAT_OPEN_BASE = "https://open.weixin.qq.com"
+WECHAT_API_BASE = "https://api.weixin.qq.com"
+
+# Secrets come from the environment only: a config file ends up in images and repositories.
+SECRET_FIELDS = ("wechat_secret", "wechat_token", "wechat_aes_key", "jwt_secret")
+
+# Development values filled in sandbox mode. They are public, so they are refused outside it.
+SANDBOX_DEFAULTS = {
+    "wechat_appid": "wx5a4db0c0ffee0001",
+    "wechat_secret": "5a4db0c0ffee5a4db0c0ffee5a4db0c0",
+    "wechat_token": "sandboxtoken",
+    "wechat_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+    "jwt_secret": "sandbox-jwt-secret-for-development-only-0000",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
+    port: int = 3000
+    # Empty: http://localhost:{port}, which suits local and sandbox use.
+    public_url: str = ""
+    mongodb_uri: str = ""
+    mongodb_db: str = "wechat_oa_auth"
+    wechat_appid: str = ""
+    wechat_secret: str = field(default="", repr=False)
+    wechat_token: str = field(default="", repr=False)
+    wechat_aes_key: str = field(default="", repr=False)
+    wechat_open_base: str = ""
+    wechat_api_base: str = ""
+    wechat_timeout: float = 5.0
+    jwt_secret: str = field(default="", repr=False)
+    jwt_ttl: int = 7200
+    jwt_issuer: str = "wechat-oa-auth"
+    jwt_audience: str = "wechat-oa-auth"
+    allowed_redirect_origins: tuple[str, ...] = ()
+    state_ttl: int = 600
+    max_body_bytes: int = 65536
+    sandbox: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def public_origin(self) -> str:
+        return origin_of(self.public_url)
+
+    @property
+    def redirect_origins(self) -> frozenset[str]:
+        """Origins redirectUri/callback may use; sandbox mode adds the service's own."""
+        origins = set(self.allowed_redirect_origins)
+        if self.sandbox:
+            origins.add(self.public_origin)
+        return frozenset(origins)
+
+    @property
+    def open_base(self) -> str:
+        """Where browsers are sent to authorize (the emulator's mount point in sandbox mode)."""
+        if self.wechat_open_base:
+            return self.wechat_open_base.rstrip("/")
+        return f"{self.public_url.rstrip('/')}/sandbox" if self.sandbox else WECHAT_OPEN_BASE
+
+    @property
+    def api_base(self) -> str:
+        """Where the service calls WeChat's API; in sandbox mode its own emulator over loopback."""
+        if self.wechat_api_base:
+            return self.wechat_api_base.rstrip("/")
+        return f"http://127.0.0.1:{self.port}/sandbox" if self.sandbox else WECHAT_API_BASE
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] in lower case, default ports dropped; '' if the URL has none."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return ""
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return ""
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(name: str, value: object, target: type | str) -> object:
+    kind = target if isinstance(target, str) else target.__name__
+    env_name = name.upper()
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{env_name} must be true or false, got {value!r}")
+    if kind == "int":
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{env_name} must be a whole number, got {value!r}") from None
+    if kind == "float":
+        try:
+            return float(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{env_name} must be a number, got {value!r}") from None
+    if kind.startswith("tuple"):
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    return str(value)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: Path | None = DEFAULT_CONFIG
+) -> Settings:
+    """Read the TOML defaults, apply environment overrides, validate. Raises ConfigError."""
+    env = os.environ if env is None else env
+    raw: dict[str, object] = {}
+    if config_file is not None and config_file.exists():
+        with config_file.open("rb") as fh:
+            raw = tomllib.load(fh)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for key in raw:
+        if key in SECRET_FIELDS:
+            raise ConfigError(
+                f"{key} must not be set in {config_file}; set the {key.upper()} environment "
+                "variable instead (secrets never live in config files)"
+            )
+        if key not in fields:
+            raise ConfigError(f"unknown setting {key!r} in {config_file}")
+    for name in fields:
+        if name.upper() in env:
+            raw[name] = env[name.upper()]
+    values = {name: _coerce(name, v, fields[name].type) for name, v in raw.items()}
+    settings = Settings(**values)
+    if not settings.public_url:
+        settings = dataclasses.replace(settings, public_url=f"http://localhost:{settings.port}")
+    return _validate(_fill_sandbox(settings))
+
+
+def _fill_sandbox(settings: Settings) -> Settings:
+    if not settings.sandbox:
+        return settings
+    filled = {k: v for k, v in SANDBOX_DEFAULTS.items() if not getattr(settings, k)}
+    if filled:
+        log.warning(
+            "SANDBOX mode: using public development values for %s. Never use them in production.",
+            ", ".join(k.upper() for k in sorted(filled)),
+        )
+    return dataclasses.replace(settings, **filled)
+
+
+def _validate(s: Settings) -> Settings:
+    if not (0 < s.port < 65536):
+        raise ConfigError(f"PORT must be between 1 and 65535, got {s.port}")
+    if urlsplit(s.public_url).scheme not in ("http", "https") or not origin_of(s.public_url):
+        raise ConfigError(f"PUBLIC_URL must be an absolute http(s) URL, got {s.public_url!r}")
+    for origin in s.allowed_redirect_origins:
+        if origin_of(origin) != origin.rstrip("/").lower() or urlsplit(origin).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ConfigError(
+                "ALLOWED_REDIRECT_ORIGINS entries must be origins like https://app.example.com "
+                f"(scheme, host, optional port; no path), got {origin!r}"
+            )
+    if s.jwt_ttl <= 0:
+        raise ConfigError(f"JWT_TTL must be a positive number of seconds, got {s.jwt_ttl}")
+    if s.state_ttl <= 0:
+        raise ConfigError(f"STATE_TTL must be a positive number of seconds, got {s.state_ttl}")
+    if s.wechat_timeout <= 0:
+        raise ConfigError(f"WECHAT_TIMEOUT must be positive, got {s.wechat_timeout}")
+    if s.max_body_bytes < 1024:
+        raise ConfigError(f"MAX_BODY_BYTES must be at least 1024, got {s.max_body_bytes}")
+    if s.wechat_aes_key and len(s.wechat_aes_key) != 43:
+        raise ConfigError("WECHAT_AES_KEY must be WeChat's 43-character EncodingAESKey")
+    if not s.sandbox:
+        for name in ("wechat_appid", "wechat_secret", "wechat_token", "jwt_secret"):
+            value = getattr(s, name)
+            if not value:
+                raise ConfigError(
+                    f"{name.upper()} is not set. Set it in the environment, or run with "
+                    "SANDBOX=1 to use the offline WeChat emulator with development values."
+                )
+            if value == SANDBOX_DEFAULTS[name]:
+                raise ConfigError(
+                    f"{name.upper()} is the public sandbox value; set a real one outside "
+                    "SANDBOX mode"
+                )
+    # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
+    if len(s.jwt_secret.encode()) < 32:
+        raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    return s

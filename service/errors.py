@@ -1,0 +1,153 @@
+"""The one error shape, the exceptions that produce it, and the middleware that renders them."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of every error a client may see. Subclasses fix status and name."""
+
+    status = 500
+    name = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        value: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.value = value
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    status = 400
+    name = "BAD_REQUEST"
+
+
+class MissingParameter(BadRequest):
+    name = "MISSING_PARAMETER"
+
+
+class InvalidParameter(BadRequest):
+    name = "INVALID_PARAMETER"
+
+
+class OriginNotAllowed(BadRequest):
+    name = "ORIGIN_NOT_ALLOWED"
+
+
+class InvalidState(BadRequest):
+    name = "INVALID_STATE"
+
+
+class InvalidCode(BadRequest):
+    name = "INVALID_CODE"
+
+
+class AuthorizationDenied(BadRequest):
+    name = "AUTHORIZATION_DENIED"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    name = "UNAUTHORIZED"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    name = "FORBIDDEN"
+
+
+class InvalidSignature(Forbidden):
+    name = "INVALID_SIGNATURE"
+
+
+class NotReady(ServiceError):
+    status = 503
+    name = "NOT_READY"
+
+
+class UpstreamError(ServiceError):
+    """WeChat answered with an error the client cannot fix by changing its input."""
+
+    status = 502
+    name = "WECHAT_ERROR"
+
+
+class UpstreamUnavailable(ServiceError):
+    status = 502
+    name = "WECHAT_UNAVAILABLE"
+
+
+class UpstreamTimeout(ServiceError):
+    status = 504
+    name = "WECHAT_TIMEOUT"
+
+
+def error_body(
+    status: int, name: str, message: str, field: str = "", value: Any = None
+) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "status": status,
+        "name": name,
+        "message": message,
+        "details": {"field": field, "fieldValue": value},
+    }
+
+
+def error_response(
+    status: int,
+    name: str,
+    message: str,
+    field: str = "",
+    value: Any = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(
+        error_body(status, name, message, field, value), status=status, headers=headers
+    )
+
+
+def _http_name(exc: web.HTTPException) -> str:
+    return exc.reason.upper().replace(" ", "_").replace("-", "_") or "HTTP_ERROR"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn every raised error into the one JSON shape; log unknown ones, never send tracebacks."""
+    try:
+        return await handler(request)
+    except ServiceError as exc:
+        return error_response(exc.status, exc.name, exc.message, exc.field, exc.value, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        field, value = "", None
+        if exc.status in (404, 405):
+            field, value = "path", request.path
+        message = exc.reason
+        if exc.status == 405:
+            message = f"{request.method} is not allowed here"
+        elif exc.status == 413:
+            message = exc.text or "request body too large"
+        return error_response(exc.status, _http_name(exc), message, field, value, headers)
+    except Exception:
+        body = error_body(500, "INTERNAL_ERROR", "internal error; quote the id when reporting it")
+        # The id ties the client's answer to the traceback in our logs.
+        log.exception("unhandled error %s on %s %s", body["id"], request.method, request.path)
+        return web.json_response(body, status=500)

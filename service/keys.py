@@ -1,0 +1,13 @@
+"""Every AppKey in one place, so resources are typed and sub-apps find them via config_dict."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+SETTINGS = web.AppKey("settings", "Settings")
+CLOCK = web.AppKey("clock", "Clock")
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+STORE = web.AppKey("store", "Store")
+WECHAT = web.AppKey("wechat", "WeChatClient")
+JWT = web.AppKey("jwt", "JwtIssuer")

@@ -1,0 +1,107 @@
+"""Settings: defaults from config/default.toml, environment overrides, start-up refusals."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from service.config import SANDBOX_DEFAULTS, ConfigError, load_settings
+
+PRODUCTION_ENV = {
+    "WECHAT_APPID": "wxabcdef0123456789",
+    "WECHAT_SECRET": "a-real-secret",
+    "WECHAT_TOKEN": "a-real-token",
+    "JWT_SECRET": "x" * 40,
+}
+
+
+def test_defaults_come_from_the_toml_file():
+    settings = load_settings(PRODUCTION_ENV)
+    assert settings.port == 3000
+    assert settings.public_url == "http://localhost:3000"
+    assert settings.jwt_ttl == 7200
+    assert settings.state_ttl == 600
+    assert settings.open_base == "https://open.weixin.qq.com"
+    assert settings.api_base == "https://api.weixin.qq.com"
+    assert settings.redirect_origins == frozenset()
+
+
+def test_environment_overrides_and_types():
+    settings = load_settings(
+        {
+            **PRODUCTION_ENV,
+            "PORT": "8080",
+            "JWT_TTL": "60",
+            "SANDBOX": "false",
+            "ALLOWED_REDIRECT_ORIGINS": "https://a.example.com, https://b.example.com:8443",
+            "PUBLIC_URL": "https://auth.example.com",
+        }
+    )
+    assert settings.port == 8080
+    assert settings.jwt_ttl == 60
+    assert settings.allowed_redirect_origins == (
+        "https://a.example.com",
+        "https://b.example.com:8443",
+    )
+    assert settings.public_url == "https://auth.example.com"
+
+
+@pytest.mark.parametrize("missing", ["WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN", "JWT_SECRET"])
+def test_missing_credentials_stop_start_up_naming_the_variable(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        load_settings(env)
+
+
+def test_sandbox_values_are_refused_outside_sandbox_mode():
+    env = {**PRODUCTION_ENV, "JWT_SECRET": SANDBOX_DEFAULTS["jwt_secret"]}
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load_settings(env)
+
+
+def test_short_jwt_secret_is_refused():
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load_settings({**PRODUCTION_ENV, "JWT_SECRET": "short"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "eighty"),
+        ("SANDBOX", "maybe"),
+        ("PUBLIC_URL", "localhost:3000"),
+        ("ALLOWED_REDIRECT_ORIGINS", "https://a.example.com/path"),
+        ("JWT_TTL", "0"),
+        ("WECHAT_AES_KEY", "too-short"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**PRODUCTION_ENV, name: value})
+
+
+def test_sandbox_mode_fills_development_values_and_says_so(caplog):
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings({"SANDBOX": "1", "PORT": "3999"})
+    assert settings.wechat_appid == SANDBOX_DEFAULTS["wechat_appid"]
+    assert settings.public_url == "http://localhost:3999"
+    assert settings.open_base == "http://localhost:3999/sandbox"
+    assert settings.api_base == "http://127.0.0.1:3999/sandbox"
+    assert "http://localhost:3999" in settings.redirect_origins
+    assert "JWT_SECRET" in caplog.text and "WECHAT_SECRET" in caplog.text
+    # The values themselves are not logged.
+    assert SANDBOX_DEFAULTS["wechat_secret"] not in caplog.text
+
+
+def test_secrets_are_refused_in_the_config_file(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('jwt_secret = "in-a-file-is-wrong-000000000000000000"\n')
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        load_settings(PRODUCTION_ENV, config)
+
+
+def test_secrets_do_not_show_in_the_settings_repr():
+    settings = load_settings(PRODUCTION_ENV)
+    assert "a-real-secret" not in repr(settings)
+    assert PRODUCTION_ENV["JWT_SECRET"] not in repr(settings)

@@ -1,0 +1,99 @@
+"""create_app(): resources as cleanup contexts, templates, routes, middlewares; no I/O at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from . import keys
+from .auth import JwtIssuer
+from .clock import Clock, SystemClock
+from .config import PROJECT_ROOT, Settings
+from .errors import error_middleware
+from .handlers import health, message, oauth, pages
+from .store import Store, open_database
+from .wechat.client import WeChatClient
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, mongo_client: Any = None
+) -> web.Application:
+    """The service. `mongo_client` lets several app instances share one store (tests)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[keys.SETTINGS] = settings
+    app[keys.CLOCK] = clock or SystemClock()
+    app[keys.JWT] = JwtIssuer(
+        secret=settings.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl=settings.jwt_ttl,
+        clock=app[keys.CLOCK],
+    )
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_database(settings, mongo_client) as db:
+            store = Store(db, app[keys.CLOCK])
+            await store.ensure_indexes()
+            app[keys.STORE] = store
+            yield
+
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(http_session_ctx)
+    app.cleanup_ctx.append(wechat_client_ctx)
+
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    app.add_routes(oauth.routes)
+    app.add_routes(message.routes)
+    app.add_routes(health.routes)
+    app.add_routes(pages.routes)
+    app.router.add_static("/static/", STATIC_DIR, name="static")
+
+    if settings.sandbox:
+        from .sandbox import SandboxConfig, create_sandbox_app
+
+        sandbox = create_sandbox_app(
+            SandboxConfig(
+                appid=settings.wechat_appid,
+                secret=settings.wechat_secret,
+                authorized_domain=urlsplit(settings.public_url).hostname or "localhost",
+            ),
+            app[keys.CLOCK],
+        )
+        app.add_subapp("/sandbox", sandbox)
+    return app
+
+
+async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(
+        headers={"User-Agent": "wechat-oa-auth"}, raise_for_status=False
+    ) as session:
+        app[keys.HTTP_SESSION] = session
+        yield
+
+
+async def wechat_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    app[keys.WECHAT] = WeChatClient(
+        app[keys.HTTP_SESSION],
+        api_base=settings.api_base,
+        appid=settings.wechat_appid,
+        secret=settings.wechat_secret,
+        timeout=settings.wechat_timeout,
+    )
+    yield

@@ -1,0 +1,13 @@
+"""The offline WeChat emulator: WeChat's OAuth (and later cgi-bin) endpoints, as documented."""
+
+from .app import SANDBOX_KEY, SandboxConfig, SandboxWeChat, create_sandbox_app
+from .users import SANDBOX_USERS, SandboxUser
+
+__all__ = [
+    "SANDBOX_KEY",
+    "SANDBOX_USERS",
+    "SandboxConfig",
+    "SandboxUser",
+    "SandboxWeChat",
+    "create_sandbox_app",
+]

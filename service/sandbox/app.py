@@ -1,0 +1,36 @@
+"""create_sandbox_app(): the offline WeChat, mountable under /sandbox or served alone."""
+
+from __future__ import annotations
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from ..clock import Clock, SystemClock
+from ..config import PROJECT_ROOT
+from ..errors import error_middleware
+from . import api, control, pages
+from .faults import Faults
+from .pages import TEMPLATES_KEY
+from .state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
+
+__all__ = ["SANDBOX_KEY", "Faults", "SandboxConfig", "SandboxWeChat", "create_sandbox_app"]
+
+STATIC_DIR = PROJECT_ROOT / "static" / "sandbox"
+
+
+def create_sandbox_app(config: SandboxConfig, clock: Clock | None = None) -> web.Application:
+    """WeChat's paths sit unchanged below wherever this app is mounted, so SDKs work as-is."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app[SANDBOX_KEY] = SandboxWeChat(config, clock or SystemClock())
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(PROJECT_ROOT / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        app_key=TEMPLATES_KEY,
+    )
+    app.add_routes(api.routes)
+    app.add_routes(pages.routes)
+    app.add_routes(control.routes)
+    app.router.add_static("/_sandbox/static/", STATIC_DIR, name="sandbox_static")
+    return app

@@ -1,0 +1,67 @@
+"""The emulator's WeChat users: a fixed cast that covers the cases a sign-in must handle."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# 2024-01-01T00:00:00Z: a fixed follow time keeps answers reproducible.
+_FOLLOWED_AT = 1704067200
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxUser:
+    # Real openids are 28 characters, per account; unionids are shared across an Open Platform
+    # account's apps and exist only when the account is bound to one.
+    openid: str
+    unionid: str | None
+    nickname: str
+    # WeChat's avatar URLs end in a size segment (0, 46, 64, 96, 132); empty when none is set.
+    headimgurl: str
+    subscribed: bool
+    subscribe_time: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _avatar(seed: str) -> str:
+    return f"https://thirdwx.qlogo.cn/mmopen/vi_32/Sandbox{seed}AvatarQ0j4TwGTfTLJ/132"
+
+
+SANDBOX_USERS: tuple[SandboxUser, ...] = (
+    SandboxUser(
+        openid="oSbx01FollowerWithUnionid0A1",
+        unionid="oUnion01FollowerSandbox000A1",
+        nickname="小明 Follower",
+        headimgurl=_avatar("Ming"),
+        subscribed=True,
+        subscribe_time=_FOLLOWED_AT,
+    ),
+    SandboxUser(
+        openid="oSbx02NotFollowingUnionid0B2",
+        unionid="oUnion02NotFollowingSandbxB2",
+        nickname="小红 Visitor",
+        headimgurl=_avatar("Hong"),
+        subscribed=False,
+        subscribe_time=None,
+    ),
+    SandboxUser(
+        openid="oSbx03FollowerNoUnionid000C3",
+        unionid=None,
+        nickname="老王 (no unionid)",
+        headimgurl=_avatar("Wang"),
+        subscribed=True,
+        subscribe_time=_FOLLOWED_AT + 86400,
+    ),
+    SandboxUser(
+        openid="oSbx04NoAvatarNoUnionid000D4",
+        unionid=None,
+        nickname="Anonymous",
+        headimgurl="",
+        subscribed=False,
+        subscribe_time=None,
+    ),
+)
+
+USERS_BY_OPENID = {user.openid: user for user in SANDBOX_USERS}

@@ -1,0 +1,50 @@
+"""Constants and steps shared by tests: the app's URLs, and playing the user at WeChat."""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+
+# Set to run the whole suite on a real MongoDB (one database per test, dropped after it).
+MONGODB_URI = os.environ.get("MONGODB_URI", "")
+APPID = "wx1234567890abcdef"
+SECRET = "0123456789abcdef0123456789abcdef"
+TOKEN = "testtoken"
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123"
+APP_ORIGIN = "https://app.example.com"
+REDIRECT_URI = f"{APP_ORIGIN}/signed-in"
+CALLBACK = f"{APP_ORIGIN}/wechat-callback"
+
+
+async def authorize_at_wechat(
+    browser: ClientSession, url: str, openid: str, action: str = "allow"
+) -> dict[str, str]:
+    """Play the user at WeChat's authorize page; the query WeChat sends to the callback."""
+    target = url.split("#", 1)[0] + f"&sandbox_openid={openid}&sandbox_action={action}"
+    async with browser.get(target, allow_redirects=False) as resp:
+        assert resp.status == 302, await resp.text()
+        location = resp.headers["Location"]
+    assert location.startswith(CALLBACK), location
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+async def start_sign_in(client: TestClient, scope: str = "snsapi_base", **params: str) -> str:
+    """GET /wechat/authorize and return the WeChat URL from its 401."""
+    query = {"redirectUri": REDIRECT_URI, "callback": CALLBACK, "scope": scope, **params}
+    resp = await client.get("/wechat/authorize", params=query)
+    assert resp.status == 401, await resp.text()
+    return (await resp.json())["details"]["fieldValue"]
+
+
+def assert_error_shape(body: dict, status: int, name: str, field: str) -> None:
+    assert set(body) == {"id", "status", "name", "message", "details"}
+    assert re.fullmatch(r"[0-9a-f-]{36}", body["id"])
+    assert body["status"] == status
+    assert body["name"] == name
+    assert isinstance(body["message"], str) and body["message"]
+    assert set(body["details"]) == {"field", "fieldValue"}
+    assert body["details"]["field"] == field

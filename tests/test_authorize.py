@@ -1,0 +1,211 @@
+"""GET /wechat/authorize: validation, the stored state, the WeChat URL, the Bearer shortcut."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pytest
+
+from flows import APP_ORIGIN, APPID, CALLBACK, REDIRECT_URI, assert_error_shape, start_sign_in
+from service import keys
+
+
+async def test_answers_401_with_the_wechat_url_in_the_documented_order(client, settings):
+    resp = await client.get(
+        "/wechat/authorize",
+        params={"redirectUri": REDIRECT_URI, "callback": CALLBACK, "scope": "snsapi_userinfo"},
+    )
+    assert resp.status == 401
+    body = await resp.json()
+    assert_error_shape(body, 401, "UNAUTHORIZED", "authorization url")
+    assert body["message"] == "UNAUTHORIZED"
+    url = body["details"]["fieldValue"]
+    base, fragment = url.split("#")
+    assert fragment == "wechat_redirect"
+    parts = urlsplit(base)
+    assert f"{parts.scheme}://{parts.netloc}" == settings.wechat_open_base
+    assert parts.path == "/connect/oauth2/authorize"
+    pairs = parse_qsl(parts.query)
+    assert [k for k, _ in pairs] == [
+        "appid",
+        "redirect_uri",
+        "response_type",
+        "scope",
+        "state",
+        "forcePopup",
+    ]
+    values = dict(pairs)
+    assert values["appid"] == APPID
+    assert values["redirect_uri"] == CALLBACK
+    assert f"redirect_uri={quote(CALLBACK, safe='')}&" in parts.query
+    assert values["response_type"] == "code"
+    assert values["scope"] == "snsapi_userinfo"
+    assert values["forcePopup"] == "false"
+    assert re.fullmatch(r"[A-Za-z0-9]{1,128}", values["state"])
+
+
+async def test_state_is_stored_with_the_app_urls_and_a_ten_minute_life(client, clock):
+    url = await start_sign_in(client)
+    state = dict(parse_qsl(urlsplit(url).query))["state"]
+    stored = await client.app[keys.STORE].find_state(state)
+    assert stored["redirectUri"] == REDIRECT_URI
+    assert stored["callback"] == CALLBACK
+    assert stored["scope"] == "snsapi_base"
+    life = stored["expiresAt"].timestamp() - clock.now()
+    assert 599 <= life <= 600
+
+
+async def test_every_call_gets_a_fresh_state(client):
+    urls = {await start_sign_in(client) for _ in range(5)}
+    states = {dict(parse_qsl(urlsplit(u).query))["state"] for u in urls}
+    assert len(states) == 5
+
+
+async def test_scope_defaults_to_snsapi_base(client):
+    resp = await client.get(
+        "/wechat/authorize", params={"redirectUri": REDIRECT_URI, "callback": CALLBACK}
+    )
+    url = (await resp.json())["details"]["fieldValue"]
+    assert dict(parse_qsl(urlsplit(url).query))["scope"] == "snsapi_base"
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "field", "value"),
+    [
+        ({"callback": CALLBACK}, "MISSING_PARAMETER", "redirectUri", None),
+        ({"redirectUri": REDIRECT_URI}, "MISSING_PARAMETER", "callback", None),
+        ({"redirectUri": "", "callback": CALLBACK}, "MISSING_PARAMETER", "redirectUri", ""),
+        (
+            {"redirectUri": REDIRECT_URI, "callback": REDIRECT_URI},
+            "INVALID_PARAMETER",
+            "callback",
+            REDIRECT_URI,
+        ),
+        (
+            {"redirectUri": "javascript:alert(1)", "callback": CALLBACK},
+            "INVALID_PARAMETER",
+            "redirectUri",
+            "javascript:alert(1)",
+        ),
+        (
+            {"redirectUri": REDIRECT_URI, "callback": "/relative/callback"},
+            "INVALID_PARAMETER",
+            "callback",
+            "/relative/callback",
+        ),
+        (
+            {"redirectUri": "ftp://app.example.com/x", "callback": CALLBACK},
+            "INVALID_PARAMETER",
+            "redirectUri",
+            "ftp://app.example.com/x",
+        ),
+        (
+            {"redirectUri": "https://evil.example.net/steal", "callback": CALLBACK},
+            "ORIGIN_NOT_ALLOWED",
+            "redirectUri",
+            "https://evil.example.net/steal",
+        ),
+        (
+            {"redirectUri": REDIRECT_URI, "callback": "https://evil.example.net/cb"},
+            "ORIGIN_NOT_ALLOWED",
+            "callback",
+            "https://evil.example.net/cb",
+        ),
+        (
+            # The userinfo trick: the host is evil.example.net, not app.example.com.
+            {"redirectUri": f"{APP_ORIGIN}@evil.example.net/x", "callback": CALLBACK},
+            "INVALID_PARAMETER",
+            "redirectUri",
+            f"{APP_ORIGIN}@evil.example.net/x",
+        ),
+        (
+            {"redirectUri": "http://app.example.com/signed-in", "callback": CALLBACK},
+            "ORIGIN_NOT_ALLOWED",
+            "redirectUri",
+            "http://app.example.com/signed-in",
+        ),
+        (
+            {"redirectUri": f"{REDIRECT_URI}#x", "callback": CALLBACK},
+            "INVALID_PARAMETER",
+            "redirectUri",
+            f"{REDIRECT_URI}#x",
+        ),
+        (
+            {"redirectUri": REDIRECT_URI, "callback": CALLBACK, "scope": "snsapi_login"},
+            "INVALID_PARAMETER",
+            "scope",
+            "snsapi_login",
+        ),
+    ],
+)
+async def test_bad_input_is_refused_naming_the_parameter(client, params, name, field, value):
+    resp = await client.get("/wechat/authorize", params=params)
+    assert resp.status == 400
+    body = await resp.json()
+    assert_error_shape(body, 400, name, field)
+    assert body["details"]["fieldValue"] == value
+
+
+async def test_bad_input_stores_no_state(client):
+    await client.get("/wechat/authorize", params={"redirectUri": REDIRECT_URI})
+    store = client.app[keys.STORE]
+    assert await store.states.count_documents({}) == 0
+
+
+async def test_a_repeated_parameter_is_refused(client):
+    resp = await client.get(
+        "/wechat/authorize",
+        params=[
+            ("redirectUri", REDIRECT_URI),
+            ("redirectUri", f"{APP_ORIGIN}/other"),
+            ("callback", CALLBACK),
+        ],
+    )
+    assert resp.status == 400
+    assert (await resp.json())["details"]["field"] == "redirectUri"
+
+
+async def test_origin_comparison_ignores_case_and_default_port(client):
+    resp = await client.get(
+        "/wechat/authorize",
+        params={"redirectUri": "HTTPS://App.Example.com:443/x", "callback": CALLBACK},
+    )
+    assert resp.status == 401
+
+
+async def test_valid_bearer_token_for_the_scope_answers_200_with_its_claims(client):
+    issued = client.app[keys.JWT].issue(openid="o-test-user", scope="snsapi_userinfo")
+    for scope in ("snsapi_base", "snsapi_userinfo"):
+        resp = await client.get(
+            "/wechat/authorize",
+            params={"redirectUri": REDIRECT_URI, "callback": CALLBACK, "scope": scope},
+            headers={"Authorization": f"Bearer {issued.token}"},
+        )
+        assert resp.status == 200
+        claims = await resp.json()
+        assert claims["sub"] == "o-test-user"
+        assert claims["scope"] == "snsapi_userinfo"
+
+
+async def test_base_token_does_not_cover_userinfo(client):
+    issued = client.app[keys.JWT].issue(openid="o-test-user", scope="snsapi_base")
+    resp = await client.get(
+        "/wechat/authorize",
+        params={"redirectUri": REDIRECT_URI, "callback": CALLBACK, "scope": "snsapi_userinfo"},
+        headers={"Authorization": f"Bearer {issued.token}"},
+    )
+    assert resp.status == 401
+
+
+async def test_expired_or_forged_bearer_token_means_authorize_again(client, clock):
+    issued = client.app[keys.JWT].issue(openid="o-test-user", scope="snsapi_base")
+    clock.advance(3601)
+    for token in (issued.token, issued.token[:-2] + "xx", "not-a-jwt"):
+        resp = await client.get(
+            "/wechat/authorize",
+            params={"redirectUri": REDIRECT_URI, "callback": CALLBACK},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status == 401
+        assert (await resp.json())["details"]["field"] == "authorization url"

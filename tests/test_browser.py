@@ -1,0 +1,90 @@
+"""The callback and landing pages in a real headless Chromium, when one is installed.
+
+Chromium follows WeChat's (the emulator's) redirect to the callback page, runs callback.js, which
+calls /wechat/jwt and replaces itself with the landing page, whose script shows the JWT's claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from service.sandbox import SANDBOX_USERS
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+
+
+async def dump_dom(url: str, tmp_path) -> str:
+    """The DOM after the page's scripts and redirects ran (virtual time, no sleeps)."""
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return out.decode()
+
+
+async def authorization_url(browser, base: str, scope: str) -> str:
+    resp = await browser.get(
+        f"{base}/wechat/authorize",
+        params={
+            "redirectUri": f"{base}/demo/landing",
+            "callback": f"{base}/wechat/callback",
+            "scope": scope,
+        },
+    )
+    return (await resp.json())["details"]["fieldValue"].split("#")[0]
+
+
+async def test_sign_in_ends_on_the_landing_page_showing_the_claims(
+    sandbox_service, browser, tmp_path
+):
+    base = sandbox_service
+    user = SANDBOX_USERS[0]
+    url = await authorization_url(browser, base, "snsapi_userinfo")
+    dom = await dump_dom(f"{url}&sandbox_openid={user.openid}&sandbox_action=allow", tmp_path)
+    assert 'id="claims"' in dom
+    assert user.openid in dom  # the sub claim, rendered by landing.js
+    assert "snsapi_userinfo" in dom
+    assert "Signing you in" not in dom
+
+
+async def test_a_declined_authorization_shows_a_message_with_a_retry_button(
+    sandbox_service, browser, tmp_path
+):
+    base = sandbox_service
+    url = await authorization_url(browser, base, "snsapi_userinfo")
+    dom = await dump_dom(
+        f"{url}&sandbox_openid={SANDBOX_USERS[0].openid}&sandbox_action=deny", tmp_path
+    )
+    assert "You declined" in dom
+    assert 'id="retry" class="primary"' in dom
+
+
+async def test_a_reused_link_says_so(sandbox_service, browser, tmp_path):
+    base = sandbox_service
+    url = await authorization_url(browser, base, "snsapi_base")
+    at_wechat = await browser.get(
+        f"{url}&sandbox_openid={SANDBOX_USERS[0].openid}", allow_redirects=False
+    )
+    callback = at_wechat.headers["Location"]
+    first = await dump_dom(callback, tmp_path / "1")
+    assert 'id="claims"' in first
+    again = await dump_dom(callback, tmp_path / "2")
+    assert "already used" in again or "expired" in again

@@ -1,0 +1,89 @@
+"""Health endpoints, and the one error shape on routes that do not exist or methods not allowed."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from flows import assert_error_shape
+from service import keys
+
+
+async def test_healthz(client):
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok"}
+
+
+async def test_readyz_pings_the_store(client):
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json())["mongodb"] == "ok"
+
+
+async def test_readyz_fails_in_the_error_shape_when_the_store_does_not_answer(client):
+    store = client.app[keys.STORE]
+
+    class Unreachable:
+        async def command(self, *_args, **_kwargs):
+            raise ConnectionError("no server")
+
+    real_db = store.db
+    store.db = Unreachable()
+    try:
+        resp = await client.get("/readyz")
+    finally:
+        store.db = real_db
+    assert resp.status == 503
+    assert_error_shape(await resp.json(), 503, "NOT_READY", "mongodb")
+
+
+async def test_unknown_route_is_a_json_404(client):
+    resp = await client.get("/no/such/page")
+    assert resp.status == 404
+    assert resp.content_type == "application/json"
+    body = await resp.json()
+    assert_error_shape(body, 404, "NOT_FOUND", "path")
+    assert body["details"]["fieldValue"] == "/no/such/page"
+
+
+async def test_wrong_method_is_a_json_405_with_allow(client):
+    resp = await client.post("/wechat/authorize")
+    assert resp.status == 405
+    assert "GET" in resp.headers["Allow"]
+    assert_error_shape(await resp.json(), 405, "METHOD_NOT_ALLOWED", "path")
+
+
+# Throwaway routes that exercise the middleware where no product route can yet.
+probe_routes = web.RouteTableDef()
+
+
+@probe_routes.post("/probe/echo")
+async def echo(request: web.Request) -> web.Response:
+    return web.Response(body=await request.read())
+
+
+@probe_routes.get("/probe/crash")
+async def crash(request: web.Request) -> web.Response:
+    raise RuntimeError("secret internals")
+
+
+async def test_oversized_body_is_a_json_413(make_client):
+    client = await make_client(extra_routes=probe_routes, max_body_bytes=1024)
+    resp = await client.post("/probe/echo", data=b"x" * 4096)
+    assert resp.status == 413
+    assert_error_shape(await resp.json(), 413, "REQUEST_ENTITY_TOO_LARGE", "")
+    small = await client.post("/probe/echo", data=b"x" * 512)
+    assert small.status == 200
+
+
+async def test_an_unexpected_exception_is_a_generic_500_without_traceback(make_client, caplog):
+    client = await make_client(extra_routes=probe_routes)
+    resp = await client.get("/probe/crash")
+    assert resp.status == 500
+    body = await resp.json()
+    assert_error_shape(body, 500, "INTERNAL_ERROR", "")
+    text = await resp.text()
+    assert "secret internals" not in text
+    assert "Traceback" not in text
+    # The id in the answer finds the traceback in the logs.
+    assert body["id"] in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import os
 import tomllib
@@ -218,4 +219,10 @@ def _validate(s: Settings) -> Settings:
     # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
     if len(s.jwt_secret.encode()) < 32:
         raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    # The embedded store is a development dependency: a production image has only pymongo.
+    if not s.mongodb_uri and importlib.util.find_spec("mongomock_motor") is None:
+        raise ConfigError(
+            "MONGODB_URI is not set and the embedded development store is not installed "
+            "(pip install '.[dev]'); set MONGODB_URI to a MongoDB server"
+        )
     return s

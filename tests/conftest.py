@@ -7,6 +7,7 @@ after this run, dropped afterwards.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -27,7 +28,8 @@ RUN_ID = uuid.uuid4().hex[:8]
 
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    # A whole second, so lifetimes built from several advance() calls land on their bounds.
+    return ManualClock(float(int(time.time())))
 
 
 @pytest.fixture

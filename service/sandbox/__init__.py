@@ -1,4 +1,4 @@
-"""The offline WeChat emulator: WeChat's OAuth (and later cgi-bin) endpoints, as documented."""
+"""The offline WeChat emulator: WeChat's OAuth and cgi-bin endpoints, as documented."""
 
 from .app import SANDBOX_KEY, SandboxConfig, SandboxWeChat, create_sandbox_app
 from .users import SANDBOX_USERS, SandboxUser

@@ -40,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://{args.host}:{args.port}"
     log.warning(
         "WeChat emulator for appid %s (domain %s): authorize at %s/connect/oauth2/authorize, "
-        "API at %s/sns/..., users at %s/_sandbox/users",
+        "API at %s/sns/... and %s/cgi-bin/..., users at %s/_sandbox/users",
         args.appid,
         args.domain,
+        base,
         base,
         base,
         base,

@@ -1,5 +1,9 @@
 """WeChat's JSON API (api.weixin.qq.com) over HTTP, with its conventions (§0 of wechat-api.md).
 
+sns/* for web authorization (§2-§5); cgi-bin/token, cgi-bin/stable_token and cgi-bin/user/info
+(§6, §7, §9), whose base access_token every later cgi-bin endpoint checks the same way
+(SandboxWeChat.check_base_token).
+
 Every answer is HTTP 200 with `{"errcode", "errmsg"}` on failure and a ` rid: …` suffix on the
 errmsg; the content type is WeChat's own `application/json; encoding=utf-8`. Each call is
 counted per path, may be refused by the per-minute limit, and may meet an injected fault.
@@ -8,6 +12,7 @@ counted per path, may be refused by the per-minute limit, and may meet an inject
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -15,7 +20,17 @@ from typing import Any
 
 from aiohttp import web
 
-from .state import SANDBOX_KEY, SNS_CALLS_PER_MINUTE, ApiError, SandboxWeChat
+from .state import (
+    CGI_CALLS_PER_MINUTE,
+    DATA_FORMAT_ERROR,
+    SANDBOX_KEY,
+    SNS_CALLS_PER_MINUTE,
+    STABLE_TOKEN_PER_MINUTE,
+    ApiError,
+    SandboxWeChat,
+    errmsg_for,
+    fail,
+)
 
 CONTENT_TYPE = "application/json; encoding=utf-8"
 
@@ -37,6 +52,17 @@ def wechat_error(errcode: int, errmsg: str) -> web.Response:
     return wechat_json({"errcode": errcode, "errmsg": f"{errmsg} rid: {rid()}"})
 
 
+def caller_ipv4(request: web.Request) -> str:
+    """The caller's IPv4 address as 40164's errmsg names it (loopback when there is none)."""
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return "127.0.0.1"
+    if isinstance(address, ipaddress.IPv6Address):
+        address = address.ipv4_mapped or ipaddress.IPv4Address("127.0.0.1")
+    return str(address)
+
+
 def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandler], ApiHandler]:
     """Register `path` (WeChat's, without a leading slash) with the conventions above."""
 
@@ -45,9 +71,11 @@ def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandl
             wechat = request.config_dict[SANDBOX_KEY]
             fault = wechat.faults.take(path)
             if fault is not None:
-                if fault.kind == "busy":
+                # Every call received is counted, faulted or not (GET /_stats).
+                if fault.errcode is not None:  # busy (-1) and errcode faults
                     wechat.stats[path] += 1
-                    return wechat_error(-1, "system error")
+                    errmsg = errmsg_for(fault.errcode, caller_ipv4(request))
+                    return wechat_error(fault.errcode, errmsg)
                 if fault.kind == "http_error":
                     wechat.stats[path] += 1
                     return web.Response(
@@ -88,3 +116,33 @@ async def sns_userinfo(request: web.Request, wechat: SandboxWeChat) -> dict[str,
 @wechat_api("GET", "sns/auth", per_minute=SNS_CALLS_PER_MINUTE)
 async def sns_auth(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
     return wechat.check_web_token(request.query.get("access_token"), request.query.get("openid"))
+
+
+@wechat_api("GET", "cgi-bin/token", per_minute=CGI_CALLS_PER_MINUTE)
+async def cgi_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
+    q = request.query
+    return wechat.fetch_token(q.get("appid"), q.get("secret"), q.get("grant_type"))
+
+
+@wechat_api("POST", "cgi-bin/stable_token", per_minute=STABLE_TOKEN_PER_MINUTE)
+async def cgi_stable_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
+    """§7: POST with a JSON body only; anything else is 47001 data format error."""
+    try:
+        body = json.loads(await request.read())
+    except ValueError:  # bad JSON or bad UTF-8
+        raise fail(DATA_FORMAT_ERROR) from None
+    if not isinstance(body, dict):
+        raise fail(DATA_FORMAT_ERROR)
+    fields = [body.get(name) for name in ("appid", "secret", "grant_type")]
+    force = body.get("force_refresh")
+    if any(v is not None and not isinstance(v, str) for v in fields) or not isinstance(
+        force, bool | None
+    ):
+        raise fail(DATA_FORMAT_ERROR)
+    appid, secret, grant_type = fields
+    return wechat.stable_token(appid, secret, grant_type, force_refresh=bool(force))
+
+
+@wechat_api("GET", "cgi-bin/user/info", per_minute=CGI_CALLS_PER_MINUTE)
+async def cgi_user_info(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
+    return wechat.cgi_user_info(request.query.get("access_token"), request.query.get("openid"))

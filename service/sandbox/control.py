@@ -52,9 +52,10 @@ async def list_faults(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/faults")
 async def add_fault(request: web.Request) -> web.Response:
-    """{"kind": "busy"|"http_error"|"slow", "paths": [...], "count": n, "delay": s, "status": n}"""
+    """{"kind": "busy"|"errcode"|"http_error"|"slow", "paths": [...], "count": n, "delay": s,
+    "status": n, "errcode": n}"""
     body = await json_object(request)
-    unknown = set(body) - {"kind", "paths", "count", "delay", "status"}
+    unknown = set(body) - {"kind", "paths", "count", "delay", "status", "errcode"}
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidParameter(f"unknown field {name!r}", field=name, value=body[name])
@@ -74,6 +75,7 @@ async def add_fault(request: web.Request) -> web.Response:
             count=body.get("count"),
             delay=float(body.get("delay", 0.0)),
             status=body.get("status", 500),
+            errcode=body.get("errcode"),
         )
     except ValueError as exc:
         field = str(exc).split(" ", 1)[0]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("busy", "http_error", "slow")
+KINDS = ("busy", "errcode", "http_error", "slow")
 
 
 @dataclass
@@ -16,6 +16,7 @@ class Fault:
     remaining: int | None  # None: until cleared
     delay: float
     status: int
+    errcode: int | None  # busy and errcode faults: the errcode answered
 
     def matches(self, path: str) -> bool:
         return self.paths is None or path in self.paths
@@ -27,6 +28,7 @@ class Fault:
             "count": self.remaining,
             "delay": self.delay,
             "status": self.status,
+            "errcode": self.errcode,
         }
 
 
@@ -34,6 +36,8 @@ class Faults:
     """Active faults, first match wins; each answer a fault causes uses up one of its count.
 
     busy:       WeChat's errcode -1 "system error", the documented "system busy, retry later".
+    errcode:    `{"errcode": N, "errmsg": WeChat's errmsg for N}`, e.g. 40164 (IP not in the
+                whitelist), 45009 (daily quota), 40001 (token superseded elsewhere), -1.
     http_error: an HTTP error status (default 500) with no JSON body.
     slow:       the answer comes after `delay` seconds (the call is still carried out).
     """
@@ -49,9 +53,17 @@ class Faults:
         count: int | None = None,
         delay: float = 0.0,
         status: int = 500,
+        errcode: int | None = None,
     ) -> Fault:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        if kind == "errcode":
+            if isinstance(errcode, bool) or not isinstance(errcode, int) or errcode == 0:
+                raise ValueError("errcode must be a non-zero integer for an errcode fault")
+        elif errcode is not None:
+            raise ValueError("errcode is only for kind errcode")
+        if kind == "busy":
+            errcode = -1
         if count is not None and count < 1:
             raise ValueError("count must be a positive integer, or absent for 'until cleared'")
         if not 0 <= delay <= 120:
@@ -61,7 +73,7 @@ class Faults:
         if not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status (400-599)")
         normalized = None if paths is None else frozenset(p.strip("/") for p in paths)
-        fault = Fault(kind, normalized, count, delay, status)
+        fault = Fault(kind, normalized, count, delay, status, errcode)
         self._faults.append(fault)
         return fault
 

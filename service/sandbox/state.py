@@ -1,4 +1,4 @@
-"""What WeChat remembers: authorization codes, users' web grants, call counters and quotas.
+"""What WeChat remembers: codes, users' web grants, base access_tokens, call counters and quotas.
 
 Pure state and rules, no HTTP, so the pages and the API share one source of truth. Each rule
 cites ../shared/wechat-api.md (§ numbers); where WeChat's documentation is silent the choice
@@ -25,6 +25,17 @@ REFRESH_TOKEN_TTL = 30 * 86400  # §3: 30 days, never extended
 SNS_CALLS_PER_MINUTE = 50_000  # §2, §3: rate limit 50,000/min
 USED_CODE_MEMORY = 3600  # how long a used code is remembered, to answer 40163 rather than 40029
 
+BASE_TOKEN_TTL = 7200  # §6, §7: expires_in "within 7200"
+BASE_TOKEN_OVERLAP = 300  # §6, §7: old and new tokens both work for 5 minutes
+TOKEN_DAILY_QUOTA = 2000  # §6: cgi-bin/token, 2000 a day
+STABLE_TOKEN_DAILY_QUOTA = 500_000  # §7: across both modes
+STABLE_TOKEN_PER_MINUTE = 10_000  # §7: across both modes
+STABLE_FORCE_PER_DAY = 20  # §7: force_refresh at most 20 times a day...
+STABLE_FORCE_SPACING = 30  # ...and at least 30 s apart
+USER_INFO_DAILY_QUOTA = 5_000_000  # cgi-bin/user/info
+CGI_CALLS_PER_MINUTE = 50_000  # not documented for these paths: the same allowance as sns/*
+BEIJING_OFFSET = 8 * 3600  # daily quotas reset at midnight Beijing time (UTC+8)
+
 SCOPES = ("snsapi_base", "snsapi_userinfo")
 _ALNUM = string.ascii_letters + string.digits
 
@@ -46,6 +57,7 @@ SECRET_MISSING = (41004, "appsecret missing")
 CODE_MISSING = (41008, "missing code")
 OPENID_MISSING = (41009, "missing openid")
 INVALID_CREDENTIAL = (40001, "invalid credential, access_token is invalid or not latest")
+SYSTEM_ERROR = (-1, "system error")
 INVALID_GRANT_TYPE = (40002, "invalid grant_type")
 INVALID_OPENID = (40003, "invalid openid")
 INVALID_APPID = (40013, "invalid appid")
@@ -54,10 +66,52 @@ INVALID_CODE = (40029, "invalid code")
 INVALID_REFRESH_TOKEN = (40030, "invalid refresh_token")
 INVALID_SECRET = (40125, "invalid appsecret")
 CODE_USED = (40163, "code been used")
+# §6: WeChat names the caller's address; the HTTP layer fills it in (errmsg_for).
+IP_NOT_IN_WHITELIST = (40164, "invalid ip {ip} ipv6 ::ffff:{ip}, not in whitelist")
 ACCESS_TOKEN_EXPIRED = (42001, "access_token expired")
 REFRESH_TOKEN_EXPIRED = (42002, "refresh_token timeout")  # English errmsg unconfirmed (§3)
+DAILY_QUOTA = (45009, "reach max api daily quota limit")  # §6, §7, §12
 MINUTE_QUOTA = (45011, "api minute-quota reach limit  mustslower  retry next minute")
+DATA_FORMAT_ERROR = (47001, "data format error")
 API_UNAUTHORIZED = (48001, "api unauthorized")
+USER_UNAUTHORIZED = (50001, "user unauthorized")
+
+ERRMSGS: dict[int, str] = dict(
+    [
+        SYSTEM_ERROR,
+        INVALID_CREDENTIAL,
+        INVALID_GRANT_TYPE,
+        INVALID_OPENID,
+        INVALID_APPID,
+        INVALID_ACCESS_TOKEN,
+        INVALID_CODE,
+        INVALID_REFRESH_TOKEN,
+        INVALID_SECRET,
+        CODE_USED,
+        IP_NOT_IN_WHITELIST,
+        ACCESS_TOKEN_MISSING,
+        APPID_MISSING,
+        REFRESH_TOKEN_MISSING,
+        SECRET_MISSING,
+        CODE_MISSING,
+        OPENID_MISSING,
+        ACCESS_TOKEN_EXPIRED,
+        REFRESH_TOKEN_EXPIRED,
+        DAILY_QUOTA,
+        MINUTE_QUOTA,
+        DATA_FORMAT_ERROR,
+        API_UNAUTHORIZED,
+        USER_UNAUTHORIZED,
+    ]
+)
+
+
+def errmsg_for(errcode: int, ip: str = "127.0.0.1") -> str:
+    """WeChat's errmsg for `errcode` (without the rid suffix), for injected errcode faults."""
+    errmsg = ERRMSGS.get(errcode)
+    if errmsg is None:
+        return f"sandbox fault {errcode}"  # a code the emulator has no WeChat text for
+    return errmsg.format(ip=ip) if errcode == IP_NOT_IN_WHITELIST[0] else errmsg
 
 
 def fail(error: tuple[int, str]) -> ApiError:
@@ -66,6 +120,11 @@ def fail(error: tuple[int, str]) -> ApiError:
 
 def random_token(length: int, alphabet: str = _ALNUM) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def beijing_day(ts: float) -> int:
+    """The day number, in Beijing time, that daily quotas count in (they reset at 00:00 UTC+8)."""
+    return int((ts + BEIJING_OFFSET) // 86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +165,16 @@ class WebGrant:
         }
 
 
+@dataclass(slots=True)
+class BaseToken:
+    """A base (cgi-bin) access_token from cgi-bin/token ("token") or cgi-bin/stable_token."""
+
+    value: str
+    kind: str  # "token" | "stable"
+    expires_at: float  # its natural end: 42001 from then on
+    valid_until: float  # earlier when superseded or force-refreshed: 40001 in between
+
+
 class SandboxWeChat:
     """The emulator's state: users, codes, grants, injected faults and per-path call counts."""
 
@@ -119,6 +188,13 @@ class SandboxWeChat:
         self._grants_by_refresh: dict[str, WebGrant] = {}
         self._grants_by_access: dict[str, WebGrant] = {}
         self._minute_calls: dict[str, tuple[int, int]] = {}
+        self._daily_calls: dict[str, tuple[int, int]] = {}
+        self._base_tokens: dict[str, BaseToken] = {}
+        self._latest_token: BaseToken | None = None  # cgi-bin/token's newest
+        self._stable: BaseToken | None = None  # stable_token's current
+        self._stable_previous: BaseToken | None = None  # the one it replaced, in its overlap
+        self._stable_forced: tuple[int, int] = (0, 0)  # (Beijing day, forced refreshes that day)
+        self._stable_forced_at: float | None = None
 
     # The browser side: /connect/oauth2/authorize hands out codes.
 
@@ -150,21 +226,193 @@ class SandboxWeChat:
         if calls > per_minute:
             raise fail(MINUTE_QUOTA)
 
+    def use_daily_quota(self, name: str, limit: int) -> None:
+        """Count one call against a daily quota: 45009 past it, until midnight Beijing time."""
+        day = beijing_day(self.clock.now())
+        window, used = self._daily_calls.get(name, (day, 0))
+        if window != day:
+            used = 0
+        if used >= limit:
+            raise fail(DAILY_QUOTA)
+        self._daily_calls[name] = (day, used + 1)
+
     def _check_app(self, appid: str | None) -> None:
         if not appid:
             raise fail(APPID_MISSING)
         if not secrets.compare_digest(appid.encode(), self.config.appid.encode()):
             raise fail(INVALID_APPID)
 
+    def _check_secret(self, secret: str | None) -> None:
+        if not secret:
+            raise fail(SECRET_MISSING)
+        if not secrets.compare_digest(secret.encode(), self.config.secret.encode()):
+            raise fail(INVALID_SECRET)
+
+    # Base access_tokens: cgi-bin/token and cgi-bin/stable_token, two separate families (§6, §7).
+
+    def _issue_base_token(self, kind: str, now: float) -> BaseToken:
+        if len(self._base_tokens) >= 4096:
+            # Forget tokens a day past their end; they then answer 40001 rather than 42001.
+            self._base_tokens = {
+                v: t for v, t in self._base_tokens.items() if t.expires_at > now - 86400
+            }
+        # §6: reserve 512 characters; real tokens are about 140 of [A-Za-z0-9_-].
+        token = BaseToken(
+            value=secrets.token_urlsafe(102),
+            kind=kind,
+            expires_at=now + BASE_TOKEN_TTL,
+            valid_until=now + BASE_TOKEN_TTL,
+        )
+        self._base_tokens[token.value] = token
+        return token
+
+    def fetch_token(
+        self, appid: str | None, secret: str | None, grant_type: str | None
+    ) -> dict[str, Any]:
+        """cgi-bin/token (§6): a new token on every call; the previous one lives 5 more minutes.
+
+        The daily quota counts the calls that get a token (the docs don't say whether refused
+        ones count; counting only answered calls is the choice here).
+        """
+        self._check_app(appid)
+        self._check_secret(secret)
+        if grant_type != "client_credential":
+            raise fail(INVALID_GRANT_TYPE)
+        self.use_daily_quota("cgi-bin/token", TOKEN_DAILY_QUOTA)
+        now = self.clock.now()
+        previous = self._latest_token
+        if previous is not None:
+            previous.valid_until = min(previous.valid_until, now + BASE_TOKEN_OVERLAP)
+        token = self._latest_token = self._issue_base_token("token", now)
+        return {"access_token": token.value, "expires_in": BASE_TOKEN_TTL}
+
+    def stable_token(
+        self,
+        appid: str | None,
+        secret: str | None,
+        grant_type: str | None,
+        force_refresh: bool = False,
+    ) -> dict[str, Any]:
+        """cgi-bin/stable_token (§7), never touching cgi-bin/token's tokens nor they it.
+
+        Normal mode: the same token while it has more than 5 minutes left; then a new one,
+        the old working on until its own end. Force mode: a new token and every earlier stable
+        token invalid at once, at most 20 times a (Beijing) day and 30 s after the last forced
+        refresh. Emulator choice (§7 [UNCONFIRMED]): a force call refused by those limits is
+        answered as a normal-mode call, i.e. the unchanged current token ("won't refresh");
+        the 30 s count from the last refresh that took place.
+        """
+        self._check_app(appid)
+        self._check_secret(secret)
+        if grant_type != "client_credential":
+            raise fail(INVALID_GRANT_TYPE)
+        self.use_daily_quota("cgi-bin/stable_token", STABLE_TOKEN_DAILY_QUOTA)
+        now = self.clock.now()
+        if force_refresh and self._may_force_refresh(now):
+            for live in (self._stable, self._stable_previous):
+                if live is not None:
+                    live.valid_until = min(live.valid_until, now)
+            day, forced = self._stable_forced
+            today = beijing_day(now)
+            self._stable_forced = (today, forced + 1 if day == today else 1)
+            self._stable_forced_at = now
+            self._stable_previous = self._stable
+            self._stable = self._issue_base_token("stable", now)
+        else:
+            current = self._stable
+            if (
+                current is None
+                or now >= current.valid_until
+                or current.expires_at - now <= BASE_TOKEN_OVERLAP
+            ):
+                self._stable_previous = current  # keeps working until its own end
+                self._stable = self._issue_base_token("stable", now)
+        token = self._stable
+        return {"access_token": token.value, "expires_in": round(token.expires_at - now)}
+
+    def _may_force_refresh(self, now: float) -> bool:
+        day, forced = self._stable_forced
+        if day == beijing_day(now) and forced >= STABLE_FORCE_PER_DAY:
+            return False
+        last = self._stable_forced_at
+        return last is None or now - last >= STABLE_FORCE_SPACING
+
+    def check_base_token(self, access_token: str | None) -> BaseToken:
+        """The access_token check of every cgi-bin API (§6, §7, §12).
+
+        41001 missing; 40001 unknown (a web access_token included: §2 "cannot be used on
+        cgi-bin APIs") or superseded ("not latest"); 42001 past its natural end.
+        """
+        if not access_token:
+            raise fail(ACCESS_TOKEN_MISSING)
+        token = self._base_tokens.get(access_token)
+        if token is None:
+            raise fail(INVALID_CREDENTIAL)
+        now = self.clock.now()
+        if now >= token.expires_at:
+            raise fail(ACCESS_TOKEN_EXPIRED)
+        if now >= token.valid_until:
+            raise fail(INVALID_CREDENTIAL)
+        return token
+
+    def base_token_valid(self, access_token: str) -> bool:
+        """Whether WeChat would accept this base access_token on a cgi-bin API right now."""
+        try:
+            self.check_base_token(access_token)
+        except ApiError:
+            return False
+        return True
+
+    def cgi_user_info(self, access_token: str | None, openid: str | None) -> dict[str, Any]:
+        """cgi-bin/user/info (§9), as answered since 2021-12-27: no nickname, no avatar.
+
+        `lang` only affects fields WeChat no longer fills, so it is not taken.
+        """
+        self.check_base_token(access_token)
+        self.use_daily_quota("cgi-bin/user/info", USER_INFO_DAILY_QUOTA)
+        if not openid:
+            raise fail(OPENID_MISSING)
+        user = self.users.get(openid)
+        if user is None:
+            raise fail(INVALID_OPENID)  # §9: also for another app's openid or a unionid
+        if not user.subscribed:
+            answer: dict[str, Any] = {"subscribe": 0, "openid": user.openid}
+            if user.unionid:
+                answer["unionid"] = user.unionid
+            answer["tagid_list"] = []
+            return answer
+        answer = {
+            "subscribe": 1,
+            "openid": user.openid,
+            "nickname": "",
+            "sex": 0,
+            "language": "",
+            "city": "",
+            "province": "",
+            "country": "",
+            "headimgurl": "",
+            "subscribe_time": user.subscribe_time or 0,
+        }
+        if user.unionid:
+            answer["unionid"] = user.unionid
+        answer |= {
+            "remark": user.remark,
+            "groupid": 0,
+            "tagid_list": list(user.tagid_list),
+            "subscribe_scene": user.subscribe_scene,
+            "qr_scene": user.qr_scene,
+            "qr_scene_str": user.qr_scene_str,
+        }
+        return answer
+
+    # Web authorization (§2-§5).
+
     def exchange_code(
         self, appid: str | None, secret: str | None, code: str | None, grant_type: str | None
     ) -> dict[str, Any]:
         """sns/oauth2/access_token (§2)."""
         self._check_app(appid)
-        if not secret:
-            raise fail(SECRET_MISSING)
-        if not secrets.compare_digest(secret.encode(), self.config.secret.encode()):
-            raise fail(INVALID_SECRET)
+        self._check_secret(secret)
         if grant_type != "authorization_code":
             raise fail(INVALID_GRANT_TYPE)
         if not code:

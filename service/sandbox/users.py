@@ -20,6 +20,14 @@ class SandboxUser:
     headimgurl: str
     subscribed: bool
     subscribe_time: int | None
+    # What cgi-bin/user/info tells about a follower (§9); blank for users who don't follow.
+    # subscribe_scene is one of WeChat's ADD_SCENE_* values; qr_scene / qr_scene_str are the
+    # parametric QR code's scene when the user followed through one (0 / "" otherwise).
+    subscribe_scene: str = ""
+    qr_scene: int = 0
+    qr_scene_str: str = ""
+    remark: str = ""
+    tagid_list: tuple[int, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +45,7 @@ SANDBOX_USERS: tuple[SandboxUser, ...] = (
         headimgurl=_avatar("Ming"),
         subscribed=True,
         subscribe_time=_FOLLOWED_AT,
+        subscribe_scene="ADD_SCENE_QR_CODE",  # the account's ordinary QR code: no scene value
     ),
     SandboxUser(
         openid="oSbx02NotFollowingUnionid0B2",
@@ -53,6 +62,7 @@ SANDBOX_USERS: tuple[SandboxUser, ...] = (
         headimgurl=_avatar("Wang"),
         subscribed=True,
         subscribe_time=_FOLLOWED_AT + 86400,
+        subscribe_scene="ADD_SCENE_SEARCH",
     ),
     SandboxUser(
         openid="oSbx04NoAvatarNoUnionid000D4",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +20,9 @@ from .auth import JwtIssuer
 from .clock import Clock, SystemClock
 from .config import PROJECT_ROOT, Settings
 from .errors import error_middleware
-from .handlers import health, message, oauth, pages
+from .handlers import health, message, oauth, pages, tokens
 from .store import Store, open_database
+from .tokens import token_upkeep_ctx
 from .wechat.client import WeChatClient
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ def create_app(
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[keys.SETTINGS] = settings
     app[keys.CLOCK] = clock or SystemClock()
+    # Names this instance in leases, claims and status: host, process, and a random suffix.
+    app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     app[keys.JWT] = JwtIssuer(
         secret=settings.jwt_secret,
         issuer=settings.jwt_issuer,
@@ -52,6 +58,7 @@ def create_app(
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(http_session_ctx)
     app.cleanup_ctx.append(wechat_client_ctx)
+    app.cleanup_ctx.append(token_upkeep_ctx)
 
     aiohttp_jinja2.setup(
         app,
@@ -61,6 +68,7 @@ def create_app(
     app.add_routes(oauth.routes)
     app.add_routes(message.routes)
     app.add_routes(health.routes)
+    app.add_routes(tokens.routes)
     app.add_routes(pages.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static")
 

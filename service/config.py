@@ -21,7 +21,7 @@ WECHAT_OPEN_BASE = "https://open.weixin.qq.com"
 WECHAT_API_BASE = "https://api.weixin.qq.com"
 
 # Secrets come from the environment only: a config file ends up in images and repositories.
-SECRET_FIELDS = ("wechat_secret", "wechat_token", "wechat_aes_key", "jwt_secret")
+SECRET_FIELDS = ("wechat_secret", "wechat_token", "wechat_aes_key", "jwt_secret", "admin_key")
 
 # Development values filled in sandbox mode. They are public, so they are refused outside it.
 SANDBOX_DEFAULTS = {
@@ -30,6 +30,7 @@ SANDBOX_DEFAULTS = {
     "wechat_token": "sandboxtoken",
     "wechat_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
     "jwt_secret": "sandbox-jwt-secret-for-development-only-0000",
+    "admin_key": "sandbox-admin-key",
 }
 
 
@@ -61,6 +62,21 @@ class Settings:
     max_body_bytes: int = 65536
     sandbox: bool = False
     log_level: str = "INFO"
+    # Token upkeep (see config/default.toml for what each one means).
+    token_upkeep: bool = True
+    base_token_source: str = "stable"  # noqa: S105 - a mode, not a secret
+    base_token_refresh_margin: int = 240
+    token_check_interval: int = 60
+    lease_ttl: int = 30
+    wechat_retry_delay: float = 0.5
+    web_token_keep_alive: str = "recent"  # noqa: S105 - a mode, not a secret
+    web_token_recent_days: int = 7
+    web_token_refresh_margin: int = 900
+    web_token_sweep_interval: int = 300
+    web_token_refresh_rate: float = 50.0
+    web_token_concurrency: int = 16
+    web_token_batch_size: int = 500
+    admin_key: str = field(default="", repr=False)
 
     @property
     def public_origin(self) -> str:
@@ -219,6 +235,43 @@ def _validate(s: Settings) -> Settings:
     # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
     if len(s.jwt_secret.encode()) < 32:
         raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    if s.base_token_source not in ("stable", "token"):
+        raise ConfigError(f"BASE_TOKEN_SOURCE must be stable or token, got {s.base_token_source!r}")
+    # stable_token hands out a new token only in the last 300 s of the old one's life; asking
+    # earlier just returns the same token, so the margin must fall inside that window.
+    if not 0 < s.base_token_refresh_margin < 300:
+        raise ConfigError(
+            "BASE_TOKEN_REFRESH_MARGIN must be between 1 and 299 seconds "
+            f"(WeChat renews a token only in its last 300 s), got {s.base_token_refresh_margin}"
+        )
+    if not 0 < s.token_check_interval * 1.25 + s.lease_ttl < s.base_token_refresh_margin:
+        raise ConfigError(
+            "TOKEN_CHECK_INTERVAL (plus its 25% jitter) and LEASE_TTL together must stay under "
+            "BASE_TOKEN_REFRESH_MARGIN, or a renewal could be missed"
+        )
+    if s.lease_ttl < 5:
+        raise ConfigError(f"LEASE_TTL must be at least 5 seconds, got {s.lease_ttl}")
+    if s.wechat_retry_delay < 0:
+        raise ConfigError(f"WECHAT_RETRY_DELAY must not be negative, got {s.wechat_retry_delay}")
+    if s.web_token_keep_alive not in ("all", "recent", "none"):
+        raise ConfigError(
+            f"WEB_TOKEN_KEEP_ALIVE must be all, recent or none, got {s.web_token_keep_alive!r}"
+        )
+    for name in (
+        "web_token_recent_days",
+        "web_token_refresh_margin",
+        "web_token_sweep_interval",
+        "web_token_concurrency",
+        "web_token_batch_size",
+    ):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"{name.upper()} must be at least 1, got {getattr(s, name)}")
+    if s.web_token_refresh_rate <= 0:
+        raise ConfigError(f"WEB_TOKEN_REFRESH_RATE must be above 0, got {s.web_token_refresh_rate}")
+    if s.admin_key and len(s.admin_key) < 16 and not s.sandbox:
+        raise ConfigError("ADMIN_KEY must be at least 16 characters long")
+    if s.admin_key == SANDBOX_DEFAULTS["admin_key"] and not s.sandbox:
+        raise ConfigError("ADMIN_KEY is the public sandbox value; set a real one")
     # The embedded store is a development dependency: a production image has only pymongo.
     if not s.mongodb_uri and importlib.util.find_spec("mongomock_motor") is None:
         raise ConfigError(

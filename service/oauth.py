@@ -19,17 +19,13 @@ from .errors import (
     InvalidState,
     MissingParameter,
     OriginNotAllowed,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
 from .store import Store
+from .upstream import upstream_error
 from .wechat.client import (
     WeChatAPIError,
     WeChatClient,
     WeChatError,
-    WeChatTimeout,
-    WeChatUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -196,10 +192,10 @@ async def complete_authorization(
             ) from None
         # WeChat did not take the code, so the user may retry with the same state.
         await store.release_state(doc)
-        raise _upstream(exc) from None
+        raise upstream_error(exc) from None
     except WeChatError as exc:
         await store.release_state(doc)
-        raise _upstream(exc) from None
+        raise upstream_error(exc) from None
 
     scope = web_token.scope if web_token.scope in SCOPES else doc["scope"]
     profile = None
@@ -271,26 +267,3 @@ def public_user(user: dict[str, Any]) -> dict[str, Any]:
             value = user[key]
             out[key] = value.isoformat() if isinstance(value, datetime) else value
     return out
-
-
-def _upstream(exc: WeChatError) -> Exception:
-    if isinstance(exc, WeChatTimeout):
-        return UpstreamTimeout("WeChat did not answer in time; try again")
-    if isinstance(exc, WeChatUnavailable):
-        return UpstreamUnavailable("WeChat could not be reached; try again")
-    assert isinstance(exc, WeChatAPIError)
-    if exc.errcode == -1:
-        return UpstreamUnavailable(
-            "WeChat is busy (errcode -1); try again", field="errcode", value=-1
-        )
-    if exc.errcode == 45011:
-        return UpstreamUnavailable(
-            "WeChat's per-minute quota is used up; try again shortly", field="errcode", value=45011
-        )
-    # 40013/40125/40164 and the like: the service's own configuration; the client cannot fix it.
-    log.error("WeChat refused the service: %s", exc)
-    return UpstreamError(
-        f"WeChat refused the request (errcode {exc.errcode}); check the service's configuration",
-        field="errcode",
-        value=exc.errcode,
-    )

@@ -34,6 +34,8 @@ class Store:
         self.states = db["oauth_states"]
         self.users = db["users"]
         self.web_tokens = db["web_tokens"]
+        self.base_tokens = db["base_tokens"]
+        self.leases = db["leases"]
 
     async def ensure_indexes(self) -> None:
         # The state string is the _id, so it is unique without a second index.
@@ -48,7 +50,8 @@ class Store:
             [("openid", ASCENDING), ("scope", ASCENDING)], unique=True, name="openid_scope_unique"
         )
         await self.web_tokens.create_index(
-            [("status", ASCENDING), ("accessTokenExpiresAt", ASCENDING)], name="refresh_due"
+            [("status", ASCENDING), ("accessTokenExpiresAt", ASCENDING), ("_id", ASCENDING)],
+            name="refresh_due",
         )
 
     async def ping(self) -> None:
@@ -123,6 +126,33 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
+    async def record_follow_state(
+        self,
+        openid: str,
+        *,
+        subscribed: bool,
+        subscribe_time: int | None,
+        subscribe_scene: str | None,
+        unionid: str | None,
+    ) -> None:
+        now = utc(self.clock.now())
+        fields: dict[str, Any] = {
+            "subscribed": subscribed,
+            "subscribeTime": utc(subscribe_time) if subscribe_time else None,
+            "subscribeScene": subscribe_scene,
+            "followCheckedAt": now,
+            "updatedAt": now,
+        }
+        if unionid:
+            fields["unionid"] = unionid
+        for attempt in range(2):
+            try:
+                await self.users.update_one({"openid": openid}, {"$set": fields}, upsert=True)
+                return
+            except DuplicateKeyError:
+                if attempt:  # lost a race with a first sign-in; now the update applies
+                    raise
+
     async def get_user(self, openid: str) -> dict[str, Any] | None:
         return await self.users.find_one({"openid": openid})
 
@@ -164,6 +194,180 @@ class Store:
 
     async def get_web_token(self, openid: str, scope: str) -> dict[str, Any] | None:
         return await self.web_tokens.find_one({"openid": openid, "scope": scope})
+
+    def web_tokens_due(
+        self, *, due_before: float, used_since: float | None, batch_size: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Active tokens expiring before `due_before`, most urgent first, streamed in batches.
+
+        One cursor over the (status, accessTokenExpiresAt, _id) index: the server sends
+        `batch_size` documents at a time, so memory stays at one batch whatever the collection's
+        size. A refreshed token's new expiry lies beyond `due_before`, so it is not met again.
+        """
+        now = utc(self.clock.now())
+        query: dict[str, Any] = {
+            "status": "active",
+            "accessTokenExpiresAt": {"$lte": utc(due_before)},
+            "refreshTokenExpiresAt": {"$gt": now},
+            "$or": [{"claimUntil": None}, {"claimUntil": {"$lte": now}}],
+        }
+        if used_since is not None:
+            query["lastUsedAt"] = {"$gte": utc(used_since)}
+        projection = {"openid": 1, "scope": 1, "refreshToken": 1}
+        return (
+            self.web_tokens.find(query, projection)
+            .sort([("accessTokenExpiresAt", ASCENDING), ("_id", ASCENDING)])
+            .batch_size(batch_size)
+        )
+
+    async def claim_web_token(self, token_id: Any, owner: str, ttl: float) -> bool:
+        """Claim one token for refreshing, so two instances never refresh the same one."""
+        now = self.clock.now()
+        claimed = await self.web_tokens.find_one_and_update(
+            {
+                "_id": token_id,
+                "status": "active",
+                "$or": [{"claimUntil": None}, {"claimUntil": {"$lte": utc(now)}}],
+            },
+            {"$set": {"claimUntil": utc(now + ttl), "claimedBy": owner}},
+            projection={"_id": 1},
+        )
+        return claimed is not None
+
+    async def web_token_refreshed(
+        self, token_id: Any, owner: str, *, access_token: str, refresh_token: str, expires_in: int
+    ) -> None:
+        now = self.clock.now()
+        await self.web_tokens.update_one(
+            {"_id": token_id, "claimedBy": owner},
+            {
+                "$set": {
+                    "accessToken": access_token,
+                    "refreshToken": refresh_token,
+                    "accessTokenExpiresAt": utc(now + expires_in),
+                    "refreshedAt": utc(now),
+                    "updatedAt": utc(now),
+                    "lastError": None,
+                },
+                "$unset": {"claimUntil": "", "claimedBy": ""},
+            },
+        )
+
+    async def web_token_failed(
+        self, token_id: Any, owner: str, error: dict[str, Any], *, reauth: bool
+    ) -> None:
+        """Record why a refresh failed; reauth means WeChat will never refresh this one again."""
+        fields: dict[str, Any] = {"lastError": error, "updatedAt": utc(self.clock.now())}
+        if reauth:
+            fields["status"] = "reauth_required"
+        await self.web_tokens.update_one(
+            {"_id": token_id, "claimedBy": owner},
+            {"$set": fields, "$unset": {"claimUntil": "", "claimedBy": ""}},
+        )
+
+    async def mark_refresh_expired(self) -> int:
+        """Tokens whose refresh_token ran out can only come back through a new sign-in."""
+        now = utc(self.clock.now())
+        result = await self.web_tokens.update_many(
+            {"status": "active", "refreshTokenExpiresAt": {"$lte": now}},
+            {
+                "$set": {
+                    "status": "reauth_required",
+                    "lastError": {"at": now, "kind": "RefreshTokenExpired"},
+                    "updatedAt": now,
+                }
+            },
+        )
+        return result.modified_count
+
+    async def count_web_tokens_by_status(self) -> dict[str, int]:
+        cursor = self.web_tokens.aggregate([{"$group": {"_id": "$status", "count": {"$sum": 1}}}])
+        # pymongo's async aggregate() is a coroutine giving a cursor; Motor's (the embedded
+        # store's) gives the cursor itself.
+        if inspect.isawaitable(cursor):
+            cursor = await cursor
+        return {str(row["_id"]): int(row["count"]) async for row in cursor}
+
+    # -- the account's base access_token --------------------------------------------------------
+
+    async def get_base_token(self, appid: str) -> dict[str, Any] | None:
+        return await self.base_tokens.find_one({"_id": appid})
+
+    async def save_base_token(
+        self, appid: str, *, access_token: str, expires_in: int, source: str, fetched_by: str
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        return await self.base_tokens.find_one_and_update(
+            {"_id": appid},
+            {
+                "$set": {
+                    "accessToken": access_token,
+                    "expiresAt": utc(now + expires_in),
+                    "fetchedAt": utc(now),
+                    "fetchedBy": fetched_by,
+                    "source": source,
+                    "lastRefreshAt": utc(now),
+                    "lastError": None,
+                    "backoffUntil": None,
+                    "failures": 0,
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def invalidate_base_token(self, appid: str, access_token: str) -> bool:
+        """Compare-and-set: drop the stored token only if it is still the one that failed.
+
+        A late 40001 for an old token must never discard the newer token another instance
+        stored in the meantime.
+        """
+        result = await self.base_tokens.update_one(
+            {"_id": appid, "accessToken": access_token},
+            {"$set": {"accessToken": None, "invalidatedAt": utc(self.clock.now())}},
+        )
+        return result.modified_count == 1
+
+    async def record_base_token_error(
+        self, appid: str, error: dict[str, Any], backoff_until: float | None
+    ) -> None:
+        await self.base_tokens.update_one(
+            {"_id": appid},
+            {
+                "$set": {
+                    "lastError": error,
+                    "backoffUntil": utc(backoff_until) if backoff_until else None,
+                },
+                "$inc": {"failures": 1},
+            },
+            upsert=True,
+        )
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or extend the lease `name` for `ttl` seconds; False while another holds it.
+
+        The filter matches a free (expired) lease or our own; when it matches nothing the
+        upsert tries to insert the same _id and fails with a duplicate key: someone else
+        holds it. One round trip, atomic on the server.
+        """
+        now = self.clock.now()
+        try:
+            await self.leases.find_one_and_update(
+                {"_id": name, "$or": [{"owner": owner}, {"expiresAt": {"$lte": utc(now)}}]},
+                {"$set": {"owner": owner, "expiresAt": utc(now + ttl), "acquiredAt": utc(now)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self.leases.delete_one({"_id": name, "owner": owner})
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        return await self.leases.find_one({"_id": name})
 
 
 @asynccontextmanager

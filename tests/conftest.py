@@ -16,7 +16,7 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
-from flows import APP_ORIGIN, APPID, JWT_SECRET, MONGODB_URI, SECRET, TOKEN
+from flows import ADMIN_KEY, APP_ORIGIN, APPID, JWT_SECRET, MONGODB_URI, SECRET, TOKEN
 from service.app import create_app
 from service.clock import ManualClock
 from service.config import Settings, load_settings
@@ -76,6 +76,11 @@ def settings(emulator_server, mongodb_name) -> Settings:
         jwt_secret=JWT_SECRET,
         jwt_ttl=3600,
         allowed_redirect_origins=(APP_ORIGIN,),
+        # Tests run the token jobs themselves, on the manual clock; one test starts the scheduler.
+        token_upkeep=False,
+        wechat_retry_delay=0.0,
+        web_token_refresh_rate=100_000.0,
+        admin_key=ADMIN_KEY,
     )
 
 
@@ -84,12 +89,18 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 
 @pytest.fixture
 def make_client(aiohttp_client, settings, clock) -> MakeClient:
-    """A service client; keyword arguments override settings."""
+    """A service client; keyword arguments override settings. Instances given one
+    `mongo_client` share a store, as several replicas share one MongoDB."""
 
     async def make(
-        *, extra_routes: web.RouteTableDef | None = None, **overrides: Any
+        *,
+        extra_routes: web.RouteTableDef | None = None,
+        mongo_client: Any = None,
+        **overrides: Any,
     ) -> TestClient:
-        app = create_app(dataclasses.replace(settings, **overrides), clock=clock)
+        app = create_app(
+            dataclasses.replace(settings, **overrides), clock=clock, mongo_client=mongo_client
+        )
         if extra_routes is not None:
             app.add_routes(extra_routes)
         return await aiohttp_client(app)
@@ -113,8 +124,29 @@ async def browser() -> AsyncIterator[ClientSession]:
 async def sandbox_service(aiohttp_server, mongodb_name) -> str:
     """The service as `make run` starts it (SANDBOX=1, emulator mounted); its base URL."""
     port = unused_port()
-    env = {"SANDBOX": "1", "PORT": str(port), "HOST": "127.0.0.1", "MONGODB_DB": mongodb_name}
+    env = {
+        "SANDBOX": "1",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "MONGODB_DB": mongodb_name,
+        "TOKEN_UPKEEP": "0",
+    }
     if MONGODB_URI:
         env["MONGODB_URI"] = MONGODB_URI
     await aiohttp_server(create_app(load_settings(env)), port=port)
     return f"http://localhost:{port}"
+
+
+@pytest.fixture
+async def shared_mongo() -> AsyncIterator[Any]:
+    """One MongoDB client for several service instances (the real server when MONGODB_URI)."""
+    if MONGODB_URI:
+        from pymongo import AsyncMongoClient
+
+        client: Any = AsyncMongoClient(MONGODB_URI, tz_aware=True)
+        yield client
+        await client.close()
+    else:
+        from service.store import embedded_client
+
+        yield embedded_client()

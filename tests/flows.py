@@ -15,6 +15,7 @@ APPID = "wx1234567890abcdef"
 SECRET = "0123456789abcdef0123456789abcdef"
 TOKEN = "testtoken"
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123"
+ADMIN_KEY = "test-admin-key-0123456789"
 APP_ORIGIN = "https://app.example.com"
 REDIRECT_URI = f"{APP_ORIGIN}/signed-in"
 CALLBACK = f"{APP_ORIGIN}/wechat-callback"
@@ -48,3 +49,14 @@ def assert_error_shape(body: dict, status: int, name: str, field: str) -> None:
     assert isinstance(body["message"], str) and body["message"]
     assert set(body["details"]) == {"field", "fieldValue"}
     assert body["details"]["field"] == field
+
+
+async def sign_in(
+    client: TestClient, browser: ClientSession, openid: str, scope: str = "snsapi_base"
+) -> dict:
+    """The whole web authorization for one sandbox user; /wechat/jwt's answer."""
+    url = await start_sign_in(client, scope)
+    query = await authorize_at_wechat(browser, url, openid)
+    resp = await client.get("/wechat/jwt", params=query)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()

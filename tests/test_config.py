@@ -105,3 +105,38 @@ def test_secrets_do_not_show_in_the_settings_repr():
     settings = load_settings(PRODUCTION_ENV)
     assert "a-real-secret" not in repr(settings)
     assert PRODUCTION_ENV["JWT_SECRET"] not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"BASE_TOKEN_SOURCE": "cache"}, "BASE_TOKEN_SOURCE"),
+        # stable_token renews only in a token's last 300 s; an earlier margin would never renew.
+        ({"BASE_TOKEN_REFRESH_MARGIN": "300"}, "BASE_TOKEN_REFRESH_MARGIN"),
+        ({"TOKEN_CHECK_INTERVAL": "200"}, "TOKEN_CHECK_INTERVAL"),
+        ({"LEASE_TTL": "2"}, "LEASE_TTL"),
+        ({"WEB_TOKEN_KEEP_ALIVE": "some"}, "WEB_TOKEN_KEEP_ALIVE"),
+        ({"WEB_TOKEN_REFRESH_RATE": "0"}, "WEB_TOKEN_REFRESH_RATE"),
+        ({"WEB_TOKEN_CONCURRENCY": "0"}, "WEB_TOKEN_CONCURRENCY"),
+        ({"ADMIN_KEY": "short"}, "ADMIN_KEY"),
+        ({"ADMIN_KEY": SANDBOX_DEFAULTS["admin_key"]}, "ADMIN_KEY"),
+    ],
+)
+def test_token_upkeep_settings_are_checked_at_start_up(override, named):
+    with pytest.raises(ConfigError, match=named):
+        load_settings({**PRODUCTION_ENV, **override})
+
+
+def test_token_upkeep_defaults():
+    settings = load_settings(PRODUCTION_ENV)
+    assert settings.token_upkeep is True
+    assert settings.base_token_source == "stable"
+    assert settings.web_token_keep_alive == "recent"
+    assert settings.admin_key == ""  # the status endpoint stays shut until one is set
+
+
+def test_admin_key_is_a_secret_not_a_file_setting(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('admin_key = "from-a-file-0123456789"\n')
+    with pytest.raises(ConfigError, match="ADMIN_KEY"):
+        load_settings(PRODUCTION_ENV, config)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -41,13 +41,19 @@ class WeChatTimeout(WeChatError):
 
 @dataclass(frozen=True)
 class WebAccessToken:
-    access_token: str
+    access_token: str = field(repr=False)
     expires_in: int
-    refresh_token: str
+    refresh_token: str = field(repr=False)
     openid: str
     scope: str
     unionid: str | None = None
     is_snapshotuser: bool = False
+
+
+@dataclass(frozen=True)
+class BaseAccessToken:
+    access_token: str = field(repr=False)
+    expires_in: int
 
 
 class WeChatClient:
@@ -67,9 +73,16 @@ class WeChatClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        return await self._call("GET", path, params)
+
+    async def _call(
+        self, method: str, path: str, params: dict[str, str], body: Any = None
+    ) -> dict[str, Any]:
         url = f"{self._api_base}/{path}"
         try:
-            async with self._session.get(url, params=params, timeout=self._timeout) as resp:
+            async with self._session.request(
+                method, url, params=params, json=body, timeout=self._timeout
+            ) as resp:
                 if resp.status >= 400:
                     raise WeChatUnavailable(f"WeChat {path} answered HTTP {resp.status}")
                 text = await resp.text()
@@ -115,6 +128,43 @@ class WeChatClient:
         """sns/userinfo: the profile a snsapi_userinfo token may read."""
         return await self._get(
             "sns/userinfo", {"access_token": access_token, "openid": openid, "lang": lang}
+        )
+
+    async def fetch_base_token(self, source: str) -> BaseAccessToken:
+        """The account's access_token: cgi-bin/stable_token (normal mode) or cgi-bin/token.
+
+        stable_token answers the same token while it is valid and a new one only in its last
+        five minutes, so instances asking at once cannot cancel each other's token; cgi-bin/token
+        issues a new token on every call and leaves the previous one five minutes of life.
+        """
+        if source == "stable":
+            body = await self._call(
+                "POST",
+                "cgi-bin/stable_token",
+                {},
+                {
+                    "grant_type": "client_credential",
+                    "appid": self._appid,
+                    "secret": self._secret,
+                    "force_refresh": False,
+                },
+            )
+        else:
+            body = await self._get(
+                "cgi-bin/token",
+                {"grant_type": "client_credential", "appid": self._appid, "secret": self._secret},
+            )
+        try:
+            return BaseAccessToken(str(body["access_token"]), int(body["expires_in"]))
+        except (KeyError, TypeError, ValueError):
+            raise WeChatUnavailable(
+                "WeChat answered a token without its documented fields"
+            ) from None
+
+    async def follower_info(self, access_token: str, openid: str) -> dict[str, Any]:
+        """cgi-bin/user/info: whether the user follows the account, and since when."""
+        return await self._get(
+            "cgi-bin/user/info", {"access_token": access_token, "openid": openid, "lang": "zh_CN"}
         )
 
 

@@ -1,0 +1,76 @@
+"""/wechat/subscribed (for the signed-in user) and /wechat/tokens/status (for operators)."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from .. import keys
+from ..auth import bearer_token
+from ..errors import Forbidden, Unauthorized
+from ..follow import check_follow
+
+routes = web.RouteTableDef()
+
+
+def signed_in_openid(request: web.Request) -> str:
+    """The openid of the app JWT in `Authorization: Bearer …`; 401 without a valid one."""
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized(
+            "an Authorization: Bearer <token> header with the app's JWT is required",
+            field="Authorization",
+            value=None,
+            headers={"WWW-Authenticate": 'Bearer realm="wechat"'},
+        )
+    return request.config_dict[keys.JWT].verify(token)["sub"]
+
+
+@routes.get("/wechat/subscribed")
+async def subscribed(request: web.Request) -> web.Response:
+    openid = signed_in_openid(request)
+    result = await check_follow(
+        request.config_dict[keys.BASE_TOKENS],
+        request.config_dict[keys.WECHAT],
+        request.config_dict[keys.STORE],
+        openid,
+    )
+    return web.json_response(result, headers={"Cache-Control": "no-store"})
+
+
+def require_admin(request: web.Request) -> None:
+    expected = request.config_dict[keys.SETTINGS].admin_key
+    given = request.headers.get("X-Admin-Key")
+    if not expected:
+        raise Forbidden(
+            "the status endpoint is disabled: set ADMIN_KEY to enable it", field="X-Admin-Key"
+        )
+    if not given:
+        raise Unauthorized("the X-Admin-Key header is required", field="X-Admin-Key")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Forbidden("wrong admin key", field="X-Admin-Key", value="…")
+
+
+@routes.get("/wechat/tokens/status")
+async def tokens_status(request: web.Request) -> web.Response:
+    """Ages, expiries, lease and errors; never a token value."""
+    require_admin(request)
+    keeper = request.config_dict[keys.BASE_TOKENS]
+    scheduler = request.config_dict[keys.SCHEDULER]
+    jobs = []
+    if scheduler is not None:
+        jobs = [
+            {
+                "id": job.id,
+                "nextRunAt": job.next_run_time.isoformat() if job.next_run_time else None,
+            }
+            for job in scheduler.get_jobs()
+        ]
+    body = {
+        "instance": request.config_dict[keys.INSTANCE_ID],
+        "baseToken": await keeper.status(),
+        "webTokens": await request.config_dict[keys.STORE].count_web_tokens_by_status(),
+        "scheduler": {"running": scheduler is not None and scheduler.running, "jobs": jobs},
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})

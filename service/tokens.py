@@ -1,0 +1,537 @@
+"""Tokens without manual action: the account's base access_token and users' web tokens.
+
+Any number of instances share one MongoDB. The stored base token is the only one anybody uses;
+WeChat is asked for a new one only by the holder of a MongoDB lease, so it is asked once per
+token lifetime, not once per instance, and no instance cancels another's token (the 40001 that
+plagues WeChat SDKs that fetch per process). The scheduler jobs are plain coroutines with their
+dependencies injected, so tests drive them with a manual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from . import keys
+from .clock import Clock, utc
+from .config import Settings
+from .errors import UpstreamError, UpstreamUnavailable
+from .store import Store
+from .wechat.client import (
+    WeChatAPIError,
+    WeChatClient,
+    WeChatError,
+    WeChatTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# errcodes that say "this base token is no good" (§12 of wechat-api.md): refetch once, retry once.
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# Refusals that more calls cannot fix soon: no retry storm, every instance waits this long.
+BACKOFF_SECONDS = {
+    45009: 900,  # daily quota used up (an admin may reset it with clear_quota)
+    40164: 300,  # the egress IP is not in the account's whitelist
+    40013: 300,  # wrong appid
+    40125: 300,  # wrong secret
+    40243: 300,  # AppSecret frozen
+}
+DEFAULT_BACKOFF = 60
+BUSY_RETRIES = 2  # errcode -1: up to two more tries, with doubling delays
+# Readers use a cached token until this many seconds before it expires. Renewal happens
+# earlier (base_token_refresh_margin), and WeChat keeps the old token valid until its expiry.
+READER_MARGIN = 30
+# A reader finding no usable token waits for the lease holder at most this often per second.
+WAIT_POLL = 0.2
+
+WEB_REAUTH_ERRCODES = frozenset({40030, 42002})
+
+
+class BaseTokenUnavailable(UpstreamUnavailable):
+    """No valid base token can be had right now; the message says why."""
+
+
+def error_record(exc: Exception, at: float) -> dict[str, Any]:
+    """What went wrong, for status pages; never a token or secret (errmsg carries neither)."""
+    record: dict[str, Any] = {"at": utc(at), "kind": type(exc).__name__}
+    if isinstance(exc, WeChatAPIError):
+        record.update(path=exc.path, errcode=exc.errcode, errmsg=exc.errmsg)
+    else:
+        record["message"] = str(exc)
+    return record
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+@dataclass
+class _Cached:
+    token: str
+    expires_at: float
+
+
+class BaseTokenKeeper:
+    """The stored base access_token: read by everyone, renewed only under the lease."""
+
+    def __init__(
+        self,
+        store: Store,
+        wechat: WeChatClient,
+        settings: Settings,
+        clock: Clock,
+        instance_id: str,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._wechat = wechat
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self.instance_id = instance_id
+        self.appid = settings.wechat_appid
+        self.lease_name = f"base_token:{self.appid}"
+        self._cached: _Cached | None = None
+        self._fetching = asyncio.Lock()  # one fetch attempt per process at a time
+
+    # -- readers --------------------------------------------------------------------------------
+
+    async def get(self) -> str:
+        """A valid base token; fetched (under the lease) only when none is stored."""
+        now = self._clock.now()
+        if self._cached and self._cached.expires_at - READER_MARGIN > now:
+            return self._cached.token
+        doc = await self._store.get_base_token(self.appid)
+        token = self._usable(doc, now)
+        if token:
+            return token
+        return await self._obtain()
+
+    def _usable(self, doc: dict[str, Any] | None, now: float) -> str | None:
+        """The stored token if it has life left, caching it; None otherwise."""
+        if not doc or not doc.get("accessToken"):
+            return None
+        expires_at = doc["expiresAt"].timestamp()
+        if expires_at - READER_MARGIN <= now:
+            return None
+        self._cached = _Cached(doc["accessToken"], expires_at)
+        return doc["accessToken"]
+
+    async def _obtain(self) -> str:
+        """No usable token is stored: fetch it under the lease, or wait for whoever holds it."""
+        async with self._fetching:
+            deadline = time.monotonic() + self._settings.lease_ttl + self._settings.wechat_timeout
+            while True:
+                now = self._clock.now()
+                doc = await self._store.get_base_token(self.appid)
+                token = self._usable(doc, now)
+                if token:
+                    return token
+                self._raise_if_backing_off(doc, now)
+                if await self._store.acquire_lease(
+                    self.lease_name, self.instance_id, self._settings.lease_ttl
+                ):
+                    try:
+                        return await self._fetch_and_store()
+                    finally:
+                        await self._store.release_lease(self.lease_name, self.instance_id)
+                if time.monotonic() >= deadline:
+                    raise BaseTokenUnavailable(
+                        "another instance is fetching WeChat's access_token and has not finished",
+                        field="base_token",
+                        value="pending",
+                    )
+                await self._sleep(WAIT_POLL)
+
+    def _raise_if_backing_off(self, doc: dict[str, Any] | None, now: float) -> None:
+        if not doc:
+            return
+        until = _ts(doc.get("backoffUntil"))
+        if until is not None and until > now:
+            error = doc.get("lastError") or {}
+            errcode = error.get("errcode")
+            raise UpstreamError(
+                f"WeChat refused an access_token (errcode {errcode}); retrying after "
+                f"{utc(until).isoformat()}",
+                field="errcode",
+                value=errcode,
+            )
+
+    async def call(self, operation: Callable[[str], Awaitable[T]]) -> T:
+        """Run a WeChat call with the base token, recovering from a token WeChat rejects.
+
+        40001/40014/42001: drop the stored token only if it is still the one that failed
+        (compare-and-set), get a fresh one under the lease, retry once. -1: retry with
+        doubling delays, a bounded number of times.
+        """
+        token = await self.get()
+        renewed = False
+        busy = 0
+        while True:
+            try:
+                return await operation(token)
+            except WeChatAPIError as exc:
+                if exc.errcode in TOKEN_ERRCODES and not renewed:
+                    log.warning(
+                        "WeChat rejected the base token on %s (errcode %s); renewing once",
+                        exc.path,
+                        exc.errcode,
+                    )
+                    await self.invalidate(token)
+                    token = await self.get()
+                    renewed = True
+                    continue
+                if exc.errcode == -1 and busy < BUSY_RETRIES:
+                    await self._sleep(self._settings.wechat_retry_delay * 2**busy)
+                    busy += 1
+                    continue
+                raise
+
+    async def invalidate(self, token: str) -> None:
+        if self._cached and self._cached.token == token:
+            self._cached = None
+        await self._store.invalidate_base_token(self.appid, token)
+
+    # -- the scheduler job ----------------------------------------------------------------------
+
+    async def renew_if_due(self) -> bool:
+        """Renew the stored token ahead of expiry; True if this instance fetched one.
+
+        Cheap when nothing is due (one read). When it is due, only the lease holder calls
+        WeChat; the others find the new token on their next read.
+        """
+        now = self._clock.now()
+        doc = await self._store.get_base_token(self.appid)
+        if not self._due(doc, now):
+            return False
+        try:
+            self._raise_if_backing_off(doc, now)
+        except UpstreamError:
+            return False
+        if not await self._store.acquire_lease(
+            self.lease_name, self.instance_id, self._settings.lease_ttl
+        ):
+            return False
+        try:
+            # Re-read under the lease: the previous holder may have just renewed it.
+            if not self._due(await self._store.get_base_token(self.appid), self._clock.now()):
+                return False
+            try:
+                await self._fetch_and_store()
+            except WeChatError:
+                return False  # recorded on the token document for status and readiness
+            return True
+        finally:
+            await self._store.release_lease(self.lease_name, self.instance_id)
+
+    def _due(self, doc: dict[str, Any] | None, now: float) -> bool:
+        if not doc or not doc.get("accessToken"):
+            return True
+        return doc["expiresAt"].timestamp() - now <= self._settings.base_token_refresh_margin
+
+    async def _fetch_and_store(self) -> str:
+        source = self._settings.base_token_source
+        busy = 0
+        while True:
+            try:
+                fetched = await self._wechat.fetch_base_token(source)
+                break
+            except WeChatAPIError as exc:
+                if exc.errcode == -1 and busy < BUSY_RETRIES:
+                    await self._sleep(self._settings.wechat_retry_delay * 2**busy)
+                    busy += 1
+                    continue
+                backoff = BACKOFF_SECONDS.get(exc.errcode, DEFAULT_BACKOFF)
+                if exc.errcode == -1:
+                    backoff = 0  # transient: the next check tries again
+                await self._record_failure(exc, backoff)
+                raise
+            except WeChatError as exc:
+                await self._record_failure(exc, 0)
+                raise
+        doc = await self._store.save_base_token(
+            self.appid,
+            access_token=fetched.access_token,
+            expires_in=fetched.expires_in,
+            source=source,
+            fetched_by=self.instance_id,
+        )
+        self._cached = _Cached(fetched.access_token, doc["expiresAt"].timestamp())
+        log.info(
+            "base access_token renewed by %s via %s; valid %s s",
+            self.instance_id,
+            source,
+            fetched.expires_in,
+        )
+        return fetched.access_token
+
+    async def _record_failure(self, exc: WeChatError, backoff: float) -> None:
+        now = self._clock.now()
+        level = logging.WARNING if isinstance(exc, WeChatTimeout) or not backoff else logging.ERROR
+        log.log(level, "could not renew the base access_token: %s", exc)
+        await self._store.record_base_token_error(
+            self.appid, error_record(exc, now), now + backoff if backoff else None
+        )
+
+    async def release(self) -> None:
+        """Give the lease up at shutdown, so another instance need not wait for it to run out."""
+        await self._store.release_lease(self.lease_name, self.instance_id)
+
+    # -- status ---------------------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        now = self._clock.now()
+        doc = await self._store.get_base_token(self.appid) or {}
+        lease = await self._store.get_lease(self.lease_name)
+        expires_at = _ts(doc.get("expiresAt"))
+        fetched_at = _ts(doc.get("fetchedAt"))
+        valid = bool(doc.get("accessToken")) and expires_at is not None and expires_at > now
+        lease_live = lease is not None and lease["expiresAt"].timestamp() > now
+        return {
+            "appid": self.appid,
+            "source": doc.get("source"),
+            "valid": valid,
+            "fetchedAt": _iso(doc.get("fetchedAt")),
+            "fetchedBy": doc.get("fetchedBy"),
+            "expiresAt": _iso(doc.get("expiresAt")),
+            "ageSeconds": round(now - fetched_at) if fetched_at else None,
+            "remainingSeconds": max(0, round(expires_at - now)) if valid and expires_at else 0,
+            "lastRefreshAt": _iso(doc.get("lastRefreshAt")),
+            "lastError": _jsonable(doc.get("lastError")),
+            "backoffUntil": _iso(doc.get("backoffUntil")),
+            "consecutiveFailures": doc.get("failures", 0),
+            "leaseHolder": lease["owner"] if lease_live else None,
+            "leaseExpiresAt": _iso(lease["expiresAt"]) if lease_live else None,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _jsonable(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not record:
+        return None
+    return {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in record.items()}
+
+
+class RatePacer:
+    """Spaces calls evenly at `rate` per second across all callers (no bursts)."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            delay = max(0.0, self._next - now)
+            self._next = max(now, self._next) + self._interval
+        if delay:
+            await asyncio.sleep(delay)
+
+
+@dataclass
+class SweepReport:
+    refreshed: int = 0
+    reauth_required: int = 0
+    failed: int = 0
+    skipped: int = 0  # claimed by another instance
+    expired: int = 0  # refresh_token ran out before a sweep reached it
+
+    @property
+    def seen(self) -> int:
+        return self.refreshed + self.reauth_required + self.failed + self.skipped
+
+
+class WebTokenSweeper:
+    """Refreshes users' web access tokens before they expire, within WeChat's rate limits."""
+
+    PROGRESS_EVERY = 1000
+
+    def __init__(
+        self,
+        store: Store,
+        wechat: WeChatClient,
+        settings: Settings,
+        clock: Clock,
+        instance_id: str,
+    ) -> None:
+        self._store = store
+        self._wechat = wechat
+        self._settings = settings
+        self._clock = clock
+        self.instance_id = instance_id
+        self._pacer = RatePacer(settings.web_token_refresh_rate)
+        # A claim outlives the slowest refresh call, so nobody takes a token mid-refresh.
+        self._claim_ttl = max(settings.lease_ttl, settings.wechat_timeout * 3)
+
+    async def sweep(self) -> SweepReport:
+        """One pass over the tokens due: a streaming cursor, bounded concurrency, claims.
+
+        The queue between the cursor and the workers is small, so reading never runs ahead of
+        refreshing by more than a few tokens: memory is flat however many tokens are stored.
+        """
+        settings = self._settings
+        report = SweepReport()
+        if settings.web_token_keep_alive == "none":  # noqa: S105
+            return report
+        now = self._clock.now()
+        report.expired = await self._store.mark_refresh_expired()
+        used_since = None
+        if settings.web_token_keep_alive == "recent":  # noqa: S105
+            used_since = now - settings.web_token_recent_days * 86400
+        started = time.monotonic()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
+            maxsize=settings.web_token_concurrency * 2
+        )
+        workers = [
+            asyncio.create_task(self._worker(queue, report))
+            for _ in range(settings.web_token_concurrency)
+        ]
+        cursor = self._store.web_tokens_due(
+            due_before=now + settings.web_token_refresh_margin,
+            used_since=used_since,
+            batch_size=settings.web_token_batch_size,
+        )
+        try:
+            async for doc in cursor:
+                await queue.put(doc)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            closed = cursor.close()  # frees the server-side cursor if the sweep stopped early
+            if inspect.isawaitable(closed):
+                await closed
+        if report.seen or report.expired:
+            log.info(
+                "web token sweep: %s refreshed, %s need re-authorization, %s failed, "
+                "%s taken by other instances, %s expired, in %.1f s",
+                report.refreshed,
+                report.reauth_required,
+                report.failed,
+                report.skipped,
+                report.expired,
+                time.monotonic() - started,
+            )
+        return report
+
+    async def _worker(
+        self, queue: asyncio.Queue[dict[str, Any] | None], report: SweepReport
+    ) -> None:
+        while (doc := await queue.get()) is not None:
+            try:
+                await self._refresh_one(doc, report)
+            except Exception:
+                # One bad document (or a MongoDB hiccup) must not stall the sweep.
+                log.exception("web token sweep: refreshing one token failed")
+                report.failed += 1
+            if report.seen % self.PROGRESS_EVERY == 0:
+                log.info("web token sweep: %s tokens so far", report.seen)
+
+    async def _refresh_one(self, doc: dict[str, Any], report: SweepReport) -> None:
+        if not await self._store.claim_web_token(doc["_id"], self.instance_id, self._claim_ttl):
+            report.skipped += 1
+            return
+        await self._pacer.wait()
+        try:
+            fresh = await self._wechat.refresh_web_token(doc["refreshToken"])
+        except WeChatAPIError as exc:
+            reauth = exc.errcode in WEB_REAUTH_ERRCODES
+            await self._store.web_token_failed(
+                doc["_id"],
+                self.instance_id,
+                error_record(exc, self._clock.now()),
+                reauth=reauth,
+            )
+            if reauth:
+                report.reauth_required += 1
+            else:
+                report.failed += 1
+            return
+        except WeChatError as exc:
+            await self._store.web_token_failed(
+                doc["_id"], self.instance_id, error_record(exc, self._clock.now()), reauth=False
+            )
+            report.failed += 1
+            return
+        await self._store.web_token_refreshed(
+            doc["_id"],
+            self.instance_id,
+            access_token=fresh.access_token,
+            refresh_token=fresh.refresh_token,
+            expires_in=fresh.expires_in,
+        )
+        report.refreshed += 1
+
+
+async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:
+    """A scheduler job never dies of an exception; it logs one line and tries next time."""
+    try:
+        await job()
+    except Exception as exc:
+        log.warning("%s: %s: %s", name, type(exc).__name__, exc)
+
+
+def start_scheduler(
+    keeper: BaseTokenKeeper, sweeper: WebTokenSweeper, settings: Settings
+) -> AsyncIOScheduler:
+    """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    soon = datetime.now(UTC) + timedelta(seconds=1)  # after the server starts listening
+    scheduler.add_job(
+        run_job,
+        "interval",
+        args=("base token", keeper.renew_if_due),
+        seconds=settings.token_check_interval,
+        jitter=settings.token_check_interval // 4,
+        id="base_token",
+        name="base access_token renewal",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=soon,
+    )
+    if settings.web_token_keep_alive != "none":  # noqa: S105
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=("web token sweep", sweeper.sweep),
+            seconds=settings.web_token_sweep_interval,
+            jitter=settings.web_token_sweep_interval // 4,
+            id="web_tokens",
+            name="web token sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+    scheduler.start()
+    return scheduler
+
+
+async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    parts = (app[keys.STORE], app[keys.WECHAT], settings, app[keys.CLOCK], app[keys.INSTANCE_ID])
+    keeper = BaseTokenKeeper(*parts)
+    sweeper = WebTokenSweeper(*parts)
+    app[keys.BASE_TOKENS] = keeper
+    app[keys.WEB_TOKENS] = sweeper
+    scheduler = start_scheduler(keeper, sweeper, settings) if settings.token_upkeep else None
+    app[keys.SCHEDULER] = scheduler
+    yield
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    await keeper.release()

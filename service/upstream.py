@@ -1,0 +1,33 @@
+"""WeChat's failures as the answers our clients get: what they can retry, what is ours to fix."""
+
+from __future__ import annotations
+
+import logging
+
+from .errors import ServiceError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from .wechat.client import WeChatAPIError, WeChatError, WeChatTimeout, WeChatUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def upstream_error(exc: WeChatError) -> ServiceError:
+    if isinstance(exc, WeChatTimeout):
+        return UpstreamTimeout("WeChat did not answer in time; try again")
+    if isinstance(exc, WeChatUnavailable):
+        return UpstreamUnavailable("WeChat could not be reached; try again")
+    assert isinstance(exc, WeChatAPIError)
+    if exc.errcode == -1:
+        return UpstreamUnavailable(
+            "WeChat is busy (errcode -1); try again", field="errcode", value=-1
+        )
+    if exc.errcode == 45011:
+        return UpstreamUnavailable(
+            "WeChat's per-minute quota is used up; try again shortly", field="errcode", value=45011
+        )
+    # 40013/40125/40164 and the like: the service's own configuration; the client cannot fix it.
+    log.error("WeChat refused the service: %s", exc)
+    return UpstreamError(
+        f"WeChat refused the request (errcode {exc.errcode}); check the service's configuration",
+        field="errcode",
+        value=exc.errcode,
+    )

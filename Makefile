@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 
-.PHONY: run test lint format sandbox clean
+.PHONY: run test bench lint format sandbox clean
 
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml
@@ -23,6 +23,10 @@ sandbox: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Speed and memory figures (not pass/fail); MONGODB_URI=... for the production-sized runs.
+bench: $(STAMP)
+	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

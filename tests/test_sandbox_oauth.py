@@ -461,3 +461,21 @@ async def test_the_home_page_lists_endpoints_and_users(wechat):
     assert "sns/oauth2/access_token" in page and APPID in page
     css = await wechat.get("/_sandbox/static/sandbox.css")
     assert css.status == 200
+
+
+async def test_grants_seed_made_up_users_whose_tokens_refresh(wechat):
+    resp = await wechat.post("/_sandbox/grants", json={"count": 3, "scope": "snsapi_userinfo"})
+    assert resp.status == 200
+    grants = (await resp.json())["grants"]
+    assert len({g["openid"] for g in grants}) == 3
+    assert all(g["scope"] == "snsapi_userinfo" and g["expires_in"] == 7200 for g in grants)
+    renewed = await refresh(wechat, grants[0]["refresh_token"])
+    assert renewed["access_token"] == grants[0]["access_token"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [({"count": 0}, "count"), ({"count": 1, "scope": "snsapi_login"}, "scope")]
+)
+async def test_bad_grant_requests_are_400s(wechat, body, field):
+    resp = await wechat.post("/_sandbox/grants", json=body)
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", field)

@@ -13,7 +13,9 @@ from aiohttp import web
 
 from ..clock import ManualClock
 from ..errors import InvalidParameter, ServiceError
-from .state import SANDBOX_KEY
+from .state import SANDBOX_KEY, SCOPES
+
+MAX_GRANTS = 1_000_000
 
 routes = web.RouteTableDef()
 
@@ -103,6 +105,24 @@ async def advance_clock(request: web.Request) -> web.Response:
         )
     clock.advance(seconds)
     return web.json_response({"now": clock.now()})
+
+
+@routes.post("/_sandbox/grants")
+async def grants(request: web.Request) -> web.Response:
+    """{"count": n, "scope": "snsapi_base"}: n made-up users' web tokens, for load tests."""
+    body = await json_object(request)
+    count = body.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GRANTS:
+        raise InvalidParameter(
+            f"count is a whole number from 1 to {MAX_GRANTS}", field="count", value=count
+        )
+    scope = body.get("scope", "snsapi_base")
+    if scope not in SCOPES:
+        raise InvalidParameter(
+            "scope is snsapi_base or snsapi_userinfo", field="scope", value=scope
+        )
+    wechat = request.config_dict[SANDBOX_KEY]
+    return web.json_response({"grants": wechat.grant_many(count, scope)})
 
 
 @routes.get("/_sandbox/api/users")

@@ -122,6 +122,11 @@ def random_token(length: int, alphabet: str = _ALNUM) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def web_token_value() -> str:
+    """86 characters of [A-Za-z0-9_-], the shape of WeChat's web tokens."""
+    return secrets.token_urlsafe(64)
+
+
 def beijing_day(ts: float) -> int:
     """The day number, in Beijing time, that daily quotas count in (they reset at 00:00 UTC+8)."""
     return int((ts + BEIJING_OFFSET) // 86400)
@@ -426,22 +431,36 @@ class SandboxWeChat:
         if now >= issued.expires_at:
             raise fail(INVALID_CODE)  # §2 emulator choice: 40029, not 42003
         issued.used = True
-        grant = WebGrant(
-            openid=issued.openid,
-            scope=issued.scope,
-            refresh_token=random_token(86, _ALNUM + "-_"),
-            refresh_expires_at=now + REFRESH_TOKEN_TTL,
-            access_token=random_token(86, _ALNUM + "-_"),
-            access_expires_at=now + WEB_ACCESS_TOKEN_TTL,
-        )
-        self._grants_by_refresh[grant.refresh_token] = grant
-        self._grants_by_access[grant.access_token] = grant
+        grant = self._grant(issued.openid, issued.scope, now)
         answer = grant.token_answer(now)
         user = self.users[issued.openid]
         # §2: unionid only for snsapi_userinfo, and only for accounts bound to an Open Platform.
         if issued.scope == "snsapi_userinfo" and user.unionid:
             answer["unionid"] = user.unionid
         return answer
+
+    def _grant(self, openid: str, scope: str, now: float) -> WebGrant:
+        grant = WebGrant(
+            openid=openid,
+            scope=scope,
+            refresh_token=web_token_value(),
+            refresh_expires_at=now + REFRESH_TOKEN_TTL,
+            access_token=web_token_value(),
+            access_expires_at=now + WEB_ACCESS_TOKEN_TTL,
+        )
+        self._grants_by_refresh[grant.refresh_token] = grant
+        self._grants_by_access[grant.access_token] = grant
+        return grant
+
+    def grant_many(self, count: int, scope: str) -> list[dict[str, Any]]:
+        """`count` made-up users who just authorized: load tests and benchmarks seed with it
+        instead of walking the browser flow a hundred thousand times."""
+        now = self.clock.now()
+        grants = []
+        for _ in range(count):
+            grant = self._grant("oSbxLoad" + random_token(20), scope, now)
+            grants.append(grant.token_answer(now))
+        return grants
 
     def refresh(
         self, appid: str | None, grant_type: str | None, refresh_token: str | None
@@ -463,7 +482,7 @@ class SandboxWeChat:
             grant.access_expires_at = now + WEB_ACCESS_TOKEN_TTL
         else:
             del self._grants_by_access[grant.access_token]
-            grant.access_token = random_token(86, _ALNUM + "-_")
+            grant.access_token = web_token_value()
             grant.access_expires_at = now + WEB_ACCESS_TOKEN_TTL
             self._grants_by_access[grant.access_token] = grant
         return grant.token_answer(now)

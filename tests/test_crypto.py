@@ -1,0 +1,136 @@
+"""Safe-mode message encryption and WeChat's XML, against an independent implementation.
+
+WeChat publishes no ciphertext sample (wechat-api.md §11), so the known answer below was made
+with wechatpy 1.8.18's WeChatCrypto (its random 16 bytes fixed to "0123456789abcdef"), the
+implementation most Python WeChat servers run; matching it byte for byte means WeChat's servers,
+which wechatpy talks to, read what we write and we read what they send.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from service.signature import wechat_signature
+from service.wechat.crypto import MessageCrypto, MessageCryptoError, aes_key_from
+from service.wechat.xml import MessageXmlError, build_message, parse_message
+
+TOKEN = "AAAAA"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+APPID = "wx5a4db0c0ffee0001"
+MESSAGE = (
+    "<xml><ToUserName><![CDATA[gh_5a4db0c0ffee]]></ToUserName><FromUserName><![CDATA["
+    "oSbx01FollowerWithUnionid0A1]]></FromUserName><CreateTime>1714036504</CreateTime>"
+    "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey>"
+    "<![CDATA[qrscene_123]]></EventKey></xml>"
+)
+WECHATPY_ENCRYPT = (
+    "Q3stYC6hdFzMh9T8HCvyDPFXyzlPwyuO4dSoYdHcNY5bRm8KYviewnZNxu9mfHsI0QfKvtd5qxdgqXfm12JyWOG1"
+    "YT1nRyLR08gl47aU0CokJcD/FuNSExVzMGGaHCwoIU9SWcNBT7uPilhMt9PAGSTFjiL6z8pHrX6MQayTNs7jHXLa"
+    "pih2TSC4840Vhx7xDy/cHR8NjpdKtjsKyU3BKx9BBuyZ3t9OYhTWntEsBT+wINsuh2sg/TF5LLOuKwQWuJ20lTox"
+    "UFjzrp/E05ak9dL+Jw3YIHMjfUtvQjoYrNzutD2GkENDqLOYf0I7MCCTQGuRwLrS3IVNu9CavgYpNGXQ79AiktKj"
+    "YTac+jRhXr+9mIG6MklCzwswR6HNxXyAdreHCnkM0rh7vbrikiLhGz8rYtTTSv76zdezPcyzQhBGnv7dteXjFAor"
+    "ANf+hCcbXXWwggY835JMkgQbPh+EcQ=="
+)
+WECHATPY_SIGNATURE = "92c2fd51671c8f8bf0415eaa59add2291e485b11"  # timestamp 1714036504
+
+
+@pytest.fixture
+def crypto() -> MessageCrypto:
+    return MessageCrypto(TOKEN, AES_KEY, APPID)
+
+
+def test_the_server_url_signature_matches_wechats_published_vectors():
+    # wechat-api.md §10: two official examples with token AAAAA.
+    assert (
+        wechat_signature("AAAAA", "1714036504", "1514711492")
+        == "f464b24fc39322e44b38aa78f5edd27bd1441696"
+    )
+    assert (
+        wechat_signature("AAAAA", "1714037059", "486452656")
+        == "899cf89e464efb63f54ddac96b0a0a235f53aa78"
+    )
+
+
+def test_encryption_matches_wechatpy_byte_for_byte(crypto):
+    assert crypto.encrypt(MESSAGE, random16=b"0123456789abcdef") == WECHATPY_ENCRYPT
+    assert crypto.signature("1714036504", "1514711492", WECHATPY_ENCRYPT) == WECHATPY_SIGNATURE
+
+
+def test_what_wechatpy_encrypted_decrypts(crypto):
+    assert crypto.decrypt(WECHATPY_ENCRYPT) == MESSAGE
+    assert crypto.check_signature(WECHATPY_SIGNATURE, "1714036504", "1514711492", WECHATPY_ENCRYPT)
+    assert not crypto.check_signature(
+        WECHATPY_SIGNATURE, "1714036505", "1514711492", WECHATPY_ENCRYPT
+    )
+
+
+def test_padding_is_to_32_byte_blocks(crypto):
+    # 16 random + 4 length + message + appid, padded to a multiple of 32 (not AES's 16).
+    for size in range(0, 70):
+        raw = base64.b64decode(crypto.encrypt("x" * size))
+        assert len(raw) % 32 == 0
+        assert crypto.decrypt(crypto.encrypt("x" * size)) == "x" * size
+
+
+def test_a_message_for_another_appid_is_refused():
+    other = MessageCrypto(TOKEN, AES_KEY, "wx0000000000000000")
+    with pytest.raises(MessageCryptoError, match="AppID"):
+        MessageCrypto(TOKEN, AES_KEY, APPID).decrypt(other.encrypt(MESSAGE))
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda c: c[:-4] + "AAAA",  # last block altered: padding breaks
+        lambda c: "!!" + c[2:],  # not base64
+        lambda c: base64.b64encode(base64.b64decode(c)[:-1]).decode(),  # not whole blocks
+        lambda c: "",
+    ],
+)
+def test_damaged_ciphertext_is_refused(crypto, mangle):
+    with pytest.raises(MessageCryptoError):
+        crypto.decrypt(mangle(WECHATPY_ENCRYPT))
+
+
+def test_a_ciphertext_under_another_key_is_refused(crypto):
+    other = MessageCrypto(TOKEN, "B" * 43, APPID)
+    with pytest.raises(MessageCryptoError):
+        crypto.decrypt(other.encrypt(MESSAGE))
+
+
+@pytest.mark.parametrize("key", ["short", "a" * 44, "%" * 43])
+def test_bad_encoding_aes_keys_are_refused(key):
+    with pytest.raises(ValueError):
+        aes_key_from(key)
+
+
+def test_an_encrypted_reply_is_what_wechat_expects(crypto):
+    reply = parse_message(crypto.encrypted_reply("<xml><A>1</A></xml>", "123", "nonce"))
+    assert set(reply) == {"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}
+    assert crypto.check_signature(reply["MsgSignature"], "123", "nonce", reply["Encrypt"])
+    assert crypto.decrypt(reply["Encrypt"]) == "<xml><A>1</A></xml>"
+
+
+def test_xml_round_trip_keeps_text_and_numbers():
+    fields = {"ToUserName": "gh_1", "CreateTime": 1714036504, "Content": "a ]]> b <&>"}
+    xml = build_message(fields)
+    assert "<CreateTime>1714036504</CreateTime>" in xml
+    assert parse_message(xml) == {**fields, "CreateTime": "1714036504"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><A>unclosed</xml>",
+        b"<notxml><A>1</A></notxml>",
+        b"<xml><A><B>nested</B></A></xml>",
+        b'<!DOCTYPE xml [<!ENTITY x "boom">]><xml><A>&x;</A></xml>',
+        b'<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><A>&x;</A></xml>',
+        b"",
+    ],
+)
+def test_hostile_or_malformed_xml_is_refused(body):
+    with pytest.raises(MessageXmlError):
+        parse_message(body)

@@ -12,7 +12,7 @@ from ..clock import ManualClock, SystemClock
 from ..config import SANDBOX_DEFAULTS
 from ..logs import PathOnlyAccessLogger, configure_logging
 from .app import create_sandbox_app
-from .state import SandboxConfig
+from .state import MESSAGE_MODES, SandboxConfig
 
 log = logging.getLogger("service.sandbox")
 
@@ -33,20 +33,53 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help='time stands still until POST /_sandbox/clock {"advance": seconds} moves it',
     )
+    server = parser.add_argument_group("the account's server (pushes, §10 and §11)")
+    server.add_argument(
+        "--message-url",
+        default="",
+        help="where events are pushed (scans of QR codes, unfollows); none: scans are refused",
+    )
+    server.add_argument("--token", default=SANDBOX_DEFAULTS["wechat_token"], help="the Token")
+    server.add_argument(
+        "--aes-key",
+        default=SANDBOX_DEFAULTS.get("wechat_aes_key", ""),
+        help="the 43-character EncodingAESKey (compatible and safe modes)",
+    )
+    server.add_argument("--message-mode", choices=MESSAGE_MODES, default="plain")
+    server.add_argument("--original-id", default="gh_5a4db0c0ffee", help="the account's 原始ID")
+    server.add_argument(
+        "--push-timeout", type=float, default=5.0, help="seconds to wait for each reply"
+    )
     args = parser.parse_args(argv)
+    try:
+        config = SandboxConfig(
+            appid=args.appid,
+            secret=args.secret,
+            authorized_domain=args.domain,
+            token=args.token,
+            aes_key=args.aes_key,
+            message_url=args.message_url,
+            message_mode=args.message_mode,
+            original_id=args.original_id,
+            push_timeout=args.push_timeout,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     configure_logging("INFO")
     clock = ManualClock() if args.manual_clock else SystemClock()
-    config = SandboxConfig(appid=args.appid, secret=args.secret, authorized_domain=args.domain)
     base = f"http://{args.host}:{args.port}"
     log.warning(
         "WeChat emulator for appid %s (domain %s): authorize at %s/connect/oauth2/authorize, "
-        "API at %s/sns/... and %s/cgi-bin/..., users at %s/_sandbox/users",
+        "API at %s/sns/... and %s/cgi-bin/..., users at %s/_sandbox/users, phone at "
+        "%s/_sandbox/phone; pushes to %s",
         args.appid,
         args.domain,
         base,
         base,
         base,
         base,
+        base,
+        f"{args.message_url} ({args.message_mode} mode)" if args.message_url else "nowhere",
     )
     web.run_app(
         create_sandbox_app(config, clock),

@@ -2,7 +2,7 @@
 
 sns/* for web authorization (§2-§5); cgi-bin/token, cgi-bin/stable_token and cgi-bin/user/info
 (§6, §7, §9), whose base access_token every later cgi-bin endpoint checks the same way
-(SandboxWeChat.check_base_token).
+(SandboxWeChat.check_base_token); cgi-bin/qrcode/create and showqrcode (§8).
 
 Every answer is HTTP 200 with `{"errcode", "errmsg"}` on failure and a ` rid: …` suffix on the
 errmsg; the content type is WeChat's own `application/json; encoding=utf-8`. Each call is
@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .qrcodes import qr_png
 from .state import (
     CGI_CALLS_PER_MINUTE,
     DATA_FORMAT_ERROR,
@@ -27,6 +28,7 @@ from .state import (
     SNS_CALLS_PER_MINUTE,
     STABLE_TOKEN_PER_MINUTE,
     ApiError,
+    SandboxActionError,
     SandboxWeChat,
     errmsg_for,
     fail,
@@ -146,3 +148,26 @@ async def cgi_stable_token(request: web.Request, wechat: SandboxWeChat) -> dict[
 @wechat_api("GET", "cgi-bin/user/info", per_minute=CGI_CALLS_PER_MINUTE)
 async def cgi_user_info(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
     return wechat.cgi_user_info(request.query.get("access_token"), request.query.get("openid"))
+
+
+@wechat_api("POST", "cgi-bin/qrcode/create", per_minute=CGI_CALLS_PER_MINUTE)
+async def cgi_qrcode_create(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
+    """§8: a JSON body; SandboxWeChat.create_qrcode checks it and answers WeChat's errcodes."""
+    return wechat.create_qrcode(request.query.get("access_token"), await request.read())
+
+
+@routes.get("/cgi-bin/showqrcode")
+async def showqrcode(request: web.Request) -> web.StreamResponse:
+    """§8: on WeChat this is mp.weixin.qq.com/cgi-bin/showqrcode; here it sits under the same
+    base as the API. No access_token. HTTP 200 with the image for a live ticket, a bare
+    HTTP 404 (no errcode JSON) for an unknown or expired one. The query string must carry
+    the ticket URL-encoded: an unencoded "+" arrives as a space and the ticket is unknown.
+    Counted in GET /_stats; faults don't apply (they answer WeChat's JSON API errors)."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    wechat.stats["cgi-bin/showqrcode"] += 1
+    try:
+        code = wechat.find_qrcode(ticket=request.query.get("ticket", ""))
+    except SandboxActionError:
+        return web.Response(status=404, text="404 Not Found", content_type="text/plain")
+    # WeChat answers image/jpg; segno writes PNG without Pillow, so the emulator sends PNG.
+    return web.Response(body=qr_png(code.url), content_type="image/png")

@@ -9,9 +9,10 @@ from aiohttp import web
 from ..clock import Clock, SystemClock
 from ..config import PROJECT_ROOT
 from ..errors import error_middleware
-from . import api, control, pages
+from . import api, control, pages, phone
 from .faults import Faults
 from .pages import TEMPLATES_KEY
+from .push import push_session_ctx
 from .state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
 
 __all__ = ["SANDBOX_KEY", "Faults", "SandboxConfig", "SandboxWeChat", "create_sandbox_app"]
@@ -23,6 +24,7 @@ def create_sandbox_app(config: SandboxConfig, clock: Clock | None = None) -> web
     """WeChat's paths sit unchanged below wherever this app is mounted, so SDKs work as-is."""
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[SANDBOX_KEY] = SandboxWeChat(config, clock or SystemClock())
+    app.cleanup_ctx.append(push_session_ctx)  # the session event pushes go out on (§10)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(PROJECT_ROOT / "templates"),
@@ -32,5 +34,6 @@ def create_sandbox_app(config: SandboxConfig, clock: Clock | None = None) -> web
     app.add_routes(api.routes)
     app.add_routes(pages.routes)
     app.add_routes(control.routes)
+    app.add_routes(phone.routes)
     app.router.add_static("/_sandbox/static/", STATIC_DIR, name="sandbox_static")
     return app

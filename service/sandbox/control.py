@@ -1,4 +1,5 @@
-"""The emulator's own controls, which WeChat does not have: counters, faults, clock, users.
+"""The emulator's own controls, which WeChat does not have: counters, faults, clock, users,
+and the user's side of the phone: scanning a QR code, unfollowing (each pushes an event, §10).
 
 Tests and benchmarks drive them over HTTP (or through SandboxWeChat in-process); they answer
 errors in the service's one JSON shape.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
 from ..clock import ManualClock
-from ..errors import InvalidParameter, ServiceError
-from .state import SANDBOX_KEY, SCOPES
+from ..errors import BadRequest, InvalidParameter, ServiceError
+from . import push
+from .state import SANDBOX_KEY, SCOPES, SandboxActionError
 
 MAX_GRANTS = 1_000_000
 
@@ -25,6 +28,40 @@ class ClockNotManual(ServiceError):
     name = "CLOCK_NOT_MANUAL"
 
 
+class QrCodeExpired(BadRequest):
+    """WeChat would show "二维码已过期" and push nothing."""
+
+    name = "QR_CODE_EXPIRED"
+
+
+class NoMessageUrl(ServiceError):
+    status = 409
+    name = "NO_MESSAGE_URL"
+
+
+def action_error(exc: SandboxActionError) -> ServiceError:
+    """The service's error for a sandbox action the state refused."""
+    if exc.reason == "no_message_url":
+        return NoMessageUrl(exc.message, field="message_url")
+    if exc.reason == "expired_ticket":
+        return QrCodeExpired(exc.message, field=exc.field, value=exc.value)
+    return InvalidParameter(exc.message, field=exc.field, value=exc.value)
+
+
+def scan_answer(record: push.PushRecord) -> dict[str, Any]:
+    """What a scripted scan or unfollow answers: the event pushed and how delivery went."""
+    return {
+        "event": record.fields["Event"],
+        "eventKey": record.fields["EventKey"],
+        "delivered": record.delivered,
+        "attempts": record.attempts,
+        "reply": record.reply,
+        "replyFields": record.reply_fields,
+        "status": record.status,
+        "error": record.error,
+    }
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -33,6 +70,17 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidParameter("the body must be a JSON object", field="body", value=body)
     return body
+
+
+def string_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, str]:
+    unknown = set(body) - set(allowed)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidParameter(f"unknown field {name!r}", field=name, value=body[name])
+    for name, value in body.items():
+        if value is not None and not (isinstance(value, str) and value):
+            raise InvalidParameter(f"{name} is a non-empty string", field=name, value=value)
+    return {name: value for name, value in body.items() if value is not None}
 
 
 @routes.get("/_stats")
@@ -129,3 +177,55 @@ async def grants(request: web.Request) -> web.Response:
 async def users(request: web.Request) -> web.Response:
     wechat = request.config_dict[SANDBOX_KEY]
     return web.json_response({"users": [user.as_json() for user in wechat.users.values()]})
+
+
+@routes.post("/_sandbox/api/scan")
+async def scan(request: web.Request) -> web.Response:
+    """{"openid": ..., "ticket": ...} or {"openid": ..., "url": ...}: the user scans the code.
+
+    A follower's scan pushes SCAN; anyone else follows through the code and subscribe is
+    pushed (§10). Answers once the push is delivered or has run out of attempts.
+    """
+    fields = string_fields(await json_object(request), ("openid", "ticket", "url"))
+    if "openid" not in fields:
+        raise InvalidParameter("openid is required", field="openid")
+    if ("ticket" in fields) == ("url" in fields):
+        raise InvalidParameter(
+            "give the code's ticket or its url, not both",
+            field="ticket",
+            value=fields.get("ticket"),
+        )
+    ticket = fields.get("ticket")
+    if ticket is not None and "%" in ticket:
+        ticket = unquote(ticket)  # §8: tickets travel URL-encoded; base64 has no "%" of its own
+    try:
+        record = await push.scan(request, fields["openid"], ticket, fields.get("url"))
+    except SandboxActionError as exc:
+        raise action_error(exc) from None
+    return web.json_response(scan_answer(record))
+
+
+@routes.post("/_sandbox/api/unfollow")
+async def unfollow(request: web.Request) -> web.Response:
+    """{"openid": ...}: the user unfollows the account; unsubscribe is pushed (§10)."""
+    fields = string_fields(await json_object(request), ("openid",))
+    if "openid" not in fields:
+        raise InvalidParameter("openid is required", field="openid")
+    try:
+        record = await push.unfollow(request, fields["openid"])
+    except SandboxActionError as exc:
+        raise action_error(exc) from None
+    return web.json_response(scan_answer(record))
+
+
+@routes.get("/_sandbox/api/pushes")
+async def pushes(request: web.Request) -> web.Response:
+    """The last pushes (at most 200), oldest first."""
+    records = request.config_dict[SANDBOX_KEY].pushes
+    return web.json_response({"pushes": [record.as_json() for record in records]})
+
+
+@routes.delete("/_sandbox/api/pushes")
+async def clear_pushes(request: web.Request) -> web.Response:
+    request.config_dict[SANDBOX_KEY].pushes.clear()
+    return web.Response(status=204)

@@ -204,5 +204,6 @@ async def home(request: web.Request) -> web.Response:
             "user": user,
             "users": list(wechat.users.values()),
             "base": str(request.url.origin()) + str(request.app.router["sandbox_home"].url_for()),
+            "phone_url": request.app.router["sandbox_phone"].url_for(),
         },
     )

@@ -7,17 +7,35 @@ made is the one that document lists under "Emulator choices".
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from collections import Counter, deque
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..clock import Clock
+from ..wechat.crypto import aes_key_from
 from .faults import Faults
+from .qrcodes import (
+    ACTION_NAMES,
+    DEFAULT_EXPIRE_SECONDS,
+    LIMIT_SCENE_ID_MAX,
+    MAX_EXPIRE_SECONDS,
+    SCENE_ID_MAX,
+    SCENE_STR_MAX,
+    STR_SCENES,
+    TEMPORARY,
+    PermanentLimitReached,
+    QrCodes,
+    QrTicket,
+)
 from .users import USERS_BY_OPENID, SandboxUser
+
+if TYPE_CHECKING:
+    from .push import PushRecord
 
 CODE_TTL = 300  # §1: a code expires after 5 minutes if unused
 WEB_ACCESS_TOKEN_TTL = 7200  # §2: expires_in 7200
@@ -33,6 +51,9 @@ STABLE_TOKEN_PER_MINUTE = 10_000  # §7: across both modes
 STABLE_FORCE_PER_DAY = 20  # §7: force_refresh at most 20 times a day...
 STABLE_FORCE_SPACING = 30  # ...and at least 30 s apart
 USER_INFO_DAILY_QUOTA = 5_000_000  # cgi-bin/user/info
+QRCODE_DAILY_QUOTA = 100_000  # §8: cgi-bin/qrcode/create, 100,000 a day
+PUSH_MEMORY = 200  # pushes remembered for GET /_sandbox/api/pushes and the phone page
+MESSAGE_MODES = ("plain", "compatible", "safe")  # §11: 明文, 兼容, 安全模式
 CGI_CALLS_PER_MINUTE = 50_000  # not documented for these paths: the same allowance as sns/*
 BEIJING_OFFSET = 8 * 3600  # daily quotas reset at midnight Beijing time (UTC+8)
 
@@ -73,6 +94,11 @@ REFRESH_TOKEN_EXPIRED = (42002, "refresh_token timeout")  # English errmsg uncon
 DAILY_QUOTA = (45009, "reach max api daily quota limit")  # §6, §7, §12
 MINUTE_QUOTA = (45011, "api minute-quota reach limit  mustslower  retry next minute")
 DATA_FORMAT_ERROR = (47001, "data format error")
+EMPTY_POST_DATA = (44002, "empty post data")  # global errcode list: "POST 的数据包为空"
+# §8, observed in community threads: an unknown action_name (and bodies that aren't JSON at all,
+# e.g. single-quoted pseudo-JSON) answer 40052; a bad scene (scene_str too long, …) 40053.
+INVALID_ACTION_NAME = (40052, "invalid action name")
+INVALID_ACTION_INFO = (40053, "invalid action info, please check document")
 API_UNAUTHORIZED = (48001, "api unauthorized")
 USER_UNAUTHORIZED = (50001, "user unauthorized")
 
@@ -100,6 +126,9 @@ ERRMSGS: dict[int, str] = dict(
         DAILY_QUOTA,
         MINUTE_QUOTA,
         DATA_FORMAT_ERROR,
+        EMPTY_POST_DATA,
+        INVALID_ACTION_NAME,
+        INVALID_ACTION_INFO,
         API_UNAUTHORIZED,
         USER_UNAUTHORIZED,
     ]
@@ -132,13 +161,75 @@ def beijing_day(ts: float) -> int:
     return int((ts + BEIJING_OFFSET) // 86400)
 
 
+class SandboxActionError(Exception):
+    """A sandbox action (scan, unfollow) that cannot happen; the HTTP layer picks the status.
+
+    reason: "unknown_user" | "unknown_ticket" | "expired_ticket" | "not_following" |
+    "no_message_url".
+    """
+
+    def __init__(self, reason: str, message: str, field: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.field, self.value = reason, message, field, value
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
-    """The one Official Account the emulator knows, and its 网页授权域名."""
+    """The one Official Account the emulator knows, its 网页授权域名 and its server settings.
+
+    token, aes_key, message_url and message_mode are the account's 服务器配置 (§10, §11):
+    message_url is where pushes go (empty: no pushes, and scans are refused); original_id is
+    the account's 原始ID, the ToUserName of every push; push_timeout is how long WeChat waits
+    for a reply to each attempt (§10: 5 s).
+    """
 
     appid: str
     secret: str
     authorized_domain: str
+    token: str = ""
+    aes_key: str = ""
+    message_url: str = ""
+    message_mode: str = "plain"
+    original_id: str = "gh_5a4db0c0ffee"
+    push_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.message_mode not in MESSAGE_MODES:
+            raise ValueError(f"message_mode must be one of {', '.join(MESSAGE_MODES)}")
+        if self.message_mode != "plain" or self.aes_key:
+            aes_key_from(self.aes_key)  # §11: 43 characters that decode to 32 bytes
+        if not self.push_timeout > 0:
+            raise ValueError("push_timeout must be above 0 seconds")
+        if self.message_url and not self.message_url.startswith(("http://", "https://")):
+            raise ValueError("message_url must be an http:// or https:// URL")
+
+
+def _expire_seconds(value: Any) -> int:
+    """§8: a temporary code's lifetime; see SandboxWeChat.create_qrcode for the choices."""
+    if value is None:
+        return DEFAULT_EXPIRE_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise fail(DATA_FORMAT_ERROR)
+    if (isinstance(value, float) and not value.is_integer()) or value < 0:
+        raise fail(DATA_FORMAT_ERROR)  # NaN and Infinity (which json.loads takes) too
+    return min(int(value), MAX_EXPIRE_SECONDS) or DEFAULT_EXPIRE_SECONDS
+
+
+def _scene(action_name: str, action_info: Any) -> int | str:
+    """§8: action_info.scene.scene_id (an integer) or .scene_str (1-64 characters)."""
+    scene = action_info.get("scene") if isinstance(action_info, dict) else None
+    if not isinstance(scene, dict):
+        raise fail(INVALID_ACTION_INFO)
+    if action_name in STR_SCENES:
+        value = scene.get("scene_str")
+        if isinstance(value, str) and 1 <= len(value) <= SCENE_STR_MAX:
+            return value
+        raise fail(INVALID_ACTION_INFO)
+    value = scene.get("scene_id")
+    top = SCENE_ID_MAX if action_name in TEMPORARY else LIMIT_SCENE_ID_MAX
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise fail(INVALID_ACTION_INFO)
+    return value
 
 
 @dataclass(slots=True)
@@ -200,6 +291,8 @@ class SandboxWeChat:
         self._stable_previous: BaseToken | None = None  # the one it replaced, in its overlap
         self._stable_forced: tuple[int, int] = (0, 0)  # (Beijing day, forced refreshes that day)
         self._stable_forced_at: float | None = None
+        self.qrcodes = QrCodes()
+        self.pushes: deque[PushRecord] = deque(maxlen=PUSH_MEMORY)
 
     # The browser side: /connect/oauth2/authorize hands out codes.
 
@@ -409,6 +502,156 @@ class SandboxWeChat:
             "qr_scene_str": user.qr_scene_str,
         }
         return answer
+
+    # Parametric QR codes (§8).
+
+    def create_qrcode(self, access_token: str | None, body: bytes) -> dict[str, Any]:
+        """cgi-bin/qrcode/create (§8): a ticket and url for a scene, temporary or permanent.
+
+        Errcodes: the base-token checks; 44002 for an empty body; 40052 for a body that is not
+        a JSON object (observed: pseudo-JSON in single quotes gets 40052) or an action_name
+        that isn't one of the four; 40053 for a missing or out-of-range scene. Emulator
+        choices where §8 is silent: expire_seconds above 2592000 is clamped to it (the
+        answer says so) rather than refused; absent or 0 means the default 60 s; a value that
+        is not a whole number of seconds is 47001; scene_id for QR_SCENE is 1 to 2^32-1;
+        scene_str counts characters; once 100,000 permanent codes exist a new permanent scene
+        answers 40053 (the errcode reported when that cap was suspected). The daily quota
+        counts every call that passes the token check, like cgi-bin/user/info's.
+        """
+        self.check_base_token(access_token)
+        self.use_daily_quota("cgi-bin/qrcode/create", QRCODE_DAILY_QUOTA)
+        if not body.strip():
+            raise fail(EMPTY_POST_DATA)
+        try:
+            request = json.loads(body)
+        except ValueError:  # bad JSON or bad UTF-8
+            raise fail(INVALID_ACTION_NAME) from None
+        if not isinstance(request, dict):
+            raise fail(INVALID_ACTION_NAME)
+        action_name = request.get("action_name")
+        if action_name not in ACTION_NAMES:
+            raise fail(INVALID_ACTION_NAME)
+        expire_seconds: int | None = None
+        if action_name in TEMPORARY:
+            expire_seconds = _expire_seconds(request.get("expire_seconds"))
+        # Permanent codes ignore expire_seconds (§8: "temporary codes only").
+        scene = _scene(action_name, request.get("action_info"))
+        try:
+            code = self.qrcodes.create(action_name, scene, self.clock.now(), expire_seconds)
+        except PermanentLimitReached:
+            raise fail(INVALID_ACTION_INFO) from None
+        if code.permanent:
+            # Emulator choice (§8 [UNCONFIRMED]): permanent answers carry no expire_seconds.
+            return {"ticket": code.ticket, "url": code.url}
+        return {"ticket": code.ticket, "expire_seconds": expire_seconds, "url": code.url}
+
+    def find_qrcode(self, ticket: str | None = None, url: str | None = None) -> QrTicket:
+        """The live code for a ticket or a url: what a scan or showqrcode looks up."""
+        code = self.qrcodes.by_ticket(ticket) if ticket else None
+        if code is None and url:
+            code = self.qrcodes.by_url(url)
+        if code is None:
+            field, value = ("ticket", ticket) if ticket else ("url", url)
+            raise SandboxActionError("unknown_ticket", "no such QR code", field, value)
+        if not code.live(self.clock.now()):
+            # WeChat shows "二维码已过期" in the app and pushes nothing.
+            field, value = ("ticket", ticket) if ticket else ("url", url)
+            raise SandboxActionError(
+                "expired_ticket", "二维码已过期: the QR code has expired", field, value
+            )
+        return code
+
+    # Following the account: users change, pushes tell the account's server (§9, §10).
+
+    def user(self, openid: str | None) -> SandboxUser:
+        user = self.users.get(openid or "")
+        if user is None:
+            raise SandboxActionError("unknown_user", "no such sandbox user", "openid", openid)
+        return user
+
+    def follow(self, openid: str, scene: str | int | None = None) -> SandboxUser:
+        """The user follows now: through a parametric QR code's scene, or (None) otherwise.
+
+        §9: subscribe_time is the last follow; ADD_SCENE_QR_CODE with qr_scene (scene_id) or
+        qr_scene_str (scene_str) for a QR code. Emulator choice: ADD_SCENE_OTHERS otherwise.
+        """
+        user = self.user(openid)
+        qr = scene is not None
+        user = replace(
+            user,
+            subscribed=True,
+            subscribe_time=int(self.clock.now()),
+            subscribe_scene="ADD_SCENE_QR_CODE" if qr else "ADD_SCENE_OTHERS",
+            qr_scene=scene if isinstance(scene, int) else 0,
+            qr_scene_str=scene if isinstance(scene, str) else "",
+        )
+        self.users[openid] = user
+        return user
+
+    def unfollow(self, openid: str) -> SandboxUser:
+        """The user stops following; what user/info told about the follow goes blank (§9)."""
+        user = replace(
+            self.user(openid),
+            subscribed=False,
+            subscribe_time=None,
+            subscribe_scene="",
+            qr_scene=0,
+            qr_scene_str="",
+        )
+        self.users[openid] = user
+        return user
+
+    def event_fields(self, openid: str, event: str, event_key: str, **extra: str) -> dict[str, Any]:
+        """An event push's fields in WeChat's order (§10); CreateTime an integer."""
+        return {
+            "ToUserName": self.config.original_id,
+            "FromUserName": openid,
+            "CreateTime": int(self.clock.now()),
+            "MsgType": "event",
+            "Event": event,
+            "EventKey": event_key,
+            **extra,
+        }
+
+    def _check_pushes(self) -> None:
+        if not self.config.message_url:
+            raise SandboxActionError(
+                "no_message_url",
+                "the emulator has no message_url: start it with --message-url to push events",
+            )
+
+    def scan(
+        self, openid: str | None, ticket: str | None = None, url: str | None = None
+    ) -> dict[str, Any]:
+        """The user scans a parametric code: the event to push (§10), the follow applied.
+
+        Not following: they follow through it, `subscribe` with EventKey qrscene_<scene>;
+        following: `SCAN` with the bare scene. Both carry the Ticket. An unknown or expired
+        code changes nothing (SandboxActionError).
+        """
+        self._check_pushes()
+        user = self.user(openid)
+        code = self.find_qrcode(ticket, url)
+        if user.subscribed:
+            return self.event_fields(user.openid, "SCAN", str(code.scene), Ticket=code.ticket)
+        self.follow(user.openid, code.scene)
+        return self.event_fields(
+            user.openid, "subscribe", f"qrscene_{code.scene}", Ticket=code.ticket
+        )
+
+    def unsubscribe(self, openid: str | None) -> dict[str, Any]:
+        """The user unfollows: the `unsubscribe` event (empty EventKey, as observed, §10)."""
+        self._check_pushes()
+        user = self.user(openid)
+        if not user.subscribed:
+            raise SandboxActionError(
+                "not_following", "the user does not follow the account", "openid", openid
+            )
+        self.unfollow(user.openid)
+        return self.event_fields(user.openid, "unsubscribe", "")
+
+    def record_push(self, record: PushRecord) -> None:
+        self.pushes.append(record)
 
     # Web authorization (§2-§5).
 

@@ -1,0 +1,216 @@
+"""Event pushes to the account's server (§10, §11 of ../shared/wechat-api.md), as WeChat sends them.
+
+SandboxWeChat decides what happened (scan, follow, unfollow) and which fields the event has;
+this module signs, encrypts and POSTs it to `message_url`, retries when no reply comes, judges
+the reply and records the push on the state. The HTTP session belongs to the sandbox app
+(push_session_ctx, PUSH_SESSION_KEY).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from ..signature import wechat_signature
+from ..wechat.crypto import MessageCrypto, MessageCryptoError
+from ..wechat.xml import MessageXmlError, build_message, parse_message
+from .state import SANDBOX_KEY, SandboxWeChat
+
+# Emulator choice (§10 [AMBIGUOUS] "three times in total"): the first attempt and up to 3
+# retries when no reply comes.
+PUSH_ATTEMPTS = 4
+
+PUSH_SESSION_KEY = web.AppKey("sandbox_push_session", aiohttp.ClientSession)
+
+
+async def push_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(
+        headers={"User-Agent": "Mozilla/4.0"},  # what WeChat's pushes are seen to send
+        raise_for_status=False,
+    ) as session:
+        app[PUSH_SESSION_KEY] = session
+        yield
+
+
+@dataclass(frozen=True, slots=True)
+class PushRecord:
+    """One event push and how it went."""
+
+    at: float  # the emulator's clock when the push started
+    mode: str  # plain | compatible | safe
+    fields: dict[str, Any]  # the event, as in the plaintext XML
+    attempts: int
+    delivered: bool
+    status: int | None  # the last HTTP status received, None when none came
+    reply: str  # the last reply's body ("" when none)
+    reply_fields: dict[str, str] | None  # an XML reply's fields, decrypted in safe mode
+    error: str  # why it was not delivered ("" when it was)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "mode": self.mode,
+            "event": self.fields.get("Event", ""),
+            "eventKey": self.fields.get("EventKey", ""),
+            "openid": self.fields.get("FromUserName", ""),
+            "fields": self.fields,
+            "attempts": self.attempts,
+            "delivered": self.delivered,
+            "status": self.status,
+            "reply": self.reply,
+            "replyFields": self.reply_fields,
+            "error": self.error,
+        }
+
+
+def nonce() -> str:
+    """WeChat's nonces are decimal numbers (e.g. 1514711492 in §10's test vector)."""
+    return str(1_000_000_000 + secrets.randbelow(9_000_000_000))
+
+
+def push_request(
+    wechat: SandboxWeChat, fields: dict[str, Any]
+) -> tuple[URL, str, MessageCrypto | None]:
+    """The URL (message_url + signature query) and body of a push, per message mode."""
+    config = wechat.config
+    plain = build_message(fields)
+    timestamp, once = str(int(wechat.clock.now())), nonce()
+    query = {
+        "signature": wechat_signature(config.token, timestamp, once),
+        "timestamp": timestamp,
+        "nonce": once,
+        "openid": str(fields["FromUserName"]),  # observed in real push URLs (§10)
+    }
+    if config.message_mode == "plain":
+        return URL(config.message_url).update_query(query), plain, None
+    crypto = MessageCrypto(config.token, config.aes_key, config.appid)
+    encrypted = crypto.encrypt(plain)
+    query |= {"encrypt_type": "aes", "msg_signature": crypto.signature(timestamp, once, encrypted)}
+    if config.message_mode == "compatible":
+        # §11: compatible mode carries the plaintext fields and the ciphertext.
+        body = build_message({**fields, "Encrypt": encrypted})
+    else:
+        body = build_message({"ToUserName": config.original_id, "Encrypt": encrypted})
+    return URL(config.message_url).update_query(query), body, crypto
+
+
+def judge_reply(
+    mode: str, crypto: MessageCrypto | None, raw: bytes
+) -> tuple[bool, dict[str, str] | None, str]:
+    """Whether WeChat takes this reply (§10, §11): (accepted, its fields, why not).
+
+    `success` (surrounding whitespace allowed) and a zero-byte body acknowledge in every mode
+    (emulator choice: a plain success is accepted in safe mode too). Otherwise it must be
+    well-formed message XML; in safe mode an encrypted one (<Encrypt> whose MsgSignature
+    checks out over TimeStamp and Nonce, and which decrypts to XML); in compatible mode
+    either.
+    """
+    if not raw:
+        return True, None, ""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return False, None, "the reply is not UTF-8"
+    if text.strip() == "success":
+        return True, None, ""
+    try:
+        fields = parse_message(text)
+    except MessageXmlError as exc:
+        # §10: what WeChat can't read (JSON, say) makes the user see "该公众号暂时无法提供服务".
+        return False, None, f"the reply is not success, empty or message XML ({exc})"
+    if crypto is None or "Encrypt" not in fields:
+        if mode == "safe":
+            return False, fields, "safe mode: the reply must be encrypted (or a plain success)"
+        return True, fields, ""
+    encrypted = fields["Encrypt"]
+    signature, timestamp = fields.get("MsgSignature", ""), fields.get("TimeStamp", "")
+    if not crypto.check_signature(signature, timestamp, fields.get("Nonce", ""), encrypted):
+        return False, fields, "the encrypted reply's MsgSignature does not match"
+    try:
+        return True, parse_message(crypto.decrypt(encrypted)), ""
+    except (MessageCryptoError, MessageXmlError) as exc:
+        return False, fields, f"the encrypted reply does not decrypt to message XML ({exc})"
+
+
+async def push(
+    session: aiohttp.ClientSession, wechat: SandboxWeChat, fields: dict[str, Any]
+) -> PushRecord:
+    """POST one event to message_url as WeChat does, and record how it went.
+
+    Each attempt waits push_timeout for a reply; a timeout, a refused connection or an HTTP
+    status of 500 or more counts as no reply and the same request goes again at once, up to
+    PUSH_ATTEMPTS in all. Emulator choice: every attempt is byte-for-byte the same, query
+    string included (same timestamp, nonce and signatures, same CreateTime), so the server's
+    FromUserName+CreateTime deduplication (§10) sees the same event. Any other reply ends the
+    push: delivered when judge_reply accepts it, not delivered (and not retried) otherwise.
+    """
+    config = wechat.config
+    started = wechat.clock.now()
+    url, body, crypto = push_request(wechat, fields)
+    timeout = aiohttp.ClientTimeout(total=config.push_timeout)
+    status: int | None = None
+    reply, error = b"", ""
+    delivered, reply_fields = False, None
+    attempts = 0
+    while attempts < PUSH_ATTEMPTS:
+        attempts += 1
+        try:
+            async with session.post(
+                url,
+                data=body.encode(),
+                headers={"Content-Type": "text/xml"},
+                timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                reply = await resp.read()
+        except TimeoutError:
+            status, reply, error = None, b"", f"no reply within {config.push_timeout:g} s"
+            continue
+        except (aiohttp.ClientError, OSError) as exc:
+            status, reply = None, b""
+            error = f"could not reach message_url ({type(exc).__name__})"
+            continue
+        if status >= 500:
+            error = f"HTTP {status}"
+            continue
+        if not 200 <= status < 300:
+            error = f"HTTP {status}"
+            break
+        delivered, reply_fields, error = judge_reply(config.message_mode, crypto, reply)
+        break
+    record = PushRecord(
+        at=started,
+        mode=config.message_mode,
+        fields=dict(fields),
+        attempts=attempts,
+        delivered=delivered,
+        status=status,
+        reply=reply.decode(errors="replace"),
+        reply_fields=reply_fields,
+        error=error,
+    )
+    wechat.record_push(record)
+    return record
+
+
+async def scan(
+    request: web.Request, openid: str | None, ticket: str | None, url: str | None
+) -> PushRecord:
+    """The user `openid` scans a code (by ticket or url): follow if need be, push the event."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    fields = wechat.scan(openid, ticket, url)
+    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+
+
+async def unfollow(request: web.Request, openid: str | None) -> PushRecord:
+    """The user `openid` unfollows the account: push `unsubscribe`."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    fields = wechat.unsubscribe(openid)
+    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)

@@ -1,0 +1,657 @@
+"""The emulator's event pushes against ../shared/wechat-api.md (§10, §11), over HTTP.
+
+A receiver app stands for the account's server: it checks `signature` and `msg_signature`,
+decrypts with MessageCrypto and answers as each test tells it. Scans (subscribe with
+qrscene_, SCAN), unsubscribe, the three message modes, retries, which replies count as
+delivered, the scripted API's errors and the phone page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import unused_port
+
+from flows import APPID, SECRET, assert_error_shape
+from service.sandbox import SANDBOX_KEY, SANDBOX_USERS, SandboxConfig, create_sandbox_app
+from service.sandbox.push import PushRecord
+from service.sandbox.state import PUSH_MEMORY
+from service.signature import wechat_signature
+from service.wechat.crypto import MessageCrypto
+from service.wechat.xml import build_message, parse_message
+
+FOLLOWER, VISITOR, NO_UNIONID, ANONYMOUS = SANDBOX_USERS
+TOKEN = "pushtoken"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+OTHER_AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
+ORIGINAL_ID = "gh_5a4db0c0ffee"
+EVENT_ORDER = ["ToUserName", "FromUserName", "CreateTime", "MsgType", "Event", "EventKey"]
+HANG = 0.5  # how long a "hang" reply keeps the request open: well past the push timeout
+SHORT_TIMEOUT = 0.05
+
+
+@dataclass
+class Received:
+    query: dict[str, str]
+    query_keys: list[str]
+    body: str
+    content_type: str
+    fields: dict[str, str]  # the event: parsed, decrypted when encrypted
+    outer: dict[str, str]  # the body's own elements
+
+
+@dataclass
+class Receiver:
+    """The account's server. `replies` is consumed one per request: a str body, an int HTTP
+    status, "hang" (no answer within the push timeout) or a callable(Received) -> str."""
+
+    mode: str = "plain"
+    url: str = ""
+    token: str = TOKEN
+    replies: list[Any] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        q = request.query
+        raw = (await request.read()).decode()
+        if wechat_signature(self.token, q["timestamp"], q["nonce"]) != q["signature"]:
+            self.refused.append("signature")
+            return web.Response(status=403, text="bad signature")
+        outer = parse_message(raw)
+        fields = outer
+        if self.mode == "plain":
+            assert "encrypt_type" not in q and "msg_signature" not in q
+        else:
+            assert q["encrypt_type"] == "aes"
+            crypto = MessageCrypto(self.token, AES_KEY, APPID)
+            if not crypto.check_signature(
+                q["msg_signature"], q["timestamp"], q["nonce"], outer["Encrypt"]
+            ):
+                self.refused.append("msg_signature")
+                return web.Response(status=403, text="bad msg_signature")
+            fields = parse_message(crypto.decrypt(outer["Encrypt"]))
+        entry = Received(
+            query=dict(q),
+            query_keys=list(q.keys()),
+            body=raw,
+            content_type=request.headers.get("Content-Type", ""),
+            fields=fields,
+            outer=outer,
+        )
+        self.received.append(entry)
+        reply = self.replies.pop(0) if self.replies else "success"
+        if reply == "hang":
+            await asyncio.sleep(HANG)
+            return web.Response(text="success")
+        if isinstance(reply, int):
+            return web.Response(status=reply, text="server error")
+        if callable(reply):
+            reply = reply(entry)
+        return web.Response(text=reply, content_type="text/xml")
+
+
+@pytest.fixture
+async def receiver(aiohttp_server) -> Receiver:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/wechat/message", receiver.handle)
+    server = await aiohttp_server(app)
+    receiver.url = str(server.make_url("/wechat/message"))
+    return receiver
+
+
+@pytest.fixture
+def make_wechat(aiohttp_server, aiohttp_client, clock, receiver) -> Callable:
+    """An emulator whose message_url is the receiver: (client, state)."""
+
+    async def make(mode: str = "plain", push_timeout: float = 5.0, message_url: str | None = None):
+        receiver.mode = mode
+        config = SandboxConfig(
+            appid=APPID,
+            secret=SECRET,
+            authorized_domain="app.example.com",
+            token=TOKEN,
+            aes_key=AES_KEY,
+            message_url=receiver.url if message_url is None else message_url,
+            message_mode=mode,
+            original_id=ORIGINAL_ID,
+            push_timeout=push_timeout,
+        )
+        server = await aiohttp_server(create_sandbox_app(config, clock))
+        return await aiohttp_client(server), server.app[SANDBOX_KEY]
+
+    return make
+
+
+async def base_token(wechat) -> str:
+    params = {"grant_type": "client_credential", "appid": APPID, "secret": SECRET}
+    resp = await wechat.get("/cgi-bin/token", params=params)
+    return (await resp.json(content_type=None))["access_token"]
+
+
+async def new_code(wechat, action_name: str = "QR_SCENE", scene: int | str = 123) -> dict:
+    key = "scene_str" if isinstance(scene, str) else "scene_id"
+    body = {"action_name": action_name, "action_info": {"scene": {key: scene}}}
+    resp = await wechat.post(
+        "/cgi-bin/qrcode/create", params={"access_token": await base_token(wechat)}, json=body
+    )
+    answer = await resp.json(content_type=None)
+    assert "ticket" in answer, answer
+    return answer
+
+
+async def scan(wechat, openid: str, expect: int = 200, **code: str) -> dict:
+    resp = await wechat.post("/_sandbox/api/scan", json={"openid": openid, **code})
+    assert resp.status == expect, await resp.text()
+    return await resp.json()
+
+
+async def unfollow(wechat, openid: str, expect: int = 200) -> dict:
+    resp = await wechat.post("/_sandbox/api/unfollow", json={"openid": openid})
+    assert resp.status == expect, await resp.text()
+    return await resp.json()
+
+
+async def user_info(wechat, openid: str) -> dict:
+    params = {"access_token": await base_token(wechat), "openid": openid}
+    resp = await wechat.get("/cgi-bin/user/info", params=params)
+    return await resp.json(content_type=None)
+
+
+def expected_event(openid: str, created: float, event: str, key: str, **extra: str) -> list:
+    return [
+        ("ToUserName", ORIGINAL_ID),
+        ("FromUserName", openid),
+        ("CreateTime", str(int(created))),
+        ("MsgType", "event"),
+        ("Event", event),
+        ("EventKey", key),
+        *extra.items(),
+    ]
+
+
+# Scans and unfollows (§10), plain mode
+
+
+async def test_a_visitor_subscribes_through_the_code_then_scans_it(make_wechat, receiver, clock):
+    wechat, emulator = await make_wechat()
+    code = await new_code(wechat, "QR_SCENE", 123)
+    clock.advance(5)
+    answer = await scan(wechat, VISITOR.openid, ticket=code["ticket"])
+    assert answer == {
+        "event": "subscribe",
+        "eventKey": "qrscene_123",
+        "delivered": True,
+        "attempts": 1,
+        "reply": "success",
+        "replyFields": None,
+        "status": 200,
+        "error": "",
+    }
+    [push] = receiver.received
+    assert list(push.fields.items()) == expected_event(
+        VISITOR.openid, clock.now(), "subscribe", "qrscene_123", Ticket=code["ticket"]
+    )
+    assert push.query_keys == ["signature", "timestamp", "nonce", "openid"]
+    assert push.query["openid"] == VISITOR.openid
+    assert push.query["timestamp"] == str(int(clock.now()))
+    assert re.fullmatch(r"[0-9]+", push.query["nonce"])
+    assert push.content_type.startswith("text/xml")
+    # WeChat's XML: text in CDATA, CreateTime a bare integer.
+    assert push.body.startswith(
+        f"<xml><ToUserName><![CDATA[{ORIGINAL_ID}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{VISITOR.openid}]]></FromUserName>"
+        f"<CreateTime>{int(clock.now())}</CreateTime>"
+    )
+    subscribed_at = int(clock.now())
+    info = await user_info(wechat, VISITOR.openid)
+    assert info["subscribe"] == 1 and info["subscribe_time"] == subscribed_at
+    assert (info["subscribe_scene"], info["qr_scene"], info["qr_scene_str"]) == (
+        "ADD_SCENE_QR_CODE",
+        123,
+        "",
+    )
+
+    clock.advance(30)
+    again = await scan(wechat, VISITOR.openid, url=code["url"])  # by url this time
+    assert (again["event"], again["eventKey"], again["delivered"]) == ("SCAN", "123", True)
+    assert list(receiver.received[1].fields.items()) == expected_event(
+        VISITOR.openid, clock.now(), "SCAN", "123", Ticket=code["ticket"]
+    )
+    info = await user_info(wechat, VISITOR.openid)
+    assert info["subscribe_time"] == subscribed_at  # a SCAN is not a new follow
+    assert len(emulator.pushes) == 2
+
+
+async def test_string_scenes(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    code = await new_code(wechat, "QR_LIMIT_STR_SCENE", "poster_2024")
+    answer = await scan(wechat, ANONYMOUS.openid, ticket=code["ticket"])
+    assert (answer["event"], answer["eventKey"]) == ("subscribe", "qrscene_poster_2024")
+    info = await user_info(wechat, ANONYMOUS.openid)
+    assert (info["qr_scene"], info["qr_scene_str"]) == (0, "poster_2024")
+    answer = await scan(wechat, ANONYMOUS.openid, ticket=code["ticket"])
+    assert (answer["event"], answer["eventKey"]) == ("SCAN", "poster_2024")
+    assert [r.fields["Ticket"] for r in receiver.received] == [code["ticket"]] * 2
+
+
+async def test_a_follower_scanning_gets_scan(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    before = await user_info(wechat, FOLLOWER.openid)
+    code = await new_code(wechat, "QR_STR_SCENE", "login_abc")
+    answer = await scan(wechat, FOLLOWER.openid, ticket=code["ticket"])
+    assert (answer["event"], answer["eventKey"]) == ("SCAN", "login_abc")
+    assert receiver.received[0].fields["Event"] == "SCAN"
+    assert await user_info(wechat, FOLLOWER.openid) == before
+
+
+async def test_unsubscribe(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat()
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["event"], answer["eventKey"], answer["delivered"]) == ("unsubscribe", "", True)
+    [push] = receiver.received
+    # §10: observed with an empty EventKey, and no Ticket.
+    assert list(push.fields.items()) == expected_event(
+        FOLLOWER.openid, clock.now(), "unsubscribe", ""
+    )
+    assert "<EventKey><![CDATA[]]></EventKey>" in push.body
+    assert (await user_info(wechat, FOLLOWER.openid))["subscribe"] == 0
+    body = await unfollow(wechat, FOLLOWER.openid, expect=400)
+    assert_error_shape(body, 400, "INVALID_PARAMETER", "openid")
+    assert len(receiver.received) == 1
+
+    code = await new_code(wechat, "QR_SCENE", 9)
+    assert (await scan(wechat, FOLLOWER.openid, ticket=code["ticket"]))["event"] == "subscribe"
+    assert (await user_info(wechat, FOLLOWER.openid))["qr_scene"] == 9
+
+
+async def test_an_expired_or_unknown_code_pushes_nothing(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat()
+    code = await new_code(wechat)  # 60 s
+    clock.advance(60)
+    body = await scan(wechat, VISITOR.openid, expect=400, ticket=code["ticket"])
+    assert_error_shape(body, 400, "QR_CODE_EXPIRED", "ticket")
+    assert "二维码已过期" in body["message"]
+    body = await scan(wechat, VISITOR.openid, expect=400, url=code["url"])
+    assert_error_shape(body, 400, "QR_CODE_EXPIRED", "url")
+    body = await scan(wechat, VISITOR.openid, expect=400, ticket="gQFAKE")
+    assert_error_shape(body, 400, "INVALID_PARAMETER", "ticket")
+    body = await scan(wechat, VISITOR.openid, expect=400, url="http://weixin.qq.com/q/02nope")
+    assert_error_shape(body, 400, "INVALID_PARAMETER", "url")
+    assert receiver.received == []
+    assert (await user_info(wechat, VISITOR.openid))["subscribe"] == 0
+
+
+async def test_a_url_encoded_ticket_is_accepted(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    code = await new_code(wechat)
+    encoded = code["ticket"].replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    assert (await scan(wechat, VISITOR.openid, ticket=encoded))["delivered"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("scan", None, "body"),
+        ("scan", [], "body"),
+        ("scan", {"ticket": "x"}, "openid"),
+        ("scan", {"openid": "oSbxNobody", "ticket": "x"}, "openid"),
+        ("scan", {"openid": VISITOR.openid}, "ticket"),
+        ("scan", {"openid": VISITOR.openid, "ticket": "x", "url": "y"}, "ticket"),
+        ("scan", {"openid": VISITOR.openid, "ticket": 5}, "ticket"),
+        ("scan", {"openid": VISITOR.openid, "ticket": ""}, "ticket"),
+        ("scan", {"openid": VISITOR.openid, "ticket": "x", "extra": 1}, "extra"),
+        ("unfollow", {}, "openid"),
+        ("unfollow", {"openid": ["x"]}, "openid"),
+        ("unfollow", {"openid": "oSbxNobody"}, "openid"),
+        ("unfollow", {"openid": VISITOR.openid}, "openid"),  # doesn't follow
+    ],
+)
+async def test_scripted_api_400s(make_wechat, receiver, path, body, field):
+    wechat, emulator = await make_wechat()
+    if body is None:
+        resp = await wechat.post(f"/_sandbox/api/{path}", data=b"not json")
+    else:
+        resp = await wechat.post(f"/_sandbox/api/{path}", json=body)
+    assert resp.status == 400
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", field)
+    assert receiver.received == [] and len(emulator.pushes) == 0
+
+
+async def test_without_message_url_scans_are_refused(aiohttp_client, emulator_server, emulator):
+    wechat = await aiohttp_client(emulator_server)
+    code = await new_code(wechat)
+    body = await scan(wechat, VISITOR.openid, expect=409, ticket=code["ticket"])
+    assert_error_shape(body, 409, "NO_MESSAGE_URL", "message_url")
+    body = await unfollow(wechat, FOLLOWER.openid, expect=409)
+    assert_error_shape(body, 409, "NO_MESSAGE_URL", "message_url")
+    assert not emulator.users[VISITOR.openid].subscribed
+    assert emulator.users[FOLLOWER.openid].subscribed
+
+
+# The three message modes (§11)
+
+
+async def test_compatible_mode_sends_plain_fields_and_ciphertext(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat("compatible")
+    code = await new_code(wechat, "QR_SCENE", 77)
+    answer = await scan(wechat, VISITOR.openid, ticket=code["ticket"])
+    assert answer["delivered"] is True
+    [push] = receiver.received
+    assert push.query_keys == [
+        "signature",
+        "timestamp",
+        "nonce",
+        "openid",
+        "encrypt_type",
+        "msg_signature",
+    ]
+    event = expected_event(
+        VISITOR.openid, clock.now(), "subscribe", "qrscene_77", Ticket=code["ticket"]
+    )
+    assert list(push.fields.items()) == event  # decrypted
+    assert list(push.outer.items())[:-1] == event  # and in the clear beside it
+    assert list(push.outer)[-1] == "Encrypt"
+
+
+async def test_safe_mode_sends_only_ciphertext(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat("safe")
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert answer["delivered"] is True
+    [push] = receiver.received
+    assert list(push.outer) == ["ToUserName", "Encrypt"]
+    assert push.body == build_message({"ToUserName": ORIGINAL_ID, "Encrypt": push.outer["Encrypt"]})
+    assert push.query["encrypt_type"] == "aes"
+    assert list(push.fields.items()) == expected_event(
+        FOLLOWER.openid, clock.now(), "unsubscribe", ""
+    )
+    # The plain signature is still there (§10), alongside msg_signature.
+    assert push.query["signature"] == wechat_signature(
+        TOKEN, push.query["timestamp"], push.query["nonce"]
+    )
+
+
+async def test_pushes_are_signed_with_the_configured_token(make_wechat, receiver):
+    """A server holding another token refuses the push: nothing is delivered."""
+    wechat, _ = await make_wechat("safe")
+    receiver.token = "another-token"
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert receiver.refused == ["signature"]
+    assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 1, 403)
+
+
+# Retries (§10)
+
+
+async def test_no_reply_is_retried_to_four_attempts(make_wechat, receiver):
+    wechat, emulator = await make_wechat(push_timeout=SHORT_TIMEOUT)
+    receiver.replies = ["hang"] * 4
+    code = await new_code(wechat)
+    answer = await scan(wechat, VISITOR.openid, ticket=code["ticket"])
+    assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 4, None)
+    assert "no reply" in answer["error"]
+    assert len(receiver.received) == 4
+    # The same request each time: same body (so the same CreateTime), same query string.
+    assert len({r.body for r in receiver.received}) == 1
+    assert len({tuple(r.query.items()) for r in receiver.received}) == 1
+    assert len({r.fields["CreateTime"] for r in receiver.received}) == 1
+    # The user followed in the app all the same.
+    assert emulator.users[VISITOR.openid].subscribed
+    [record] = emulator.pushes
+    assert (record.attempts, record.delivered) == (4, False)
+
+
+async def test_a_late_reply_is_retried_until_one_comes_in_time(make_wechat, receiver):
+    wechat, _ = await make_wechat(push_timeout=SHORT_TIMEOUT)
+    receiver.replies = ["hang", "hang", "success"]
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["delivered"], answer["attempts"], answer["reply"]) == (True, 3, "success")
+    assert len(receiver.received) == 3
+
+
+async def test_server_errors_are_retried(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    receiver.replies = [500, 503, "success"]
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["delivered"], answer["attempts"], answer["status"]) == (True, 3, 200)
+    receiver.replies = [500] * 4
+    answer = await unfollow(wechat, NO_UNIONID.openid)
+    assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 4, 500)
+    assert answer["error"] == "HTTP 500"
+    assert len(receiver.received) == 7
+
+
+async def test_a_client_error_is_not_retried(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    receiver.replies = [404]
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 1, 404)
+
+
+async def test_an_unreachable_server_is_tried_four_times(make_wechat):
+    wechat, emulator = await make_wechat(
+        message_url=f"http://127.0.0.1:{unused_port()}/wechat/message"
+    )
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 4, None)
+    assert "could not reach" in answer["error"]
+    assert not emulator.users[FOLLOWER.openid].subscribed
+
+
+# Which replies count (§10, §11)
+
+
+def passive_reply(push: Received) -> str:
+    """A passive text reply, as a service answers a message."""
+    return build_message(
+        {
+            "ToUserName": push.fields["FromUserName"],
+            "FromUserName": push.fields["ToUserName"],
+            "CreateTime": int(push.fields["CreateTime"]),
+            "MsgType": "text",
+            "Content": "欢迎关注",
+        }
+    )
+
+
+def encrypted(key: str = AES_KEY, token: str | None = None) -> Callable[[Received], str]:
+    def reply(push: Received) -> str:
+        return MessageCrypto(token or TOKEN, key, APPID).encrypted_reply(
+            passive_reply(push), "1714036504", "1514711492"
+        )
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("mode", "reply", "delivered"),
+    [
+        ("plain", "success", True),
+        ("plain", "", True),
+        ("plain", "success\n", True),
+        ("plain", passive_reply, True),
+        ("plain", '{"errcode": 0}', False),  # §10: JSON is "malformed"
+        ("plain", "ok", False),
+        ("plain", "<xml><Content>unclosed</xml>", False),
+        ("plain", "<html><body>hello</body></html>", False),
+        ("compatible", passive_reply, True),
+        ("compatible", encrypted(), True),
+        ("compatible", encrypted(OTHER_AES_KEY), False),
+        ("safe", "success", True),  # emulator choice: a plain success is accepted in every mode
+        ("safe", "", True),
+        ("safe", encrypted(), True),
+        ("safe", passive_reply, False),  # safe mode: the reply must be encrypted
+        ("safe", encrypted(OTHER_AES_KEY), False),  # signed right, but not our key
+        ("safe", encrypted(token="wrong"), False),  # MsgSignature does not check out
+    ],
+)
+async def test_which_replies_are_accepted(make_wechat, receiver, mode, reply, delivered):
+    wechat, emulator = await make_wechat(mode)
+    receiver.replies = [reply]
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["delivered"], answer["attempts"]) == (delivered, 1), answer
+    assert answer["error"] == ("" if delivered else answer["error"]) and (
+        delivered or answer["error"]
+    )
+    if reply in (passive_reply, "success", ""):
+        assert answer["reply"] == (
+            passive_reply(receiver.received[0]) if callable(reply) else reply
+        )
+    if delivered and callable(reply):
+        # The reply's own fields, decrypted when encrypted.
+        assert answer["replyFields"]["MsgType"] == "text"
+        assert answer["replyFields"]["Content"] == "欢迎关注"
+        assert answer["replyFields"]["ToUserName"] == FOLLOWER.openid
+    [record] = emulator.pushes
+    assert record.delivered is delivered
+
+
+# Recorded pushes
+
+
+async def test_pushes_are_listed(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat()
+    code = await new_code(wechat, "QR_LIMIT_SCENE", 3)
+    await scan(wechat, VISITOR.openid, ticket=code["ticket"])
+    receiver.replies = [500, "success"]
+    await unfollow(wechat, VISITOR.openid)
+    pushes = (await (await wechat.get("/_sandbox/api/pushes")).json())["pushes"]
+    assert [(p["event"], p["eventKey"], p["openid"], p["attempts"]) for p in pushes] == [
+        ("subscribe", "qrscene_3", VISITOR.openid, 1),
+        ("unsubscribe", "", VISITOR.openid, 2),
+    ]
+    assert pushes[0]["fields"] == dict(
+        expected_event(VISITOR.openid, clock.now(), "subscribe", "qrscene_3", Ticket=code["ticket"])
+    ) | {"CreateTime": int(clock.now())}
+    assert all(p["delivered"] and p["mode"] == "plain" for p in pushes)
+    assert (await wechat.delete("/_sandbox/api/pushes")).status == 204
+    assert (await (await wechat.get("/_sandbox/api/pushes")).json())["pushes"] == []
+
+
+async def test_the_push_log_is_bounded(emulator):
+    for n in range(PUSH_MEMORY + 5):
+        emulator.record_push(
+            PushRecord(
+                at=n,
+                mode="plain",
+                fields={"Event": "SCAN", "EventKey": str(n)},
+                attempts=1,
+                delivered=True,
+                status=200,
+                reply="success",
+                reply_fields=None,
+                error="",
+            )
+        )
+    assert len(emulator.pushes) == PUSH_MEMORY
+    assert emulator.pushes[0].fields["EventKey"] == "5"
+
+
+def test_config_checks():
+    base = {"appid": APPID, "secret": SECRET, "authorized_domain": "app.example.com"}
+    assert SandboxConfig(**base).message_mode == "plain"  # existing callers keep working
+    for bad in (
+        {"message_mode": "secure"},
+        {"message_mode": "safe"},  # no EncodingAESKey
+        {"message_mode": "safe", "aes_key": "short"},
+        {"push_timeout": 0},
+        {"message_url": "ftp://example.com/"},
+    ):
+        with pytest.raises(ValueError):
+            SandboxConfig(**base, **bad)
+
+
+# The phone page
+
+
+def as_user(openid: str) -> dict[str, str]:
+    return {"Cookie": f"sandbox_openid={openid}"}
+
+
+async def test_the_phone_page(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    home = await (await wechat.get("/")).text()
+    assert 'href="/_sandbox/phone"' in home
+
+    resp = await wechat.get("/_sandbox/phone")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    page = await resp.text()
+    assert "<script" not in page
+    assert 'href="/_sandbox/users?next=/_sandbox/phone"' in page  # pick a user, then come back
+
+    code = await new_code(wechat, "QR_STR_SCENE", "phone")
+    page = await (
+        await wechat.get(
+            "/_sandbox/phone", params={"url": code["url"]}, headers=as_user(VISITOR.openid)
+        )
+    ).text()
+    assert VISITOR.nickname in page and VISITOR.openid in page
+    assert f'value="{code["url"]}"' in page
+    assert "does not follow" in page
+    assert 'action="/_sandbox/phone/unfollow"' not in page
+
+    resp = await wechat.post(
+        "/_sandbox/phone/scan", data={"code": code["url"]}, headers=as_user(VISITOR.openid)
+    )
+    assert resp.status == 200
+    page = await resp.text()
+    assert re.search(r"<strong>subscribe</strong>\s*<code>qrscene_phone</code>", page)
+    assert "Delivered" in page and "1 attempt " in page and "<pre>success</pre>" in page
+    assert re.search(r'id="follow-state"><span class="tag ok">follows', page)
+    assert 'action="/_sandbox/phone/unfollow"' in page
+    assert [r.fields["Event"] for r in receiver.received] == ["subscribe"]
+    assert receiver.received[0].fields["FromUserName"] == VISITOR.openid
+
+    # A showqrcode link works too; the user now follows, so it is a SCAN.
+    link = f"http://127.0.0.1/cgi-bin/showqrcode?ticket={code['ticket'].replace('+', '%2B')}"
+    resp = await wechat.post(
+        "/_sandbox/phone/scan", data={"code": link}, headers=as_user(VISITOR.openid)
+    )
+    assert re.search(r"<strong>SCAN</strong>\s*<code>phone</code>", await resp.text())
+
+    resp = await wechat.post("/_sandbox/phone/unfollow", headers=as_user(VISITOR.openid))
+    page = await resp.text()
+    assert resp.status == 200 and "<strong>unsubscribe</strong>" in page
+    assert "does not follow" in page
+    assert [r.fields["Event"] for r in receiver.received] == ["subscribe", "SCAN", "unsubscribe"]
+
+
+async def test_the_phone_page_refusals(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat()
+    code = await new_code(wechat)
+    resp = await wechat.post("/_sandbox/phone/scan", data={"code": code["url"]})
+    assert resp.status == 400 and "Pick a sandbox user first" in await resp.text()
+    resp = await wechat.post(
+        "/_sandbox/phone/scan", data={"code": "  "}, headers=as_user(VISITOR.openid)
+    )
+    assert resp.status == 400
+    resp = await wechat.post(
+        "/_sandbox/phone/scan", data={"code": "gQFAKE"}, headers=as_user(VISITOR.openid)
+    )
+    assert resp.status == 400 and "no such QR code" in await resp.text()
+    clock.advance(60)
+    resp = await wechat.post(
+        "/_sandbox/phone/scan", data={"code": code["ticket"]}, headers=as_user(VISITOR.openid)
+    )
+    assert resp.status == 400 and "二维码已过期" in await resp.text()
+    resp = await wechat.post("/_sandbox/phone/unfollow", headers=as_user(VISITOR.openid))
+    assert resp.status == 400 and "does not follow" in await resp.text()
+    assert receiver.received == []
+
+
+async def test_the_phone_page_without_message_url(aiohttp_client, emulator_server):
+    wechat = await aiohttp_client(emulator_server)
+    page = await (await wechat.get("/_sandbox/phone", headers=as_user(VISITOR.openid))).text()
+    assert "--message-url" in page
+    code = await new_code(wechat)
+    resp = await wechat.post(
+        "/_sandbox/phone/scan", data={"code": code["url"]}, headers=as_user(VISITOR.openid)
+    )
+    assert resp.status == 409

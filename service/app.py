@@ -17,10 +17,13 @@ from aiohttp import web
 
 from . import keys
 from .auth import JwtIssuer
+from .background import background_ctx
 from .clock import Clock, SystemClock
 from .config import PROJECT_ROOT, Settings
 from .errors import error_middleware
-from .handlers import health, message, oauth, pages, tokens
+from .handlers import health, message, oauth, pages, qrcode, tokens
+from .messages import message_crypto
+from .qr_login import LoginWaiters
 from .store import Store, open_database
 from .tokens import token_upkeep_ctx
 from .wechat.client import WeChatClient
@@ -40,6 +43,8 @@ def create_app(
     app[keys.CLOCK] = clock or SystemClock()
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    app[keys.QR_WAITERS] = LoginWaiters()
+    app[keys.MESSAGE_CRYPTO] = message_crypto(settings)
     app[keys.JWT] = JwtIssuer(
         secret=settings.jwt_secret,
         issuer=settings.jwt_issuer,
@@ -59,6 +64,7 @@ def create_app(
     app.cleanup_ctx.append(http_session_ctx)
     app.cleanup_ctx.append(wechat_client_ctx)
     app.cleanup_ctx.append(token_upkeep_ctx)
+    app.cleanup_ctx.append(background_ctx)
 
     aiohttp_jinja2.setup(
         app,
@@ -69,6 +75,7 @@ def create_app(
     app.add_routes(message.routes)
     app.add_routes(health.routes)
     app.add_routes(tokens.routes)
+    app.add_routes(qrcode.routes)
     app.add_routes(pages.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static")
 
@@ -80,6 +87,11 @@ def create_app(
                 appid=settings.wechat_appid,
                 secret=settings.wechat_secret,
                 authorized_domain=urlsplit(settings.public_url).hostname or "localhost",
+                token=settings.wechat_token,
+                aes_key=settings.wechat_aes_key,
+                # The emulator pushes to the service over loopback, as WeChat would over the net.
+                message_url=f"http://127.0.0.1:{settings.port}/wechat/message",
+                message_mode=settings.wechat_message_mode,
             ),
             app[keys.CLOCK],
         )

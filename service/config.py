@@ -77,6 +77,11 @@ class Settings:
     web_token_concurrency: int = 16
     web_token_batch_size: int = 500
     admin_key: str = field(default="", repr=False)
+    # Pushed messages and QR codes.
+    wechat_message_mode: str = "plain"
+    message_text_reply: str = ""
+    qrcode_expire_seconds: int = 1800
+    qr_login_ttl: int = 300
 
     @property
     def public_origin(self) -> str:
@@ -235,6 +240,22 @@ def _validate(s: Settings) -> Settings:
     # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
     if len(s.jwt_secret.encode()) < 32:
         raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    if s.wechat_message_mode not in ("plain", "compatible", "safe"):
+        raise ConfigError(
+            f"WECHAT_MESSAGE_MODE must be plain, compatible or safe, got {s.wechat_message_mode!r}"
+        )
+    if s.wechat_message_mode != "plain" and not s.wechat_aes_key:
+        raise ConfigError(
+            f"WECHAT_MESSAGE_MODE={s.wechat_message_mode} needs WECHAT_AES_KEY, the account's "
+            "EncodingAESKey"
+        )
+    if not 60 <= s.qrcode_expire_seconds <= 2592000:
+        raise ConfigError(
+            "QRCODE_EXPIRE_SECONDS must be between 60 and 2592000 (WeChat's 30 days), "
+            f"got {s.qrcode_expire_seconds}"
+        )
+    if not 60 <= s.qr_login_ttl <= 3600:
+        raise ConfigError(f"QR_LOGIN_TTL must be between 60 and 3600, got {s.qr_login_ttl}")
     if s.base_token_source not in ("stable", "token"):
         raise ConfigError(f"BASE_TOKEN_SOURCE must be stable or token, got {s.base_token_source!r}")
     # stable_token hands out a new token only in the last 300 s of the old one's life; asking

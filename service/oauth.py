@@ -58,8 +58,8 @@ def parse_authorization_request(
     settings: Settings, redirect_uri: str | None, callback: str | None, scope: str | None
 ) -> AuthorizationRequest:
     """Validate /wechat/authorize's input; every failure names the parameter and its value."""
-    redirect_uri = _app_url(settings, "redirectUri", redirect_uri)
-    callback = _app_url(settings, "callback", callback)
+    redirect_uri = app_url(settings, "redirectUri", redirect_uri)
+    callback = app_url(settings, "callback", callback)
     scope = "snsapi_base" if scope is None or scope == "" else scope
     if scope not in SCOPES:
         raise InvalidParameter(
@@ -75,7 +75,7 @@ def parse_authorization_request(
     return AuthorizationRequest(redirect_uri, callback, scope)
 
 
-def _app_url(settings: Settings, name: str, value: str | None) -> str:
+def app_url(settings: Settings, name: str, value: str | None) -> str:
     if value is None or value == "":
         raise MissingParameter(f"{name} is required", field=name, value=value)
     if len(value) > MAX_URL_LENGTH:
@@ -213,15 +213,20 @@ async def complete_authorization(
         expires_in=web_token.expires_in,
         unionid=unionid,
     )
-    issued = issuer.issue(
-        openid=web_token.openid, scope=scope, unionid=unionid or user.get("unionid")
-    )
+    return signed_in(issuer, user, scope, doc["redirectUri"])
+
+
+def signed_in(
+    issuer: JwtIssuer, user: dict[str, Any], scope: str, redirect_uri: str | None
+) -> dict[str, Any]:
+    """The app's JWT for a user, in the one shape every way of signing in answers."""
+    issued = issuer.issue(openid=user["openid"], scope=scope, unionid=user.get("unionid"))
     return {
         "token": issued.token,
         "tokenType": "Bearer",
         "expiresIn": issued.expires_in,
-        "redirectUri": doc["redirectUri"],
-        "openid": web_token.openid,
+        "redirectUri": redirect_uri,
+        "openid": user["openid"],
         "scope": scope,
         "user": public_user(user),
     }

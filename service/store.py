@@ -36,6 +36,9 @@ class Store:
         self.web_tokens = db["web_tokens"]
         self.base_tokens = db["base_tokens"]
         self.leases = db["leases"]
+        self.qr_tickets = db["qr_tickets"]
+        self.qr_logins = db["qr_logins"]
+        self.pushed_messages = db["pushed_messages"]
 
     async def ensure_indexes(self) -> None:
         # The state string is the _id, so it is unique without a second index.
@@ -53,6 +56,12 @@ class Store:
             [("status", ASCENDING), ("accessTokenExpiresAt", ASCENDING), ("_id", ASCENDING)],
             name="refresh_due",
         )
+
+        # Expired temporary tickets, finished sign-in sessions and the push de-duplication
+        # memory are removed by MongoDB's TTL monitor.
+        await self.qr_tickets.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.qr_logins.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.pushed_messages.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
 
     async def ping(self) -> None:
         await self.db.command("ping")
@@ -342,6 +351,109 @@ class Store:
             },
             upsert=True,
         )
+
+    # -- QR codes ---------------------------------------------------------------------------
+
+    async def get_qr_ticket(self, kind: str, scene: str | int) -> dict[str, Any] | None:
+        return await self.qr_tickets.find_one({"_id": f"{kind}:{scene}"})
+
+    async def save_qr_ticket(
+        self, kind: str, scene: str | int, *, ticket: str, url: str, expires_in: int | None
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        expires_at = utc(now + expires_in) if expires_in else None
+        return await self.qr_tickets.find_one_and_update(
+            {"_id": f"{kind}:{scene}"},
+            {
+                "$set": {
+                    "type": kind,
+                    "scene": scene,
+                    "ticket": ticket,
+                    "url": url,
+                    "createdAt": utc(now),
+                    "expiresAt": expires_at,
+                    "purgeAt": expires_at,
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # -- "scan to sign in" sessions -----------------------------------------------------------
+
+    async def create_qr_login(
+        self, scene: str, *, ticket: str, url: str, ttl: int, redirect_uri: str | None
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        doc = {
+            "_id": scene,
+            "status": "pending",
+            "ticket": ticket,
+            "url": url,
+            "redirectUri": redirect_uri,
+            "createdAt": utc(now),
+            "expiresAt": utc(now + ttl),
+            "purgeAt": utc(now + ttl + STATE_RETENTION),
+            "handedOut": False,
+        }
+        await self.qr_logins.insert_one(doc)
+        return doc
+
+    async def get_qr_login(self, scene: str) -> dict[str, Any] | None:
+        return await self.qr_logins.find_one({"_id": scene})
+
+    async def qr_login_scanned(
+        self, scene: str, openid: str, *, new_follower: bool
+    ) -> dict[str, Any] | None:
+        """The scan event for a live, unscanned session; None if there is none (or it expired)."""
+        now = utc(self.clock.now())
+        return await self.qr_logins.find_one_and_update(
+            {"_id": scene, "status": "pending", "expiresAt": {"$gt": now}},
+            {
+                "$set": {
+                    "status": "scanned",
+                    "openid": openid,
+                    "newFollower": new_follower,
+                    "scannedAt": now,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def qr_login_confirmed(self, scene: str, openid: str) -> None:
+        now = utc(self.clock.now())
+        await self.qr_logins.update_one(
+            {"_id": scene, "status": "scanned", "openid": openid},
+            {"$set": {"status": "confirmed", "confirmedAt": now}},
+        )
+
+    async def hand_out_qr_login(self, scene: str) -> dict[str, Any] | None:
+        """Mark a confirmed session's token handed out; only the first caller gets the session."""
+        return await self.qr_logins.find_one_and_update(
+            {"_id": scene, "status": "confirmed", "handedOut": False},
+            {"$set": {"handedOut": True, "handedOutAt": utc(self.clock.now())}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # -- pushed messages ------------------------------------------------------------------------
+
+    async def first_delivery(self, key: str, retention: int) -> dict[str, Any] | None:
+        """None the first time a push is seen; the earlier delivery's record for a retry."""
+        now = self.clock.now()
+        try:
+            await self.pushed_messages.insert_one(
+                {"_id": key, "receivedAt": utc(now), "purgeAt": utc(now + retention)}
+            )
+        except DuplicateKeyError:
+            return await self.pushed_messages.find_one({"_id": key}) or {}
+        return None
+
+    async def forget_delivery(self, key: str) -> None:
+        await self.pushed_messages.delete_one({"_id": key})
+
+    async def remember_reply(self, key: str, reply: str) -> None:
+        """The plain reply to a push, so a retry (ours was too slow) gets the same one."""
+        await self.pushed_messages.update_one({"_id": key}, {"$set": {"reply": reply}})
 
     # -- leases -------------------------------------------------------------------------------
 

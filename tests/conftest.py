@@ -121,8 +121,8 @@ async def browser() -> AsyncIterator[ClientSession]:
 
 
 @pytest.fixture
-async def sandbox_service(aiohttp_server, mongodb_name) -> str:
-    """The service as `make run` starts it (SANDBOX=1, emulator mounted); its base URL."""
+async def sandbox_server(aiohttp_server, mongodb_name) -> TestServer:
+    """The service as `make run` starts it (SANDBOX=1, emulator mounted)."""
     port = unused_port()
     env = {
         "SANDBOX": "1",
@@ -133,8 +133,13 @@ async def sandbox_service(aiohttp_server, mongodb_name) -> str:
     }
     if MONGODB_URI:
         env["MONGODB_URI"] = MONGODB_URI
-    await aiohttp_server(create_app(load_settings(env)), port=port)
-    return f"http://localhost:{port}"
+    return await aiohttp_server(create_app(load_settings(env)), port=port)
+
+
+@pytest.fixture
+def sandbox_service(sandbox_server) -> str:
+    """That service's base URL, on the host name its sandbox authorizes (localhost)."""
+    return f"http://localhost:{sandbox_server.port}"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 
+from service import keys
 from service.sandbox import SANDBOX_USERS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -18,7 +19,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not instal
 
 
 async def dump_dom(url: str, tmp_path) -> str:
-    """The DOM after the page's scripts and redirects ran (virtual time, no sleeps)."""
+    """The DOM after the page's scripts and redirects ran (virtual time, no sleeps).
+
+    Virtual time stands still while a request is pending, so a long-polling page is dumped
+    only after its poll has answered."""
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
         "--headless",
@@ -88,3 +92,26 @@ async def test_a_reused_link_says_so(sandbox_service, browser, tmp_path):
     assert 'id="claims"' in first
     again = await dump_dom(callback, tmp_path / "2")
     assert "already used" in again or "expired" in again
+
+
+async def test_the_desktop_page_signs_in_by_itself_after_a_scan(
+    sandbox_server, sandbox_service, browser, tmp_path
+):
+    """make run's desktop demo: the page shows a code, the phone scans it, the page goes on."""
+    store = sandbox_server.app[keys.STORE]
+    page = asyncio.create_task(dump_dom(f"{sandbox_service}/demo/qr-login", tmp_path))
+    session = None
+    for _ in range(200):  # the page creates its session as soon as it loads
+        session = await store.qr_logins.find_one({"status": "pending"})
+        if session or page.done():
+            break
+        await asyncio.sleep(0.05)
+    assert session, "the page never asked for a QR code"
+    scan = await browser.post(
+        f"{sandbox_service}/sandbox/_sandbox/api/scan",
+        json={"openid": SANDBOX_USERS[1].openid, "ticket": session["ticket"]},
+    )
+    assert (await scan.json())["delivered"] is True
+    dom = await page
+    assert 'id="claims"' in dom  # the landing page, showing the JWT's claims
+    assert SANDBOX_USERS[1].openid in dom

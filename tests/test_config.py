@@ -120,9 +120,14 @@ def test_secrets_do_not_show_in_the_settings_repr():
         ({"WEB_TOKEN_CONCURRENCY": "0"}, "WEB_TOKEN_CONCURRENCY"),
         ({"ADMIN_KEY": "short"}, "ADMIN_KEY"),
         ({"ADMIN_KEY": SANDBOX_DEFAULTS["admin_key"]}, "ADMIN_KEY"),
+        ({"WECHAT_MESSAGE_MODE": "secret"}, "WECHAT_MESSAGE_MODE"),
+        # Safe mode cannot decrypt anything without the account's EncodingAESKey.
+        ({"WECHAT_MESSAGE_MODE": "safe"}, "WECHAT_AES_KEY"),
+        ({"QRCODE_EXPIRE_SECONDS": "2592001"}, "QRCODE_EXPIRE_SECONDS"),
+        ({"QR_LOGIN_TTL": "30"}, "QR_LOGIN_TTL"),
     ],
 )
-def test_token_upkeep_settings_are_checked_at_start_up(override, named):
+def test_upkeep_message_and_qr_settings_are_checked_at_start_up(override, named):
     with pytest.raises(ConfigError, match=named):
         load_settings({**PRODUCTION_ENV, **override})
 

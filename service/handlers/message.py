@@ -1,15 +1,17 @@
-"""/wechat/message: WeChat's server-URL check (GET)."""
+"""/wechat/message: WeChat's server-URL check (GET) and its pushed messages (POST)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .. import keys
+from .. import keys, messages
 from ..errors import InvalidSignature, MissingParameter
 from ..signature import signature_matches, wechat_signature
 from .params import query
 
 routes = web.RouteTableDef()
+
+PUSH_PARAMS = ("signature", "timestamp", "nonce", "openid", "encrypt_type", "msg_signature")
 
 
 @routes.get("/wechat/message")
@@ -27,3 +29,25 @@ async def verify_server_url(request: web.Request) -> web.Response:
             "signature does not match WECHAT_TOKEN", field="signature", value=values["signature"]
         )
     return web.Response(text=values["echostr"], content_type="text/plain")
+
+
+@routes.post("/wechat/message")
+async def receive_push(request: web.Request) -> web.Response:
+    app = request.config_dict
+    body = await request.read()  # client_max_size refuses bodies over MAX_BODY_BYTES (413)
+    params = {name: query(request, name) for name in PUSH_PARAMS}
+    push = messages.verify_push(app[keys.SETTINGS], app[keys.MESSAGE_CRYPTO], params, body)
+    reply = await messages.handle_push(
+        messages.MessageServices(
+            settings=app[keys.SETTINGS],
+            clock=app[keys.CLOCK],
+            store=app[keys.STORE],
+            keeper=app[keys.BASE_TOKENS],
+            wechat=app[keys.WECHAT],
+            waiters=app[keys.QR_WAITERS],
+            background=app[keys.BACKGROUND],
+            crypto=app[keys.MESSAGE_CRYPTO],
+        ),
+        push,
+    )
+    return web.Response(text=reply, content_type=messages.reply_content_type(reply))

@@ -46,12 +46,24 @@ async def index(request: web.Request) -> web.Response:
                     "/wechat/jwt",
                     "/wechat/callback",
                     "/wechat/message",
+                    "/wechat/subscribed",
+                    "/wechat/qrcode",
+                    "/wechat/qrcode/login",
+                    "/wechat/tokens/status",
                     "/healthz",
                     "/readyz",
                 ],
             }
         )
     return page(request, "demo.html", {"appid": settings.wechat_appid})
+
+
+@routes.get("/demo/qr-login")
+async def qr_login_demo(request: web.Request) -> web.Response:
+    """The desktop sign-in: a QR code to scan with the sandbox phone, and long polling."""
+    if not request.config_dict[keys.SETTINGS].sandbox:
+        raise web.HTTPNotFound()
+    return page(request, "qr_login.html")
 
 
 @routes.get("/demo/landing")

@@ -161,6 +161,12 @@ class WeChatClient:
                 "WeChat answered a token without its documented fields"
             ) from None
 
+    async def create_qrcode(self, access_token: str, body: dict[str, Any]) -> dict[str, Any]:
+        """cgi-bin/qrcode/create: a parametric QR code's ticket and url."""
+        return await self._call(
+            "POST", "cgi-bin/qrcode/create", {"access_token": access_token}, body
+        )
+
     async def follower_info(self, access_token: str, openid: str) -> dict[str, Any]:
         """cgi-bin/user/info: whether the user follows the account, and since when."""
         return await self._get(

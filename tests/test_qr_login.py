@@ -1,0 +1,156 @@
+"""Desktop "scan to follow and sign in", end to end over HTTP: the service creates the session
+and its QR code, the emulator plays the user's phone and pushes what WeChat would, the browser
+long-polls for the JWT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import jwt as pyjwt
+import pytest
+
+from flows import APP_ORIGIN, JWT_SECRET, TOKEN, assert_error_shape
+from service import keys
+from service.sandbox import SANDBOX_USERS
+
+FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+@pytest.fixture
+def connect(emulator, aiohttp_client, emulator_server):
+    """Point the emulator's pushes at a service under test, as 服务器配置 does for WeChat."""
+
+    async def wire(client, mode: str = "plain"):
+        emulator.config = dataclasses.replace(
+            emulator.config,
+            message_url=str(client.make_url("/wechat/message")),
+            token=TOKEN,
+            aes_key=AES_KEY,
+            message_mode=mode,
+        )
+        return await aiohttp_client(emulator_server)
+
+    return wire
+
+
+async def start(client, **params) -> dict:
+    resp = await client.post("/wechat/qrcode/login", params=params)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def scan(phone, openid: str, ticket: str) -> dict:
+    resp = await phone.post("/_sandbox/api/scan", json={"openid": openid, "ticket": ticket})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def poll(client, scene: str, wait: int = 0):
+    return await client.get(f"/wechat/qrcode/login/{scene}", params={"wait": str(wait)})
+
+
+async def drained(client) -> None:
+    """Let the work that runs after WeChat's reply finish (the follower lookup)."""
+    await client.app[keys.BACKGROUND].drain(5)
+
+
+@pytest.mark.parametrize(
+    ("user", "event"), [(VISITOR, "subscribe"), (FOLLOWER, "SCAN")], ids=["new", "follower"]
+)
+async def test_scanning_signs_the_desktop_in(client, connect, emulator, user, event):
+    phone = await connect(client)
+    session = await start(client, redirectUri=f"{APP_ORIGIN}/desk")
+    assert session["status"] == "pending"
+    assert (await (await poll(client, session["scene"])).json())["status"] == "pending"
+
+    scanned = await scan(phone, user.openid, session["ticket"])
+    assert scanned["event"] == event
+    assert scanned["delivered"] is True
+    await drained(client)
+
+    done = await poll(client, session["scene"])
+    assert done.status == 200
+    body = await done.json()
+    assert body["status"] == "confirmed"
+    assert body["openid"] == user.openid
+    assert body["redirectUri"] == f"{APP_ORIGIN}/desk"
+    assert body["tokenType"] == "Bearer"
+    claims = pyjwt.decode(
+        body["token"], JWT_SECRET, algorithms=["HS256"], audience="wechat-oa-auth"
+    )
+    assert claims["sub"] == user.openid
+    assert claims.get("unionid") == user.unionid  # read from cgi-bin/user/info
+
+    stored = await client.app[keys.STORE].get_user(user.openid)
+    assert stored["subscribed"] is True
+    assert stored["loginCount"] == 1
+
+    # The JWT is handed out once.
+    again = await poll(client, session["scene"])
+    assert_error_shape(await again.json(), 404, "QR_LOGIN_NOT_FOUND", "scene")
+
+
+async def test_a_scanned_session_says_so_before_it_is_confirmed(client, connect, emulator):
+    phone = await connect(client)
+    session = await start(client)
+    emulator.faults.set("slow", paths=["cgi-bin/user/info"], delay=0.3)
+    await scan(phone, VISITOR.openid, session["ticket"])
+    state = await (await poll(client, session["scene"])).json()
+    assert state["status"] == "scanned"
+    assert state["subscribed"] is True and state["newFollower"] is True
+    await drained(client)
+    assert (await (await poll(client, session["scene"])).json())["status"] == "confirmed"
+
+
+async def test_a_long_poll_returns_as_soon_as_the_scan_lands(client, connect):
+    phone = await connect(client)
+    session = await start(client)
+    waiting = asyncio.create_task(poll(client, session["scene"], wait=20))
+    await asyncio.sleep(0)
+    await scan(phone, FOLLOWER.openid, session["ticket"])
+    resp = await asyncio.wait_for(waiting, 10)
+    assert (await resp.json())["status"] in ("scanned", "confirmed")
+
+
+async def test_safe_mode_scans_work_the_same(make_client, connect):
+    client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
+    phone = await connect(client, "safe")
+    session = await start(client)
+    assert (await scan(phone, FOLLOWER.openid, session["ticket"]))["delivered"] is True
+    await drained(client)
+    assert (await (await poll(client, session["scene"])).json())["status"] == "confirmed"
+
+
+async def test_a_session_expires(client, connect, clock):
+    await connect(client)
+    session = await start(client)
+    clock.advance(300)
+    state = await (await poll(client, session["scene"])).json()
+    assert state["status"] == "expired"
+
+
+async def test_a_second_scan_does_not_steal_the_session(client, connect):
+    phone = await connect(client)
+    session = await start(client)
+    await scan(phone, FOLLOWER.openid, session["ticket"])
+    await scan(phone, VISITOR.openid, session["ticket"])
+    await drained(client)
+    body = await (await poll(client, session["scene"])).json()
+    assert body["openid"] == FOLLOWER.openid
+
+
+async def test_image_formats_and_bad_input(client, connect):
+    await connect(client)
+    png = await client.post("/wechat/qrcode/login", params={"format": "png"})
+    assert png.status == 201 and png.content_type == "image/png"
+    assert png.headers["X-QR-Scene"].startswith("login_")
+    assert png.headers["Location"] == f"/wechat/qrcode/login/{png.headers['X-QR-Scene']}"
+    bad = await client.post("/wechat/qrcode/login", params={"redirectUri": "https://evil.example"})
+    assert_error_shape(await bad.json(), 400, "ORIGIN_NOT_ALLOWED", "redirectUri")
+    unknown = await poll(client, "login_doesnotexist")
+    assert_error_shape(await unknown.json(), 404, "QR_LOGIN_NOT_FOUND", "scene")
+    too_long = await poll(client, "login_x", wait=31)
+    assert_error_shape(await too_long.json(), 400, "INVALID_PARAMETER", "wait")

@@ -493,31 +493,30 @@ def start_scheduler(
 ) -> AsyncIOScheduler:
     """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
     scheduler = AsyncIOScheduler(timezone=UTC)
-    soon = datetime.now(UTC) + timedelta(seconds=1)  # after the server starts listening
-    scheduler.add_job(
-        run_job,
-        "interval",
-        args=("base token", keeper.renew_if_due),
-        seconds=settings.token_check_interval,
-        jitter=settings.token_check_interval // 4,
-        id="base_token",
-        name="base access_token renewal",
-        max_instances=1,
-        coalesce=True,
-        next_run_time=soon,
-    )
-    if settings.web_token_keep_alive != "none":  # noqa: S105
+
+    def every(seconds: int, job_id: str, name: str, work: Callable[[], Awaitable[Any]], **kw: Any):
         scheduler.add_job(
             run_job,
             "interval",
-            args=("web token sweep", sweeper.sweep),
-            seconds=settings.web_token_sweep_interval,
-            jitter=settings.web_token_sweep_interval // 4,
-            id="web_tokens",
-            name="web token sweep",
-            max_instances=1,
+            args=(name, work),
+            seconds=seconds,
+            jitter=seconds // 4,
+            id=job_id,
+            name=name,
+            max_instances=1,  # a slow run is never overlapped by the next
             coalesce=True,
+            **kw,
         )
+
+    every(
+        settings.token_check_interval,
+        "base_token",
+        "base access_token renewal",
+        keeper.renew_if_due,
+        next_run_time=datetime.now(UTC) + timedelta(seconds=1),  # once the server listens
+    )
+    if settings.web_token_keep_alive != "none":  # noqa: S105
+        every(settings.web_token_sweep_interval, "web_tokens", "web token sweep", sweeper.sweep)
     scheduler.start()
     return scheduler
 

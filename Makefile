@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	@echo "Starting wechat-oa-auth in sandbox mode: open http://localhost:$(PORT)/"
-	SANDBOX=1 PORT=$(PORT) $(BIN)/python -m service
+	SANDBOX=1 PORT=$(PORT) LOG_FORMAT=text $(BIN)/python -m service
 
 sandbox: $(STAMP)
 	$(BIN)/python -m service.sandbox --port 3100

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from aiohttp import web
 
 from .app import create_app
 from .config import ConfigError, load_settings
-from .logs import PathOnlyAccessLogger, configure_logging
+from .logs import AccessLogger, configure_logging
 
 log = logging.getLogger("service")
 
 
 def main() -> int:
-    configure_logging("INFO")
+    # Until the settings are read, log as LOG_FORMAT asks (if it is valid), so even a
+    # start-up refusal reaches the log collector in its format.
+    configure_logging("INFO", "text" if os.environ.get("LOG_FORMAT") == "text" else "json")
     try:
         settings = load_settings()
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         return 2
-    logging.getLogger().setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
     if settings.sandbox:
         log.warning(
             "SANDBOX mode: WeChat is the built-in emulator at %s/sandbox/. Open %s/ to sign in.",
@@ -35,7 +38,10 @@ def main() -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        access_log_class=PathOnlyAccessLogger,
+        access_log_class=AccessLogger,
+        # On SIGTERM: stop accepting, let in-flight requests finish, then run the cleanup
+        # contexts (scheduler stopped, lease released, Mongo client and HTTP session closed).
+        shutdown_timeout=settings.shutdown_timeout,
         print=lambda *_: None,
     )
     return 0

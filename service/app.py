@@ -22,7 +22,10 @@ from .clock import Clock, SystemClock
 from .config import PROJECT_ROOT, Settings
 from .errors import error_middleware
 from .handlers import health, message, oauth, pages, qrcode, tokens
+from .logs import request_id_middleware
 from .messages import message_crypto
+from .metrics import Metrics, metrics_middleware
+from .metrics import routes as metrics_routes
 from .qr_login import LoginWaiters
 from .store import Store, open_database
 from .tokens import token_upkeep_ctx
@@ -38,8 +41,12 @@ def create_app(
     settings: Settings, *, clock: Clock | None = None, mongo_client: Any = None
 ) -> web.Application:
     """The service. `mongo_client` lets several app instances share one store (tests)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
     app[keys.CLOCK] = clock or SystemClock()
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -76,6 +83,7 @@ def create_app(
     app.add_routes(health.routes)
     app.add_routes(tokens.routes)
     app.add_routes(qrcode.routes)
+    app.add_routes(metrics_routes)
     app.add_routes(pages.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static")
 
@@ -115,5 +123,6 @@ async def wechat_client_ctx(app: web.Application) -> AsyncIterator[None]:
         appid=settings.wechat_appid,
         secret=settings.wechat_secret,
         timeout=settings.wechat_timeout,
+        observe=app[keys.METRICS].wechat_call,
     )
     yield

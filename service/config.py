@@ -62,6 +62,8 @@ class Settings:
     max_body_bytes: int = 65536
     sandbox: bool = False
     log_level: str = "INFO"
+    log_format: str = "json"
+    shutdown_timeout: float = 30.0
     # Token upkeep (see config/default.toml for what each one means).
     token_upkeep: bool = True
     base_token_source: str = "stable"  # noqa: S105 - a mode, not a secret
@@ -240,6 +242,8 @@ def _validate(s: Settings) -> Settings:
     # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
     if len(s.jwt_secret.encode()) < 32:
         raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    if s.log_format not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {s.log_format!r}")
     if s.wechat_message_mode not in ("plain", "compatible", "safe"):
         raise ConfigError(
             f"WECHAT_MESSAGE_MODE must be plain, compatible or safe, got {s.wechat_message_mode!r}"

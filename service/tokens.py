@@ -93,7 +93,9 @@ class BaseTokenKeeper:
         clock: Clock,
         instance_id: str,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_failure = on_failure or (lambda _kind: None)
         self._store = store
         self._wechat = wechat
         self._settings = settings
@@ -277,6 +279,7 @@ class BaseTokenKeeper:
         return fetched.access_token
 
     async def _record_failure(self, exc: WeChatError, backoff: float) -> None:
+        self._on_failure("base")
         now = self._clock.now()
         level = logging.WARNING if isinstance(exc, WeChatTimeout) or not backoff else logging.ERROR
         log.log(level, "could not renew the base access_token: %s", exc)
@@ -368,7 +371,9 @@ class WebTokenSweeper:
         settings: Settings,
         clock: Clock,
         instance_id: str,
+        on_failure: Callable[[str], None] | None = None,
     ) -> None:
+        self._on_failure = on_failure or (lambda _kind: None)
         self._store = store
         self._wechat = wechat
         self._settings = settings
@@ -463,8 +468,10 @@ class WebTokenSweeper:
                 report.reauth_required += 1
             else:
                 report.failed += 1
+                self._on_failure("web")
             return
         except WeChatError as exc:
+            self._on_failure("web")
             await self._store.web_token_failed(
                 doc["_id"], self.instance_id, error_record(exc, self._clock.now()), reauth=False
             )
@@ -524,8 +531,9 @@ def start_scheduler(
 async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     parts = (app[keys.STORE], app[keys.WECHAT], settings, app[keys.CLOCK], app[keys.INSTANCE_ID])
-    keeper = BaseTokenKeeper(*parts)
-    sweeper = WebTokenSweeper(*parts)
+    failures = app[keys.METRICS].token_refresh_failures
+    keeper = BaseTokenKeeper(*parts, on_failure=lambda kind: failures.labels(kind).inc())
+    sweeper = WebTokenSweeper(*parts, on_failure=lambda kind: failures.labels(kind).inc())
     app[keys.BASE_TOKENS] = keeper
     app[keys.WEB_TOKENS] = sweeper
     scheduler = start_scheduler(keeper, sweeper, settings) if settings.token_upkeep else None

@@ -20,6 +20,7 @@ from flows import ADMIN_KEY, APP_ORIGIN, APPID, JWT_SECRET, MONGODB_URI, SECRET,
 from service.app import create_app
 from service.clock import ManualClock
 from service.config import Settings, load_settings
+from service.logs import AccessLogger
 from service.sandbox import SANDBOX_KEY, SandboxConfig, create_sandbox_app
 from service.sandbox.app import SandboxWeChat
 
@@ -35,7 +36,7 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def emulator_server(aiohttp_server, clock) -> TestServer:
     config = SandboxConfig(appid=APPID, secret=SECRET, authorized_domain="app.example.com")
-    return await aiohttp_server(create_sandbox_app(config, clock))
+    return await aiohttp_server(create_sandbox_app(config, clock), access_log_class=AccessLogger)
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client, settings, clock) -> MakeClient:
+def make_client(aiohttp_server, aiohttp_client, settings, clock) -> MakeClient:
     """A service client; keyword arguments override settings. Instances given one
     `mongo_client` share a store, as several replicas share one MongoDB."""
 
@@ -103,7 +104,9 @@ def make_client(aiohttp_client, settings, clock) -> MakeClient:
         )
         if extra_routes is not None:
             app.add_routes(extra_routes)
-        return await aiohttp_client(app)
+        # The service's own access log, as in production: never a query string.
+        server = await aiohttp_server(app, access_log_class=AccessLogger)
+        return await aiohttp_client(server)
 
     return make
 
@@ -133,7 +136,9 @@ async def sandbox_server(aiohttp_server, mongodb_name) -> TestServer:
     }
     if MONGODB_URI:
         env["MONGODB_URI"] = MONGODB_URI
-    return await aiohttp_server(create_app(load_settings(env)), port=port)
+    return await aiohttp_server(
+        create_app(load_settings(env)), port=port, access_log_class=AccessLogger
+    )
 
 
 @pytest.fixture

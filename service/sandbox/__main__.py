@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..clock import ManualClock, SystemClock
 from ..config import SANDBOX_DEFAULTS
-from ..logs import PathOnlyAccessLogger, configure_logging
+from ..logs import AccessLogger, configure_logging
 from .app import create_sandbox_app
 from .state import MESSAGE_MODES, SandboxConfig
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    configure_logging("INFO")
+    configure_logging("INFO", "text")
     clock = ManualClock() if args.manual_clock else SystemClock()
     base = f"http://{args.host}:{args.port}"
     log.warning(
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         create_sandbox_app(config, clock),
         host=args.host,
         port=args.port,
-        access_log_class=PathOnlyAccessLogger,
+        access_log_class=AccessLogger,
         print=lambda *_: None,
     )
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,9 @@ class WeChatClient:
         appid: str,
         secret: str,
         timeout: float,
+        observe: Callable[[str, int | str], None] | None = None,
     ) -> None:
+        self._observe = observe or (lambda _path, _outcome: None)
         self._session = session
         self._api_base = api_base.rstrip("/")
         self._appid = appid
@@ -84,19 +87,25 @@ class WeChatClient:
                 method, url, params=params, json=body, timeout=self._timeout
             ) as resp:
                 if resp.status >= 400:
+                    self._observe(path, "http")
                     raise WeChatUnavailable(f"WeChat {path} answered HTTP {resp.status}")
                 text = await resp.text()
         except TimeoutError:
+            self._observe(path, "timeout")
             raise WeChatTimeout(f"WeChat {path} did not answer in time") from None
         except aiohttp.ClientError as exc:
+            self._observe(path, "unreachable")
             raise WeChatUnavailable(f"WeChat {path} unreachable: {type(exc).__name__}") from None
         try:
             body = json.loads(text)
         except ValueError:
+            self._observe(path, "http")
             raise WeChatUnavailable(f"WeChat {path} answered something that is not JSON") from None
         if not isinstance(body, dict):
+            self._observe(path, "http")
             raise WeChatUnavailable(f"WeChat {path} answered an unexpected JSON value")
         errcode = body.get("errcode", 0)
+        self._observe(path, int(errcode) if isinstance(errcode, int) else "http")
         if errcode:
             log.info("WeChat %s errcode %s", path, errcode)
             raise WeChatAPIError(path, int(errcode), str(body.get("errmsg", "")))

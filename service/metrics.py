@@ -1,0 +1,112 @@
+"""Prometheus metrics at /metrics: requests, WeChat calls, and the state of the tokens.
+
+Each app has its own registry (several instances run side by side in tests). Token gauges
+are read at scrape time from the store, so every instance reports the shared truth.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from . import keys
+from .logs import route_of
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by route pattern, method and status",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer, by route pattern and method",
+            ("route", "method"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.wechat_calls = Counter(
+            "wechat_api_calls_total",
+            "Calls to WeChat's API, by endpoint and errcode (0 = success; 'http', 'timeout', "
+            "'unreachable' when no errcode came back)",
+            ("endpoint", "errcode"),
+            registry=self.registry,
+        )
+        self.token_refresh_failures = Counter(
+            "wechat_token_refresh_failures_total",
+            "Failed renewals, by token kind (base, web)",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.base_token_remaining = Gauge(
+            "wechat_base_token_remaining_seconds",
+            "Seconds the stored base access_token has left (0 when none is valid)",
+            registry=self.registry,
+        )
+        self.lease_held = Gauge(
+            "wechat_base_token_lease_held",
+            "1 if this instance holds the base-token lease now",
+            registry=self.registry,
+        )
+        self.web_tokens = Gauge(
+            "wechat_web_tokens",
+            "Stored users' web tokens, by state",
+            ("state",),
+            registry=self.registry,
+        )
+
+    def wechat_call(self, endpoint: str, outcome: int | str) -> None:
+        self.wechat_calls.labels(endpoint, str(outcome)).inc()
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.config_dict[keys.METRICS]
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = route_of(request)
+        metrics.requests.labels(route, request.method, str(status)).inc()
+        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/metrics")
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    app = request.config_dict
+    metrics = app[keys.METRICS]
+    status = await app[keys.BASE_TOKENS].status()
+    metrics.base_token_remaining.set(status["remainingSeconds"])
+    metrics.lease_held.set(1 if status["leaseHolder"] == app[keys.INSTANCE_ID] else 0)
+    counts = await app[keys.STORE].count_web_tokens_by_status()
+    for state in ("active", "reauth_required", *counts):
+        metrics.web_tokens.labels(state).set(counts.get(state, 0))
+    return web.Response(
+        body=generate_latest(metrics.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
+    )

@@ -1,0 +1,141 @@
+"""Request ids, JSON logs, /metrics, and logs that never carry a token, code or secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from flows import APPID, JWT_SECRET, SECRET, TOKEN, authorize_at_wechat, sign_in, start_sign_in
+from service import keys
+from service.logs import JsonFormatter, RequestIdFilter
+from service.sandbox import SANDBOX_USERS
+
+FOLLOWER = SANDBOX_USERS[0]
+
+
+async def test_a_request_id_is_honoured_or_made_and_always_returned(client):
+    given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = await client.get("/healthz")
+    assert len(made.headers["X-Request-ID"]) == 32
+    forged = await client.get("/healthz", headers={"X-Request-ID": "x\\n{evil}"})
+    assert forged.headers["X-Request-ID"] != "x\\n{evil}"
+    missing = await client.get("/nowhere", headers={"X-Request-ID": "req-404"})
+    assert missing.status == 404 and missing.headers["X-Request-ID"] == "req-404"
+
+
+def json_lines(caplog) -> list[dict]:
+    formatter, stamp = JsonFormatter(), RequestIdFilter()
+    lines = []
+    for record in caplog.records:
+        stamp.filter(record)
+        lines.append(json.loads(formatter.format(record)))
+    return lines
+
+
+async def test_one_json_access_line_per_request_with_route_status_latency_and_id(client, caplog):
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await client.get("/wechat/qrcode/login/login_abc?wait=0", headers={"X-Request-ID": "r-1"})
+    access = [line for line in json_lines(caplog) if line["logger"] == "aiohttp.access"]
+    assert len(access) == 1
+    line = access[0]
+    assert line["request_id"] == "r-1"
+    assert line["route"] == "/wechat/qrcode/login/{scene}"  # the pattern, not the scene
+    assert line["status"] == 404
+    assert line["method"] == "GET" and line["path"] == "/wechat/qrcode/login/login_abc"
+    assert isinstance(line["latency_ms"], float)
+    assert "wait=" not in json.dumps(line)  # never the query string
+
+
+async def test_metrics_count_requests_wechat_calls_and_token_state(client, browser):
+    await sign_in(client, browser, FOLLOWER.openid)
+    await client.app[keys.BASE_TOKENS].renew_if_due()
+    await client.get("/nowhere")
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    assert 'http_requests_total{method="GET",route="/wechat/jwt",status="200"} 1.0' in text
+    assert 'route="unmatched",status="404"' in text
+    assert (
+        'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/wechat/jwt"}' in text
+    )
+    assert 'wechat_api_calls_total{endpoint="sns/oauth2/access_token",errcode="0"} 1.0' in text
+    assert 'wechat_api_calls_total{endpoint="cgi-bin/stable_token",errcode="0"} 1.0' in text
+    assert "wechat_base_token_remaining_seconds 7200.0" in text
+    assert 'wechat_web_tokens{state="active"} 1.0' in text
+    assert 'wechat_web_tokens{state="reauth_required"} 0.0' in text
+
+
+async def test_metrics_see_wechat_errors_and_failed_renewals(client, emulator):
+    emulator.faults.set("errcode", errcode=40164, paths=["cgi-bin/stable_token"])
+    await client.app[keys.BASE_TOKENS].renew_if_due()
+    text = await (await client.get("/metrics")).text()
+    assert 'wechat_api_calls_total{endpoint="cgi-bin/stable_token",errcode="40164"} 1.0' in text
+    assert 'wechat_token_refresh_failures_total{kind="base"} 1.0' in text
+    assert "wechat_base_token_remaining_seconds 0.0" in text
+
+
+async def test_no_token_code_or_secret_ever_reaches_the_logs(
+    make_client, browser, caplog, emulator
+):
+    """A whole sign-in, a follow check, a QR sign-in and WeChat's errors, logged at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    client = await make_client(admin_key="admin-key-that-is-secret-0001")
+    url = await start_sign_in(client, "snsapi_userinfo")
+    query = await authorize_at_wechat(browser, url, FOLLOWER.openid)
+    signed_in = await (await client.get("/wechat/jwt", params=query)).json()
+    await client.get(
+        "/wechat/subscribed", headers={"Authorization": f"Bearer {signed_in['token']}"}
+    )
+    await client.get(
+        "/wechat/tokens/status", headers={"X-Admin-Key": "admin-key-that-is-secret-0001"}
+    )
+    await client.get("/wechat/jwt", params=query)  # a replay, refused
+    emulator.faults.set("errcode", errcode=40001, paths=["cgi-bin/user/info"], count=1)
+    await client.get(
+        "/wechat/subscribed", headers={"Authorization": f"Bearer {signed_in['token']}"}
+    )
+    await client.app[keys.WEB_TOKENS].sweep()
+
+    store = client.app[keys.STORE]
+    web_token = await store.get_web_token(FOLLOWER.openid, "snsapi_userinfo")
+    base = await store.get_base_token(APPID)
+    secrets = {
+        "code": query["code"],
+        "state": query["state"],
+        "jwt": signed_in["token"],
+        "web access_token": web_token["accessToken"],
+        "refresh_token": web_token["refreshToken"],
+        "base access_token": base["accessToken"],
+        "AppSecret": SECRET,
+        "JWT secret": JWT_SECRET,
+        "server token": TOKEN,
+        "admin key": "admin-key-that-is-secret-0001",
+    }
+    logged = "\n".join(
+        f"{r.getMessage()} {r.args!r} {getattr(r, 'exc_text', '')}" for r in caplog.records
+    )
+    assert len(caplog.records) > 10
+    leaked = {
+        name: sorted({r.name for r in caplog.records if value in f"{r.getMessage()} {r.args!r}"})
+        for name, value in secrets.items()
+        if value and value in logged
+    }
+    assert leaked == {}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_log_format_setting(fmt):
+    from service.config import load_settings
+
+    env = {
+        "WECHAT_APPID": "wxabcdef0123456789",
+        "WECHAT_SECRET": "s",
+        "WECHAT_TOKEN": "t",
+        "JWT_SECRET": "x" * 32,
+        "LOG_FORMAT": fmt,
+    }
+    assert load_settings(env).log_format == fmt

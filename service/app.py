@@ -27,6 +27,7 @@ from .messages import message_crypto
 from .metrics import Metrics, metrics_middleware
 from .metrics import routes as metrics_routes
 from .qr_login import LoginWaiters
+from .ratelimit import Limit, RateLimiter, parse_networks, rate_limit_middleware
 from .store import Store, open_database
 from .tokens import token_upkeep_ctx
 from .wechat.client import WeChatClient
@@ -42,12 +43,26 @@ def create_app(
 ) -> web.Application:
     """The service. `mongo_client` lets several app instances share one store (tests)."""
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            error_middleware,
+            rate_limit_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.CLOCK] = clock or SystemClock()
+    app[keys.RATE_LIMITER] = RateLimiter(
+        {
+            "authorize": Limit(settings.rate_limit_authorize, settings.rate_limit_burst),
+            "jwt": Limit(settings.rate_limit_jwt, settings.rate_limit_burst),
+            "qrcode": Limit(settings.rate_limit_qrcode, settings.rate_limit_burst),
+        },
+        app[keys.CLOCK],
+    )
+    app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     app[keys.QR_WAITERS] = LoginWaiters()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import ipaddress
 import logging
 import os
 import tomllib
@@ -64,6 +65,12 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     shutdown_timeout: float = 30.0
+    # Requests per minute per client IP (0 turns a limit off), and the burst allowed.
+    rate_limit_authorize: int = 60
+    rate_limit_jwt: int = 60
+    rate_limit_qrcode: int = 60
+    rate_limit_burst: int = 20
+    trusted_proxies: tuple[str, ...] = ()
     # Token upkeep (see config/default.toml for what each one means).
     token_upkeep: bool = True
     base_token_source: str = "stable"  # noqa: S105 - a mode, not a secret
@@ -242,6 +249,18 @@ def _validate(s: Settings) -> Settings:
     # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
     if len(s.jwt_secret.encode()) < 32:
         raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    for name in ("rate_limit_authorize", "rate_limit_jwt", "rate_limit_qrcode"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"{name.upper()} must be 0 (off) or more, got {getattr(s, name)}")
+    if s.rate_limit_burst < 1:
+        raise ConfigError(f"RATE_LIMIT_BURST must be at least 1, got {s.rate_limit_burst}")
+    for entry in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"TRUSTED_PROXIES has {entry!r}, which is not an IP address or network"
+            ) from None
     if s.log_format not in ("json", "text"):
         raise ConfigError(f"LOG_FORMAT must be json or text, got {s.log_format!r}")
     if s.wechat_message_mode not in ("plain", "compatible", "safe"):

@@ -125,6 +125,9 @@ def test_secrets_do_not_show_in_the_settings_repr():
         ({"WECHAT_MESSAGE_MODE": "safe"}, "WECHAT_AES_KEY"),
         ({"QRCODE_EXPIRE_SECONDS": "2592001"}, "QRCODE_EXPIRE_SECONDS"),
         ({"QR_LOGIN_TTL": "30"}, "QR_LOGIN_TTL"),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8, proxy.example.com"}, "TRUSTED_PROXIES"),
+        ({"RATE_LIMIT_JWT": "-1"}, "RATE_LIMIT_JWT"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
     ],
 )
 def test_upkeep_message_and_qr_settings_are_checked_at_start_up(override, named):

@@ -19,7 +19,7 @@ from . import keys
 from .auth import JwtIssuer
 from .background import background_ctx
 from .clock import Clock, SystemClock
-from .config import PROJECT_ROOT, Settings
+from .config import PROJECT_ROOT, Settings, jwt_key_set
 from .errors import error_middleware
 from .handlers import health, message, oauth, pages, qrcode, tokens
 from .logs import request_id_middleware
@@ -68,7 +68,7 @@ def create_app(
     app[keys.QR_WAITERS] = LoginWaiters()
     app[keys.MESSAGE_CRYPTO] = message_crypto(settings)
     app[keys.JWT] = JwtIssuer(
-        secret=settings.jwt_secret,
+        keys=jwt_key_set(settings),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl=settings.jwt_ttl,

@@ -10,8 +10,8 @@ import jwt
 
 from .clock import Clock
 from .errors import Unauthorized
+from .jwt_keys import KeySet
 
-ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti", "scope"]
 # A user who granted snsapi_userinfo has also granted everything snsapi_base gives.
 SCOPE_RANK = {"snsapi_base": 1, "snsapi_userinfo": 2}
@@ -25,8 +25,8 @@ class IssuedToken:
 
 
 class JwtIssuer:
-    def __init__(self, *, secret: str, issuer: str, audience: str, ttl: int, clock: Clock) -> None:
-        self._secret = secret
+    def __init__(self, *, keys: KeySet, issuer: str, audience: str, ttl: int, clock: Clock) -> None:
+        self.keys = keys
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl
@@ -45,7 +45,8 @@ class JwtIssuer:
         }
         if unionid:
             claims["unionid"] = unionid
-        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        key = self.keys.current
+        token = jwt.encode(claims, key.signing, algorithm=key.algorithm, headers={"kid": key.kid})
         return IssuedToken(token=token, expires_in=self._ttl, claims=claims)
 
     def verify(self, token: str) -> dict[str, Any]:
@@ -55,10 +56,25 @@ class JwtIssuer:
         checked against the injected clock so tests can move time.
         """
         try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            raise Unauthorized(
+                "invalid token: not a JWT", field="Authorization", value="Bearer …"
+            ) from None
+        key = self.keys.verifying(kid if isinstance(kid, str) else None)
+        if key is None:
+            raise Unauthorized(
+                "invalid token: signed with a key this service does not know",
+                field="Authorization",
+                value="Bearer …",
+            )
+        try:
+            # The algorithm comes from our key, never from the token's header: a token cannot
+            # talk the verifier into HS256-with-the-public-key or "none".
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[ALGORITHM],
+                key.verifying,
+                algorithms=[key.algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False},

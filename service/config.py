@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .jwt_keys import JwtKeyError, KeySet, load_key_set
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +24,14 @@ WECHAT_OPEN_BASE = "https://open.weixin.qq.com"
 WECHAT_API_BASE = "https://api.weixin.qq.com"
 
 # Secrets come from the environment only: a config file ends up in images and repositories.
-SECRET_FIELDS = ("wechat_secret", "wechat_token", "wechat_aes_key", "jwt_secret", "admin_key")
+SECRET_FIELDS = (
+    "wechat_secret",
+    "wechat_token",
+    "wechat_aes_key",
+    "jwt_secret",
+    "jwt_previous_secrets",
+    "admin_key",
+)
 
 # Development values filled in sandbox mode. They are public, so they are refused outside it.
 SANDBOX_DEFAULTS = {
@@ -56,6 +65,11 @@ class Settings:
     wechat_timeout: float = 5.0
     jwt_secret: str = field(default="", repr=False)
     jwt_ttl: int = 7200
+    jwt_algorithm: str = "HS256"
+    jwt_private_key_file: str = ""
+    # Keys being rotated out: still accepted when verifying, never used to sign.
+    jwt_previous_key_files: tuple[str, ...] = ()
+    jwt_previous_secrets: tuple[str, ...] = field(default=(), repr=False)
     jwt_issuer: str = "wechat-oa-auth"
     jwt_audience: str = "wechat-oa-auth"
     allowed_redirect_origins: tuple[str, ...] = ()
@@ -197,6 +211,16 @@ def load_settings(
     return _validate(_fill_sandbox(settings))
 
 
+def jwt_key_set(s: Settings) -> KeySet:
+    return load_key_set(
+        s.jwt_algorithm,
+        s.jwt_secret,
+        s.jwt_private_key_file,
+        s.jwt_previous_secrets,
+        s.jwt_previous_key_files,
+    )
+
+
 def _fill_sandbox(settings: Settings) -> Settings:
     if not settings.sandbox:
         return settings
@@ -233,8 +257,13 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"MAX_BODY_BYTES must be at least 1024, got {s.max_body_bytes}")
     if s.wechat_aes_key and len(s.wechat_aes_key) != 43:
         raise ConfigError("WECHAT_AES_KEY must be WeChat's 43-character EncodingAESKey")
+    if s.jwt_algorithm not in ("HS256", "RS256", "ES256"):
+        raise ConfigError(f"JWT_ALGORITHM must be HS256, RS256 or ES256, got {s.jwt_algorithm!r}")
+    required = ["wechat_appid", "wechat_secret", "wechat_token"]
+    if s.jwt_algorithm == "HS256":
+        required.append("jwt_secret")
     if not s.sandbox:
-        for name in ("wechat_appid", "wechat_secret", "wechat_token", "jwt_secret"):
+        for name in required:
             value = getattr(s, name)
             if not value:
                 raise ConfigError(
@@ -247,8 +276,16 @@ def _validate(s: Settings) -> Settings:
                     "SANDBOX mode"
                 )
     # HS256 with a short key is brute-forceable offline from any issued token (RFC 7518 §3.2).
-    if len(s.jwt_secret.encode()) < 32:
-        raise ConfigError("JWT_SECRET must be at least 32 bytes long")
+    for secret in (
+        s.jwt_secret if s.jwt_algorithm == "HS256" else "x" * 32,
+        *s.jwt_previous_secrets,
+    ):
+        if len(secret.encode()) < 32:
+            raise ConfigError("JWT_SECRET and JWT_PREVIOUS_SECRETS must be at least 32 bytes long")
+    try:
+        jwt_key_set(s)
+    except JwtKeyError as exc:
+        raise ConfigError(f"JWT keys: {exc}") from None
     for name in ("rate_limit_authorize", "rate_limit_jwt", "rate_limit_qrcode"):
         if getattr(s, name) < 0:
             raise ConfigError(f"{name.upper()} must be 0 (off) or more, got {getattr(s, name)}")

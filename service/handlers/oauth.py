@@ -61,3 +61,12 @@ async def jwt(request: web.Request) -> web.Response:
         query(request, "code"),
     )
     return web.json_response(result, headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/.well-known/jwks.json")
+async def jwks(request: web.Request) -> web.Response:
+    """The public keys that verify the app's JWTs (RS256/ES256); empty for HS256."""
+    return web.json_response(
+        request.config_dict[keys.JWT].keys.jwks(),
+        headers={"Cache-Control": "public, max-age=300"},
+    )

@@ -28,6 +28,7 @@ from .metrics import Metrics, metrics_middleware
 from .metrics import routes as metrics_routes
 from .qr_login import LoginWaiters
 from .ratelimit import Limit, RateLimiter, parse_networks, rate_limit_middleware
+from .sealing import Sealer, parse_data_keys
 from .store import Store, open_database
 from .tokens import token_upkeep_ctx
 from .wechat.client import WeChatClient
@@ -77,7 +78,7 @@ def create_app(
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_database(settings, mongo_client) as db:
-            store = Store(db, app[keys.CLOCK])
+            store = Store(db, app[keys.CLOCK], Sealer(parse_data_keys(settings.data_keys)))
             await store.ensure_indexes()
             app[keys.STORE] = store
             yield

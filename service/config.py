@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .jwt_keys import JwtKeyError, KeySet, load_key_set
+from .sealing import SealingError, parse_data_keys
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ SECRET_FIELDS = (
     "jwt_secret",
     "jwt_previous_secrets",
     "admin_key",
+    "data_keys",
 )
 
 # Development values filled in sandbox mode. They are public, so they are refused outside it.
@@ -100,6 +102,8 @@ class Settings:
     web_token_concurrency: int = 16
     web_token_batch_size: int = 500
     admin_key: str = field(default="", repr=False)
+    # "id:base64key,…" (32-byte keys; the first seals): users' WeChat tokens sealed at rest.
+    data_keys: tuple[str, ...] = field(default=(), repr=False)
     # Pushed messages and QR codes.
     wechat_message_mode: str = "plain"
     message_text_reply: str = ""
@@ -282,6 +286,10 @@ def _validate(s: Settings) -> Settings:
     ):
         if len(secret.encode()) < 32:
             raise ConfigError("JWT_SECRET and JWT_PREVIOUS_SECRETS must be at least 32 bytes long")
+    try:
+        parse_data_keys(s.data_keys)
+    except SealingError as exc:
+        raise ConfigError(f"DATA_KEYS: {exc}") from None
     try:
         jwt_key_set(s)
     except JwtKeyError as exc:

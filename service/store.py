@@ -17,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .clock import Clock, utc
 from .config import Settings
+from .sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,19 @@ REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
 STATE_RETENTION = 3600
 
 
+def _context(field: str, openid: str, scope: str) -> str:
+    """What a sealed token is bound to: its field and its (openid, scope) document."""
+    return f"web_tokens/{field}/{openid}/{scope}"
+
+
+SEALED_FIELDS = ("accessToken", "refreshToken")
+
+
 class Store:
-    def __init__(self, db: Any, clock: Clock) -> None:
+    def __init__(self, db: Any, clock: Clock, sealer: Sealer | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.sealer = sealer or Sealer({})
         self.states = db["oauth_states"]
         self.users = db["users"]
         self.web_tokens = db["web_tokens"]
@@ -179,8 +189,10 @@ class Store:
     ) -> None:
         now = self.clock.now()
         fields: dict[str, Any] = {
-            "accessToken": access_token,
-            "refreshToken": refresh_token,
+            "accessToken": self.sealer.seal(access_token, _context("accessToken", openid, scope)),
+            "refreshToken": self.sealer.seal(
+                refresh_token, _context("refreshToken", openid, scope)
+            ),
             "accessTokenExpiresAt": utc(now + expires_in),
             "refreshTokenExpiresAt": utc(now + REFRESH_TOKEN_LIFETIME),
             "status": "active",
@@ -202,7 +214,42 @@ class Store:
                     raise
 
     async def get_web_token(self, openid: str, scope: str) -> dict[str, Any] | None:
-        return await self.web_tokens.find_one({"openid": openid, "scope": scope})
+        """The stored token with its access and refresh tokens opened."""
+        doc = await self.web_tokens.find_one({"openid": openid, "scope": scope})
+        return self.open_web_token(doc) if doc else None
+
+    def open_web_token(self, doc: dict[str, Any]) -> dict[str, Any]:
+        opened = dict(doc)
+        for field in SEALED_FIELDS:
+            if field in doc:
+                opened[field] = self.sealer.open(
+                    doc[field], _context(field, doc["openid"], doc["scope"])
+                )
+        return opened
+
+    async def reseal_web_tokens(self) -> int:
+        """Re-seal every stored token not sealed with the current data key (rotation, or
+        sealing turned on); one document at a time, so memory stays flat. Returns the count."""
+        if not self.sealer.enabled:
+            return 0
+        count = 0
+        async for doc in self.web_tokens.find(
+            {}, {"openid": 1, "scope": 1, **dict.fromkeys(SEALED_FIELDS, 1)}
+        ):
+            stale = [f for f in SEALED_FIELDS if f in doc and self.sealer.needs_resealing(doc[f])]
+            if not stale:
+                continue
+            opened = self.open_web_token(doc)
+            fields = {
+                f: self.sealer.seal(opened[f], _context(f, doc["openid"], doc["scope"]))
+                for f in stale
+            }
+            # Only if unchanged meanwhile: a refresh in between has already sealed anew.
+            result = await self.web_tokens.update_one(
+                {"_id": doc["_id"], **{f: doc[f] for f in stale}}, {"$set": fields}
+            )
+            count += result.modified_count
+        return count
 
     def web_tokens_due(
         self, *, due_before: float, used_since: float | None, batch_size: int
@@ -244,15 +291,26 @@ class Store:
         return claimed is not None
 
     async def web_token_refreshed(
-        self, token_id: Any, owner: str, *, access_token: str, refresh_token: str, expires_in: int
+        self,
+        doc: dict[str, Any],
+        owner: str,
+        *,
+        access_token: str,
+        refresh_token: str,
+        expires_in: int,
     ) -> None:
         now = self.clock.now()
+        openid, scope = doc["openid"], doc["scope"]
         await self.web_tokens.update_one(
-            {"_id": token_id, "claimedBy": owner},
+            {"_id": doc["_id"], "claimedBy": owner},
             {
                 "$set": {
-                    "accessToken": access_token,
-                    "refreshToken": refresh_token,
+                    "accessToken": self.sealer.seal(
+                        access_token, _context("accessToken", openid, scope)
+                    ),
+                    "refreshToken": self.sealer.seal(
+                        refresh_token, _context("refreshToken", openid, scope)
+                    ),
                     "accessTokenExpiresAt": utc(now + expires_in),
                     "refreshedAt": utc(now),
                     "updatedAt": utc(now),

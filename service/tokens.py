@@ -454,8 +454,9 @@ class WebTokenSweeper:
             report.skipped += 1
             return
         await self._pacer.wait()
+        refresh_token = self._store.open_web_token(doc)["refreshToken"]
         try:
-            fresh = await self._wechat.refresh_web_token(doc["refreshToken"])
+            fresh = await self._wechat.refresh_web_token(refresh_token)
         except WeChatAPIError as exc:
             reauth = exc.errcode in WEB_REAUTH_ERRCODES
             await self._store.web_token_failed(
@@ -478,7 +479,7 @@ class WebTokenSweeper:
             report.failed += 1
             return
         await self._store.web_token_refreshed(
-            doc["_id"],
+            doc,
             self.instance_id,
             access_token=fresh.access_token,
             refresh_token=fresh.refresh_token,

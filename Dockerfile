@@ -17,6 +17,8 @@ COPY config ./config
 RUN useradd --system --uid 10001 --no-create-home app
 USER app
 EXPOSE 3000
+# Liveness: the process answers. Load balancers should probe /readyz (MongoDB and a WeChat
+# token at hand) instead, so a WeChat outage takes instances out of rotation without killing them.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import os,urllib.request;urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"3000\")}/readyz',timeout=2)" || exit 1
+  CMD python -c "import os,urllib.request;urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"3000\")}/healthz',timeout=2)" || exit 1
 CMD ["python", "-m", "service"]

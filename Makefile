@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 
-.PHONY: run test bench lint format sandbox clean
+.PHONY: run test bench docker lint format sandbox clean
 
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml
@@ -25,8 +25,14 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Speed and memory figures (not pass/fail); MONGODB_URI=... for the production-sized runs.
+# BENCH_ARGS go to the web-token sweep, LOAD_ARGS to the load benchmark (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
+
+# The production image (needs a Docker engine; none runs on our development machines).
+docker:
+	docker build -t wechat-oa-auth:latest .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -48,6 +48,13 @@ def render(request: web.Request, template: str, context: dict[str, Any]) -> web.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    # The sandbox's pages run no script at all. No form-action: the consent form's answer
+    # redirects to the app's callback, which may be on any origin, as on WeChat.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self' data: https:; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    )
     return response
 
 

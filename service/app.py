@@ -21,7 +21,7 @@ from .background import background_ctx
 from .clock import Clock, SystemClock
 from .config import PROJECT_ROOT, Settings, jwt_key_set
 from .errors import error_middleware
-from .handlers import health, message, oauth, pages, qrcode, tokens
+from .handlers import docs, health, message, oauth, pages, qrcode, tokens
 from .logs import request_id_middleware
 from .messages import message_crypto
 from .metrics import Metrics, metrics_middleware
@@ -34,6 +34,10 @@ from .tokens import token_upkeep_ctx
 from .wechat.client import WeChatClient
 
 log = logging.getLogger(__name__)
+
+# Room for a query with every parameter at its 4096-character limit (percent-encoded), so
+# over-long input meets the service's own 400 in the one error shape, not aiohttp's parser.
+SERVER_LIMITS = {"max_line_size": 65536, "max_field_size": 65536}
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 STATIC_DIR = PROJECT_ROOT / "static"
@@ -101,6 +105,7 @@ def create_app(
     app.add_routes(qrcode.routes)
     app.add_routes(metrics_routes)
     app.add_routes(pages.routes)
+    app.add_routes(docs.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static")
 
     if settings.sandbox:

@@ -50,8 +50,12 @@ async def index(request: web.Request) -> web.Response:
                     "/wechat/qrcode",
                     "/wechat/qrcode/login",
                     "/wechat/tokens/status",
+                    "/.well-known/jwks.json",
                     "/healthz",
                     "/readyz",
+                    "/metrics",
+                    "/openapi.json",
+                    "/docs",
                 ],
             }
         )

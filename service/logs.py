@@ -57,10 +57,17 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> Strea
 
 def route_of(request: BaseRequest) -> str:
     """The route's pattern (/wechat/qrcode/login/{scene}), not the path, so ids stay out."""
-    match_info = getattr(request, "match_info", None)
-    route = getattr(match_info, "route", None)
-    resource = getattr(route, "resource", None)
+    try:
+        resource = request.match_info.route.resource  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):  # a request refused before routing
+        return "unmatched"
     return resource.canonical if resource is not None else "unmatched"
+
+
+def logged_path(request: BaseRequest) -> str:
+    """The path as sent (percent-encoded, without the query): it cannot carry a newline
+    that would forge a log line, nor the codes and tokens query strings carry."""
+    return request.rel_url.raw_path
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -68,16 +75,17 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         latency_ms = round(time * 1000, 1)
+        path = logged_path(request)
         self.logger.info(
             "%s %s %s %.1fms",
             request.method,
-            request.path,
+            path,
             response.status,
             latency_ms,
             extra={
                 "request_id": request.get(REQUEST_ID_KEY, "-"),
                 "method": request.method,
-                "path": request.path,
+                "path": path,
                 "route": route_of(request),
                 "status": response.status,
                 "latency_ms": latency_ms,
@@ -95,6 +103,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+QUERY_STRING = re.compile(r"\?[^\s\"'<>]*")
+
+
+class QueryRedactingFilter(logging.Filter):
+    """aiohttp's own errors about unparseable requests quote the request line, query and all;
+    the query (code, state, tokens) is replaced before the record is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("aiohttp") and record.name != "aiohttp.access":
+            record.msg = QUERY_STRING.sub("?…", record.getMessage())
+            record.args = ()
+            if record.exc_info:
+                text = logging.Formatter().formatException(record.exc_info)
+                record.exc_text = QUERY_STRING.sub("?…", text)
+                record.exc_info = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -109,6 +135,8 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -118,6 +146,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 def configure_logging(level: str, fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(QueryRedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

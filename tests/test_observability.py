@@ -9,7 +9,7 @@ import pytest
 
 from flows import APPID, JWT_SECRET, SECRET, TOKEN, authorize_at_wechat, sign_in, start_sign_in
 from service import keys
-from service.logs import JsonFormatter, RequestIdFilter
+from service.logs import JsonFormatter, QueryRedactingFilter, RequestIdFilter
 from service.sandbox import SANDBOX_USERS
 
 FOLLOWER = SANDBOX_USERS[0]
@@ -139,3 +139,32 @@ def test_log_format_setting(fmt):
         "LOG_FORMAT": fmt,
     }
     assert load_settings(env).log_format == fmt
+
+
+async def test_access_lines_cannot_be_forged_through_the_path(client, caplog):
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    await client.get("/wechat/qrcode/login/x%0A2026-01-01%20INFO%20forged")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert "\n" not in line and "x%0A2026" in line
+
+
+def test_aiohttp_errors_quoting_a_request_line_lose_its_query():
+    record = logging.LogRecord(
+        "aiohttp.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "Error handling request %s",
+        ("GET /wechat/jwt?code=SECRETCODE&state=S1 HTTP/1.1",),
+        None,
+    )
+    QueryRedactingFilter().filter(record)
+    assert "SECRETCODE" not in record.getMessage() and "/wechat/jwt?" in record.getMessage()
+
+
+async def test_over_long_input_is_answered_in_the_error_shape(client):
+    resp = await client.get("/wechat/jwt", params={"state": "a" * 9000, "code": "c"})
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["details"]["field"] == "state"
+    assert resp.headers["X-Request-ID"]

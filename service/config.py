@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import ipaddress
 import logging
@@ -117,10 +118,7 @@ class Settings:
     @property
     def redirect_origins(self) -> frozenset[str]:
         """Origins redirectUri/callback may use; sandbox mode adds the service's own."""
-        origins = set(self.allowed_redirect_origins)
-        if self.sandbox:
-            origins.add(self.public_origin)
-        return frozenset(origins)
+        return _redirect_origins(self.allowed_redirect_origins, self.sandbox, self.public_url)
 
     @property
     def open_base(self) -> str:
@@ -135,6 +133,15 @@ class Settings:
         if self.wechat_api_base:
             return self.wechat_api_base.rstrip("/")
         return f"http://127.0.0.1:{self.port}/sandbox" if self.sandbox else WECHAT_API_BASE
+
+
+@functools.lru_cache(maxsize=16)
+def _redirect_origins(allowed: tuple[str, ...], sandbox: bool, public_url: str) -> frozenset[str]:
+    # Asked on every authorize; computed once per configuration.
+    origins = set(allowed)
+    if sandbox:
+        origins.add(origin_of(public_url))
+    return frozenset(origins)
 
 
 def origin_of(url: str) -> str:

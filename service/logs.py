@@ -73,6 +73,11 @@ def logged_path(request: BaseRequest) -> str:
 class AccessLogger(AbstractAccessLogger):
     """One line per request: method, path without its query, route, status, latency, id."""
 
+    @property
+    def enabled(self) -> bool:
+        # aiohttp skips the call (and its formatting) when the line would be dropped.
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         latency_ms = round(time * 1000, 1)
         path = logged_path(request)

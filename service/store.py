@@ -592,6 +592,7 @@ def _make_embedded_store_scale() -> None:
     from 404 to about 3,400 requests a second and stopped slowing down as states accumulate.
     Both touch mongomock internals; if a release renames them, the store is just slower.
     """
+    from bson import ObjectId
     from mongomock.collection import Collection
     from mongomock.filtering import filter_applies
     from mongomock.store import CollectionStore
@@ -613,7 +614,7 @@ def _make_embedded_store_scale() -> None:
     def by_id(self: Any, filter: Any) -> Any:
         if isinstance(filter, dict) and "_id" in filter:
             key = filter["_id"]
-            if isinstance(key, str | int) and not isinstance(key, bool):
+            if isinstance(key, str | int | ObjectId) and not isinstance(key, bool):
                 doc = self._store[key] if key in self._store else None  # noqa: SIM401
                 return iter([doc] if doc is not None and filter_applies(filter, doc) else [])
         return iterate(self, filter)

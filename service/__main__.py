@@ -8,7 +8,7 @@ import sys
 
 from aiohttp import web
 
-from .app import SERVER_LIMITS, create_app
+from .app import create_app
 from .config import ConfigError, load_settings
 from .logs import AccessLogger, configure_logging
 
@@ -42,7 +42,6 @@ def main() -> int:
         # On SIGTERM: stop accepting, let in-flight requests finish, then run the cleanup
         # contexts (scheduler stopped, lease released, Mongo client and HTTP session closed).
         shutdown_timeout=settings.shutdown_timeout,
-        handler_args=SERVER_LIMITS,
         print=lambda *_: None,
     )
     return 0

@@ -55,6 +55,7 @@ def create_app(
             rate_limit_middleware,
         ],
         client_max_size=settings.max_body_bytes,
+        handler_args=SERVER_LIMITS,
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()

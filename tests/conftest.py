@@ -17,7 +17,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from flows import ADMIN_KEY, APP_ORIGIN, APPID, JWT_SECRET, MONGODB_URI, SECRET, TOKEN
-from service.app import SERVER_LIMITS, create_app
+from service.app import create_app
 from service.clock import ManualClock
 from service.config import Settings, load_settings
 from service.logs import AccessLogger
@@ -105,7 +105,7 @@ def make_client(aiohttp_server, aiohttp_client, settings, clock) -> MakeClient:
         if extra_routes is not None:
             app.add_routes(extra_routes)
         # The service's own access log, as in production: never a query string.
-        server = await aiohttp_server(app, access_log_class=AccessLogger, **SERVER_LIMITS)
+        server = await aiohttp_server(app, access_log_class=AccessLogger)
         return await aiohttp_client(server)
 
     return make
@@ -137,7 +137,7 @@ async def sandbox_server(aiohttp_server, mongodb_name) -> TestServer:
     if MONGODB_URI:
         env["MONGODB_URI"] = MONGODB_URI
     return await aiohttp_server(
-        create_app(load_settings(env)), port=port, access_log_class=AccessLogger, **SERVER_LIMITS
+        create_app(load_settings(env)), port=port, access_log_class=AccessLogger
     )
 
 

@@ -90,9 +90,7 @@ def live_service() -> Iterator[str]:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
 
     async def start() -> web.AppRunner:
-        runner = web.AppRunner(
-            create_app(load_settings(env)), access_log_class=AccessLogger, **SERVER_LIMITS
-        )
+        runner = web.AppRunner(create_app(load_settings(env)), access_log_class=AccessLogger)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         return runner

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .jwt_keys import JwtKeyError, KeySet, load_key_set
 from .sealing import SealingError, parse_data_keys
@@ -144,17 +144,21 @@ def _redirect_origins(allowed: tuple[str, ...], sandbox: bool, public_url: str) 
     return frozenset(origins)
 
 
-def origin_of(url: str) -> str:
-    """scheme://host[:port] in lower case, default ports dropped; '' if the URL has none."""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
+def origin_of(url: str | SplitResult) -> str:
+    """scheme://host[:port] in lower case, default ports dropped; '' if the URL has none.
+
+    Takes a URL or an already split one (each urlsplit attribute re-parses the netloc).
+    """
+    parts = urlsplit(url) if isinstance(url, str) else url
+    hostname = parts.hostname
+    if not parts.scheme or not hostname:
         return ""
     scheme = parts.scheme.lower()
     try:
         port = parts.port
     except ValueError:
         return ""
-    host = parts.hostname.lower()
+    host = hostname  # .hostname is lower-cased already
     if ":" in host:
         host = f"[{host}]"
     if port is None or (scheme, port) in (("http", 80), ("https", 443)):

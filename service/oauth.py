@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import secrets
-import string
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 SCOPES = ("snsapi_base", "snsapi_userinfo")
 # WeChat echoes `state` only if it is 1..128 of [a-zA-Z0-9]; 32 of 62 symbols is ~190 bits.
-STATE_ALPHABET = string.ascii_letters + string.digits
 STATE_LENGTH = 32
 STATE_PATTERN = re.compile(r"[A-Za-z0-9]{1,128}")
 CODE_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,512}")
@@ -88,17 +87,18 @@ def app_url(settings: Settings, name: str, value: str | None) -> str:
             f"{name} must not contain spaces or control characters", field=name, value=value
         )
     parts = urlsplit(value)
+    hostname = parts.hostname
     # Only absolute http(s) URLs: javascript:, data: and relative URLs are how open redirects
     # and script injection get in.
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
         raise InvalidParameter(
             f"{name} must be an absolute http or https URL", field=name, value=value
         )
-    if parts.username is not None or parts.password is not None:
+    if "@" in parts.netloc:  # user or password: what .username/.password would parse out
         raise InvalidParameter(f"{name} must not carry user credentials", field=name, value=value)
     if parts.fragment or value.endswith("#"):
         raise InvalidParameter(f"{name} must not have a #fragment", field=name, value=value)
-    origin = origin_of(value)
+    origin = origin_of(parts)
     if not origin or origin not in settings.redirect_origins:
         raise OriginNotAllowed(
             f"{name}'s origin {origin or '?'} is not in ALLOWED_REDIRECT_ORIGINS",
@@ -120,13 +120,16 @@ def authorization_url(settings: Settings, callback: str, scope: str, state: str)
 
 
 def new_state() -> str:
-    """32 base-62 digits of one draw from the system CSPRNG (one syscall, not 32)."""
-    number = secrets.randbelow(len(STATE_ALPHABET) ** STATE_LENGTH)
-    digits = []
-    for _ in range(STATE_LENGTH):
-        number, digit = divmod(number, len(STATE_ALPHABET))
-        digits.append(STATE_ALPHABET[digit])
-    return "".join(digits)
+    """32 characters of [A-Za-z0-9] from the system CSPRNG, in C rather than a Python loop.
+
+    base64 of random bytes is uniform over 64 symbols; dropping '+' and '/' leaves it uniform
+    over the 62 WeChat allows. 30 bytes give 40 symbols, about 38.75 kept: short of 32 about
+    once in 10^6 draws, which simply draws again.
+    """
+    while True:
+        symbols = base64.b64encode(secrets.token_bytes(30)).translate(None, b"+/")
+        if len(symbols) >= STATE_LENGTH:
+            return symbols[:STATE_LENGTH].decode()
 
 
 async def begin_authorization(

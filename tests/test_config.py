@@ -148,3 +148,23 @@ def test_admin_key_is_a_secret_not_a_file_setting(tmp_path):
     config.write_text('admin_key = "from-a-file-0123456789"\n')
     with pytest.raises(ConfigError, match="ADMIN_KEY"):
         load_settings(PRODUCTION_ENV, config)
+
+
+def test_every_setting_is_documented():
+    """Each setting appears in the README's table, and each non-secret one in default.toml."""
+    import dataclasses
+
+    from service.config import DEFAULT_CONFIG, PROJECT_ROOT, SECRET_FIELDS, Settings
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    toml = DEFAULT_CONFIG.read_text()
+    undocumented = [
+        f.name.upper() for f in dataclasses.fields(Settings) if f"`{f.name.upper()}`" not in readme
+    ]
+    missing_defaults = [
+        f.name
+        for f in dataclasses.fields(Settings)
+        if f.name not in SECRET_FIELDS and f"\n{f.name} = " not in toml
+    ]
+    assert undocumented == []
+    assert missing_defaults == []

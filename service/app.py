@@ -20,14 +20,13 @@ from .auth import JwtIssuer
 from .background import background_ctx
 from .clock import Clock, SystemClock
 from .config import PROJECT_ROOT, Settings, jwt_key_set
-from .errors import error_middleware
 from .handlers import docs, health, message, oauth, pages, qrcode, tokens
-from .logs import request_id_middleware
 from .messages import message_crypto
-from .metrics import Metrics, metrics_middleware
+from .metrics import Metrics
 from .metrics import routes as metrics_routes
+from .middleware import service_middleware
 from .qr_login import LoginWaiters
-from .ratelimit import Limit, RateLimiter, parse_networks, rate_limit_middleware
+from .ratelimit import Limit, RateLimiter, parse_networks
 from .sealing import Sealer, parse_data_keys
 from .store import Store, open_database
 from .tokens import token_upkeep_ctx
@@ -48,12 +47,7 @@ def create_app(
 ) -> web.Application:
     """The service. `mongo_client` lets several app instances share one store (tests)."""
     app = web.Application(
-        middlewares=[
-            request_id_middleware,
-            metrics_middleware,
-            error_middleware,
-            rate_limit_middleware,
-        ],
+        middlewares=[service_middleware],
         client_max_size=settings.max_body_bytes,
         handler_args=SERVER_LIMITS,
     )

@@ -1,4 +1,4 @@
-"""The one error shape, the exceptions that produce it, and the middleware that renders them."""
+"""The one error shape, the exceptions that produce it, and how they are rendered."""
 
 from __future__ import annotations
 
@@ -126,16 +126,14 @@ def _http_name(exc: web.HTTPException) -> str:
     return exc.reason.upper().replace(" ", "_").replace("-", "_") or "HTTP_ERROR"
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Turn every raised error into the one JSON shape; log unknown ones, never send tracebacks."""
-    try:
-        return await handler(request)
-    except ServiceError as exc:
+def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
+    """The one-shape answer to an exception a handler raised; redirects (HTTPException
+    below 400) are re-raised for aiohttp to send. Unknown errors are logged, never sent."""
+    if isinstance(exc, ServiceError):
         return error_response(exc.status, exc.name, exc.message, exc.field, exc.value, exc.headers)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         field, value = "", None
         if exc.status in (404, 405):
@@ -146,8 +144,23 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         elif exc.status == 413:
             message = exc.text or "request body too large"
         return error_response(exc.status, _http_name(exc), message, field, value, headers)
-    except Exception:
-        body = error_body(500, "INTERNAL_ERROR", "internal error; quote the id when reporting it")
-        # The id ties the client's answer to the traceback in our logs.
-        log.exception("unhandled error %s on %s %s", body["id"], request.method, request.path)
-        return web.json_response(body, status=500)
+    body = error_body(500, "INTERNAL_ERROR", "internal error; quote the id when reporting it")
+    # The id ties the client's answer to the traceback in our logs.
+    log.error(
+        "unhandled error %s on %s %s",
+        body["id"],
+        request.method,
+        request.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return web.json_response(body, status=500)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The error shape alone, for the emulator (the service's own requests get it from
+    service.middleware, with the request id, rate limits and metrics)."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return response_for(request, exc)

@@ -11,13 +11,12 @@ import logging
 import re
 import sys
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Handler
 from aiohttp.web import BaseRequest, StreamResponse
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -37,22 +36,12 @@ def new_request_id(incoming: str | None) -> str:
     return uuid.uuid4().hex
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> StreamResponse:
-    """Honour the caller's X-Request-ID (or make one), log with it, and send it back."""
+def begin_request(request: web.Request) -> tuple[str, Token[str]]:
+    """Honour the caller's X-Request-ID (or make one) and log this request's lines with it;
+    service.middleware sends it back and resets the log context with the token."""
     request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID_KEY] = request_id
-    token = request_id_var.set(request_id)
-    try:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers[REQUEST_ID_HEADER] = request_id
-            raise
-        response.headers[REQUEST_ID_HEADER] = request_id
-        return response
-    finally:
-        request_id_var.reset(token)
+    return request_id, request_id_var.set(request_id)
 
 
 def route_of(request: BaseRequest) -> str:

@@ -6,10 +6,7 @@ are read at scrape time from the store, so every instance reports the shared tru
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -71,26 +68,13 @@ class Metrics:
             registry=self.registry,
         )
 
+    def request_done(self, request: web.BaseRequest, status: int, seconds: float) -> None:
+        route = route_of(request)
+        self.requests.labels(route, request.method, str(status)).inc()
+        self.latency.labels(route, request.method).observe(seconds)
+
     def wechat_call(self, endpoint: str, outcome: int | str) -> None:
         self.wechat_calls.labels(endpoint, str(outcome)).inc()
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.config_dict[keys.METRICS]
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        route = route_of(request)
-        metrics.requests.labels(route, request.method, str(status)).inc()
-        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
 
 
 routes = web.RouteTableDef()

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from . import keys
 from .clock import Clock
@@ -111,11 +110,10 @@ def _is_trusted(address: str, trusted: tuple) -> bool:
     return any(ip in network for network in trusted)
 
 
-@web.middleware
-async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def check_rate_limit(request: web.Request) -> None:
+    """Spend one of the client's tokens if the route is limited; RateLimited if none is left."""
     route = request.match_info.route.resource
     group = ROUTE_GROUPS.get(route.canonical) if route is not None else None
     if group is not None:
-        app = request.config_dict
+        app = request.app
         app[keys.RATE_LIMITER].check(group, client_ip(request, app[keys.TRUSTED_PROXIES]))
-    return await handler(request)

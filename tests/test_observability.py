@@ -168,3 +168,25 @@ async def test_over_long_input_is_answered_in_the_error_shape(client):
     body = await resp.json()
     assert body["details"]["field"] == "state"
     assert resp.headers["X-Request-ID"]
+
+
+async def test_redirects_through_the_mounted_emulator_carry_the_id_and_are_counted(
+    sandbox_service, browser
+):
+    """A 302 propagates through the service's middleware as an exception, not a response."""
+    authorize = await browser.get(
+        f"{sandbox_service}/wechat/authorize",
+        params={
+            "redirectUri": f"{sandbox_service}/",
+            "callback": f"{sandbox_service}/wechat/callback",
+        },
+    )
+    url = (await authorize.json())["details"]["fieldValue"]
+    target = url.split("#", 1)[0] + f"&sandbox_openid={FOLLOWER.openid}&sandbox_action=allow"
+    async with browser.get(
+        target, allow_redirects=False, headers={"X-Request-ID": "redirect-1"}
+    ) as resp:
+        assert resp.status == 302
+        assert resp.headers["X-Request-ID"] == "redirect-1"
+    text = await (await browser.get(f"{sandbox_service}/metrics")).text()
+    assert 'route="/sandbox/connect/oauth2/authorize",status="302"} 1.0' in text

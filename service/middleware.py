@@ -1,0 +1,44 @@
+"""The service's one middleware: request id, rate limit, error shape and metrics, in that order.
+
+Each concern lives in its own module (logs, ratelimit, errors, metrics); they meet here in a
+single layer because every aiohttp middleware costs each request a coroutine and a wrapper,
+whatever it does: as four layers they held /healthz to 9,400 requests a second under wrk, as
+one it answers 11,300 (bench/README.md). Redirects (HTTPExceptions below 400) still propagate
+to aiohttp.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from . import keys
+from .errors import response_for
+from .logs import REQUEST_ID_HEADER, begin_request, request_id_var
+from .ratelimit import check_rate_limit
+
+
+@web.middleware
+async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id, log_context = begin_request(request)
+    started = time.perf_counter()
+    status = 500  # if the request is cancelled (the client went away)
+    try:
+        try:
+            check_rate_limit(request)
+            response = await handler(request)
+        except Exception as exc:
+            response = response_for(request, exc)  # re-raises redirects
+        status = response.status
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    except web.HTTPException as redirect:
+        status = redirect.status
+        redirect.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        # request.app is this (the main) app here, also for requests routed to the emulator.
+        request.app[keys.METRICS].request_done(request, status, time.perf_counter() - started)
+        request_id_var.reset(log_context)

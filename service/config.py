@@ -77,6 +77,7 @@ class Settings:
     jwt_audience: str = "wechat-oa-auth"
     allowed_redirect_origins: tuple[str, ...] = ()
     state_ttl: int = 600
+    state_retention: int = 3600
     max_body_bytes: int = 65536
     sandbox: bool = False
     log_level: str = "INFO"
@@ -266,6 +267,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"JWT_TTL must be a positive number of seconds, got {s.jwt_ttl}")
     if s.state_ttl <= 0:
         raise ConfigError(f"STATE_TTL must be a positive number of seconds, got {s.state_ttl}")
+    if s.state_retention < 0:
+        raise ConfigError(f"STATE_RETENTION must be 0 or more seconds, got {s.state_retention}")
     if s.wechat_timeout <= 0:
         raise ConfigError(f"WECHAT_TIMEOUT must be positive, got {s.wechat_timeout}")
     if s.max_body_bytes < 1024:

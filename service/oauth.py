@@ -143,6 +143,7 @@ async def begin_authorization(
         callback=request.callback,
         scope=request.scope,
         ttl=settings.state_ttl,
+        retention=settings.state_retention,
     )
     return authorization_url(settings, request.callback, request.scope, state)
 

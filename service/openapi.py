@@ -549,8 +549,8 @@ def paths() -> Schema:
                 "operationId": "retryAuthorization",
                 "summary": "Start again after a denial, an expired state or a used code",
                 "description": "A new authorization for the same redirectUri, callback and "
-                "scope as the earlier state (kept an hour after it expires). Answers like "
-                "/wechat/authorize.",
+                "scope as the earlier state (kept STATE_RETENTION, an hour by default, after "
+                "it expires). Answers like /wechat/authorize.",
                 "parameters": [STATE_PARAM],
                 "responses": {
                     "400": error(

@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 
 # WeChat: a web refresh_token lives 30 days from the authorization and cannot be extended.
 REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
-# A used or expired state is kept this long after its expiry so the callback page can offer
-# "try again" with the app's redirectUri; then MongoDB's TTL monitor removes it.
-STATE_RETENTION = 3600
 
 
 def _context(field: str, openid: str, scope: str) -> str:
@@ -35,6 +32,9 @@ def _context(field: str, openid: str, scope: str) -> str:
 
 
 SEALED_FIELDS = ("accessToken", "refreshToken")
+# A finished or expired "scan to sign in" session is kept this long, so a late poll still
+# learns what became of it; then MongoDB's TTL monitor removes it.
+QR_LOGIN_RETENTION = 3600
 
 
 class Store:
@@ -80,8 +80,9 @@ class Store:
     # -- authorization states ---------------------------------------------------------------
 
     async def create_state(
-        self, state: str, *, redirect_uri: str, callback: str, scope: str, ttl: int
+        self, state: str, *, redirect_uri: str, callback: str, scope: str, ttl: int, retention: int
     ) -> None:
+        """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt)."""
         now = self.clock.now()
         await self.states.insert_one(
             {
@@ -91,7 +92,7 @@ class Store:
                 "scope": scope,
                 "createdAt": utc(now),
                 "expiresAt": utc(now + ttl),
-                "purgeAt": utc(now + ttl + STATE_RETENTION),
+                "purgeAt": utc(now + ttl + retention),
                 "usedAt": None,
             }
         )
@@ -115,8 +116,12 @@ class Store:
         )
 
     async def find_state(self, state: str) -> dict[str, Any] | None:
-        """A state whatever its condition, until it is purged: for 'try again'."""
-        return await self.states.find_one({"_id": state})
+        """A state whatever its condition, until its purgeAt: for 'try again'.
+
+        MongoDB's TTL monitor deletes it up to a minute or more later; until then it is
+        already gone as far as anyone asking is concerned.
+        """
+        return await self.states.find_one({"_id": state, "purgeAt": {"$gt": utc(self.clock.now())}})
 
     # -- users ----------------------------------------------------------------------------
 
@@ -452,7 +457,7 @@ class Store:
             "redirectUri": redirect_uri,
             "createdAt": utc(now),
             "expiresAt": utc(now + ttl),
-            "purgeAt": utc(now + ttl + STATE_RETENTION),
+            "purgeAt": utc(now + ttl + QR_LOGIN_RETENTION),
             "handedOut": False,
         }
         await self.qr_logins.insert_one(doc)

@@ -50,6 +50,25 @@ async def test_retry_starts_a_new_authorization_for_the_same_app(client, browser
     assert (await done.json())["redirectUri"] == REDIRECT_URI
 
 
+async def test_a_state_is_remembered_for_state_retention_after_it_expires(
+    make_client, browser, clock
+):
+    client = await make_client(state_ttl=600, state_retention=300)
+    url = await start_sign_in(client)
+    denied = await authorize_at_wechat(browser, url, SANDBOX_USERS[0].openid, action="deny")
+    clock.advance(600 + 299)  # expired, still remembered: "try again" keeps the app's URLs
+    again = await client.get("/wechat/authorize/retry", params={"state": denied["state"]})
+    assert again.status == 401
+    late = await authorize_at_wechat(browser, url, SANDBOX_USERS[0].openid)
+    expired = await client.get("/wechat/jwt", params=late)
+    assert "expired" in (await expired.json())["message"]
+    clock.advance(1)  # forgotten, whether or not the TTL monitor has deleted it yet
+    gone = await client.get("/wechat/authorize/retry", params={"state": denied["state"]})
+    assert_error_shape(await gone.json(), 400, "INVALID_STATE", "state")
+    unknown = await client.get("/wechat/jwt", params=late)
+    assert "unknown state" in (await unknown.json())["message"]
+
+
 async def test_retry_with_an_unknown_state_is_400(client):
     resp = await client.get("/wechat/authorize/retry", params={"state": "Unknown123"})
     assert_error_shape(await resp.json(), 400, "INVALID_STATE", "state")

@@ -41,7 +41,9 @@ dropped by the level check, in both servers alike. `--access-log` runs both at I
 one access line per request to a log file, to show what access logging costs.
 
 `--long SECONDS` runs each chosen scenario once for that long, sampling the server's VmRSS
-every second, and prints start/end/peak RSS: is memory flat under sustained load?
+every second, and prints start/end/peak RSS and the peak of each half: is memory flat under
+sustained load? What the embedded store keeps is the server's memory, so for authorize set
+STATE_TTL and STATE_RETENTION in the environment (they reach the server) to see it plateau.
 
 `--profile SCENARIO` loads that scenario once with the server sampled by py-spy (in the
 project's .venv or on PATH; `pip install py-spy`) or, with `--profiler cprofile`, run under
@@ -688,10 +690,19 @@ def long_run(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> Non
         f"errors {errors['unexpected']}/{errors['connection']}"
         + (f"  e.g. {result['samples']}" if result["samples"] else "")
     )
-    step = max(1, len(window) // 6)
+    step = max(1, len(window) // 12)
     print(
         "             RSS every "
         f"{step} s: " + " ".join(f"{rss:.0f}" for _, rss in window[::step]) + f" {end_rss:.0f}"
+    )
+    # Flat means the second half never needs more than the first did: a store that keeps
+    # things for a while grows, then plateaus once it removes as much as it adds.
+    half = len(window) // 2
+    first_peak = max(rss for _, rss in window[:half])
+    second_peak = max(rss for _, rss in window[half:])
+    print(
+        f"             peak RSS first half {first_peak:.0f} MiB, second half {second_peak:.0f} "
+        f"MiB ({second_peak / first_peak:.2f}x)"
     )
 
 

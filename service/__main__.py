@@ -11,6 +11,7 @@ from aiohttp import web
 from .app import create_app
 from .config import ConfigError, load_settings
 from .logs import AccessLogger, configure_logging
+from .store import StoreUnavailable
 
 log = logging.getLogger("service")
 
@@ -34,16 +35,21 @@ def main() -> int:
     log.info(
         "listening on %s:%s (public URL %s)", settings.host, settings.port, settings.public_url
     )
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log_class=AccessLogger,
-        # On SIGTERM: stop accepting, let in-flight requests finish, then run the cleanup
-        # contexts (scheduler stopped, lease released, Mongo client and HTTP session closed).
-        shutdown_timeout=settings.shutdown_timeout,
-        print=lambda *_: None,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log_class=AccessLogger,
+            # On SIGTERM: stop accepting, let in-flight requests finish, then run the cleanup
+            # contexts (scheduler stopped, lease released, Mongo client and HTTP session closed).
+            shutdown_timeout=settings.shutdown_timeout,
+            print=lambda *_: None,
+        )
+    except StoreUnavailable as exc:
+        # One line an operator can act on; the container's restart policy tries again.
+        log.error("cannot start: %s", exc)
+        return 3
     return 0
 
 

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .clock import Clock, utc
 from .config import Settings
@@ -32,6 +32,14 @@ def _context(field: str, openid: str, scope: str) -> str:
 
 
 SEALED_FIELDS = ("accessToken", "refreshToken")
+# How long start-up waits for MongoDB unless MONGODB_URI says (serverSelectionTimeoutMS=...).
+SERVER_SELECTION_TIMEOUT_MS = 5000
+
+
+class StoreUnavailable(Exception):
+    """MongoDB did not answer at start-up, or refused the service (authentication, rights)."""
+
+
 # A finished or expired "scan to sign in" session is kept this long, so a late poll still
 # learns what became of it; then MongoDB's TTL monitor removes it.
 QR_LOGIN_RETENTION = 3600
@@ -52,6 +60,16 @@ class Store:
         self.pushed_messages = db["pushed_messages"]
 
     async def ensure_indexes(self) -> None:
+        """The first command at start-up, so it is where an unreachable MongoDB shows."""
+        try:
+            await self._create_indexes()
+        except PyMongoError as exc:
+            # pymongo's message names hosts, never the URI's credentials.
+            raise StoreUnavailable(
+                f"MongoDB did not answer or refused the service: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _create_indexes(self) -> None:
         # The state string is the _id, so it is unique without a second index.
         await self.states.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.users.create_index("openid", unique=True, name="openid_unique")
@@ -554,11 +572,14 @@ async def open_database(settings: Settings, client: Any = None) -> AsyncIterator
         if settings.mongodb_uri:
             from pymongo import AsyncMongoClient
 
+            # Keyword options would override the URI's; this one only applies if it is absent.
+            timeout = (
+                {}
+                if "serverselectiontimeoutms" in settings.mongodb_uri.lower()
+                else {"serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS}
+            )
             client = AsyncMongoClient(
-                settings.mongodb_uri,
-                tz_aware=True,
-                appname="wechat-oa-auth",
-                serverSelectionTimeoutMS=5000,
+                settings.mongodb_uri, tz_aware=True, appname="wechat-oa-auth", **timeout
             )
         else:
             client = embedded_client()

@@ -168,3 +168,30 @@ def test_every_setting_is_documented():
     ]
     assert undocumented == []
     assert missing_defaults == []
+
+
+def test_an_unreachable_mongodb_stops_start_up_with_one_line_not_a_traceback():
+    """What an operator sees when MongoDB is down or the URI is wrong (`python -m service`)."""
+    import os
+    import subprocess
+    import sys
+
+    from aiohttp.test_utils import unused_port
+
+    closed = unused_port()  # nothing listens there
+    env = {
+        **os.environ,
+        **PRODUCTION_ENV,
+        "PORT": str(unused_port()),
+        "MONGODB_URI": f"mongodb://app:hunter2@127.0.0.1:{closed}/?serverSelectionTimeoutMS=300",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if '"level": "ERROR"' in line]
+    assert len(errors) == 1
+    assert "cannot start: MongoDB did not answer" in errors[0]
+    assert f"127.0.0.1:{closed}" in errors[0]
+    assert "hunter2" not in done.stderr

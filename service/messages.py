@@ -131,22 +131,20 @@ async def handle_push(services: MessageServices, push: Push) -> str:
     key = dedup_key(fields)
     if key is None:
         raise InvalidMessage("a push names its sender and time", field="FromUserName")
-    earlier = await services.store.first_delivery(key, DEDUP_RETENTION)
+    msg_type = fields.get("MsgType", "")
+    # Known before anything is stored, so it is stored with the delivery in one write, and a
+    # retry arriving while the first delivery is processed already gets the same answer.
+    reply = _text_reply(services, fields) if msg_type == "text" else None
+    earlier = await services.store.first_delivery(key, DEDUP_RETENTION, reply)
     if earlier is not None:
         # WeChat retries when our answer was late; the first delivery was (or is being)
         # processed, so answer again what it answered, and do nothing twice.
         log.info("WeChat retried a push already received; answered again, not processed")
         return _seal(services, push, earlier.get("reply"))
-    msg_type = fields.get("MsgType", "")
-    reply = None
     try:
         if msg_type == "event":
             await _on_event(services, fields)
-        elif msg_type == "text":
-            reply = _text_reply(services, fields)
-            if reply is not None:
-                await services.store.remember_reply(key, reply)
-        else:
+        elif msg_type != "text":
             log.info("push of message type %r acknowledged", msg_type)
     except Exception:
         # Not processed after all: let WeChat's retry be processed rather than skipped.

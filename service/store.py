@@ -519,23 +519,23 @@ class Store:
 
     # -- pushed messages ------------------------------------------------------------------------
 
-    async def first_delivery(self, key: str, retention: int) -> dict[str, Any] | None:
-        """None the first time a push is seen; the earlier delivery's record for a retry."""
+    async def first_delivery(
+        self, key: str, retention: int, reply: str | None = None
+    ) -> dict[str, Any] | None:
+        """None the first time a push is seen (recording it and our reply, if any); the
+        earlier delivery's record for a retry."""
         now = self.clock.now()
+        record = {"_id": key, "receivedAt": utc(now), "purgeAt": utc(now + retention)}
+        if reply is not None:
+            record["reply"] = reply
         try:
-            await self.pushed_messages.insert_one(
-                {"_id": key, "receivedAt": utc(now), "purgeAt": utc(now + retention)}
-            )
+            await self.pushed_messages.insert_one(record)
         except DuplicateKeyError:
             return await self.pushed_messages.find_one({"_id": key}) or {}
         return None
 
     async def forget_delivery(self, key: str) -> None:
         await self.pushed_messages.delete_one({"_id": key})
-
-    async def remember_reply(self, key: str, reply: str) -> None:
-        """The plain reply to a push, so a retry (ours was too slow) gets the same one."""
-        await self.pushed_messages.update_one({"_id": key}, {"$set": {"reply": reply}})
 
     # -- leases -------------------------------------------------------------------------------
 

@@ -59,15 +59,15 @@ class MessageCrypto:
         self._token = token
         self._key = aes_key_from(encoding_aes_key)
         self._appid = appid.encode()
-
-    def _cipher(self) -> Cipher:
-        return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
+        # WeChat's IV is the key's first 16 bytes, so one Cipher serves every message; each
+        # encryptor()/decryptor() is a fresh context.
+        self._cipher = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
 
     def encrypt(self, message: str, random16: bytes | None = None) -> str:
         """The base64 `Encrypt` value for `message` (an XML document)."""
         body = message.encode()
         plain = (random16 or os.urandom(16)) + struct.pack(">I", len(body)) + body + self._appid
-        encryptor = self._cipher().encryptor()
+        encryptor = self._cipher.encryptor()
         return base64.b64encode(encryptor.update(pkcs7_pad(plain)) + encryptor.finalize()).decode()
 
     def decrypt(self, encrypted: str) -> str:
@@ -78,7 +78,7 @@ class MessageCrypto:
             raise MessageCryptoError("Encrypt is not base64") from None
         if not data or len(data) % 16:
             raise MessageCryptoError("Encrypt is not whole AES blocks")
-        decryptor = self._cipher().decryptor()
+        decryptor = self._cipher.decryptor()
         plain = pkcs7_unpad(decryptor.update(data) + decryptor.finalize())
         if len(plain) < 20:
             raise MessageCryptoError("ciphertext too short")

@@ -10,7 +10,7 @@ Scenarios (each one operation, counted when it completes inside the measured win
              Python, one process, run_app with the service's AccessLogger and the same
              logging set-up and LOG_LEVEL, so the per-request access-log call costs both alike.
   healthz    GET /healthz on the service (not in the default set): the service's router and
-             error middleware around a trivial handler.
+             middleware (request id, rate limit, errors, metrics) around a trivial handler.
   authorize  GET /wechat/authorize?redirectUri=&callback=&scope=snsapi_userinfo: a state is
              written to the store; 401 with the URL is success.
   signin     the whole sign-in as one operation: authorize (401) -> the emulator's

@@ -189,9 +189,15 @@ class Server:
             **dict.fromkeys(RATE_LIMITS, "0"),
             **scenario.env,
         )
-        for name in ("MONGODB_URI", "WECHAT_MESSAGE_MODE", "MESSAGE_TEXT_REPLY"):
+        for name in ("WECHAT_MESSAGE_MODE", "MESSAGE_TEXT_REPLY"):
             if name not in scenario.env:
                 env.pop(name, None)
+        # On MongoDB each run gets a database of its own, dropped when it stops, so every run
+        # starts empty as the embedded store does.
+        self.mongodb_uri = env.get("MONGODB_URI", "")
+        self.mongodb_db = f"bench_load_{os.getpid()}_{self.port}"
+        if self.mongodb_uri:
+            env["MONGODB_DB"] = self.mongodb_db
         if scenario.server == "bare":
             cmd = [sys.executable, "-m", "bench.load", "--serve-bare"]
         elif profile_to:
@@ -247,6 +253,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.mongodb_uri:
+            from pymongo import MongoClient
+
+            with MongoClient(self.mongodb_uri, serverSelectionTimeoutMS=5000) as client:
+                client.drop_database(self.mongodb_db)
         self._log.close()
 
 
@@ -915,6 +926,11 @@ def main() -> None:
     parser.add_argument("--profile", choices=list(SCENARIOS), help="profile this scenario's server")
     parser.add_argument("--profiler", choices=["py-spy", "cprofile"], default="py-spy")
     parser.add_argument("--top", type=int, default=15, help="rows of the profile")
+    parser.add_argument(
+        "--mongo-stub",
+        action="store_true",
+        help="the service on pymongo against bench/mongo_stub.py (acknowledges, stores nothing)",
+    )
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-profiled", help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
@@ -922,7 +938,6 @@ def main() -> None:
 
     if args.serve_bare:
         serve_bare()
-        return
         return
     if args.serve_profiled:
         serve_profiled(args.serve_profiled)
@@ -942,8 +957,33 @@ def main() -> None:
         f"  {args.concurrency} connections from {args.generators} generator process(es), "
         f"{args.warmup:g} s warm-up + {args.long or args.duration:g} s measured, {logging_note}"
     )
-    store = "MongoDB at MONGODB_URI" if os.environ.get("MONGODB_URI") else "embedded (mongomock)"
+    stub = None
+    if args.mongo_stub:
+        if args.profile == "signin":
+            raise SystemExit("signin reads back the state it wrote: not with --mongo-stub")
+        if "signin" in args.scenarios:
+            print("  signin left out: it reads back the state it wrote, which the stub forgets")
+            scenarios = [s for s in scenarios if s.name != "signin"]
+        stub_port = free_port()
+        stub = subprocess.Popen(
+            [sys.executable, "-m", "bench.mongo_stub", "--port", str(stub_port)], cwd=ROOT
+        )
+        os.environ["MONGODB_URI"] = f"mongodb://{HOST}:{stub_port}/?serverSelectionTimeoutMS=5000"
+        store = "MongoDB wire stub (bench/mongo_stub.py: pymongo's path, no database work)"
+    elif os.environ.get("MONGODB_URI"):
+        store = "MongoDB at MONGODB_URI (a database per run, dropped after it)"
+    else:
+        store = "embedded (mongomock)"
     print(f"  store: {store}")
+    try:
+        run_all(args, scenarios)
+    finally:
+        if stub is not None:
+            stub.terminate()
+            stub.wait()
+
+
+def run_all(args: argparse.Namespace, scenarios: list[Scenario]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         workdir = Path(tmp)
         if args.profile:

@@ -1,0 +1,135 @@
+"""A MongoDB wire-protocol stub for the load benchmark: it acknowledges every command at once.
+
+    python -m bench.mongo_stub --port 27099
+
+Not a database: it stores nothing, every write answers "done" (n = documents sent), every
+query an empty result. It lets `bench/load.py --mongo-stub` run the service on its production
+code path (pymongo's AsyncMongoClient encoding each command, sending it over a socket and
+decoding the reply) when no MongoDB server can run on the machine, so the server's CPU per
+request can be read for that path. The database's own work is left out (in production it is
+another machine's), so the figures are the service's side only, and an upper bound on speed.
+Endpoints that read what they wrote (sign-in's consume_state) cannot work against it.
+
+Speaks what pymongo 4 sends: OP_MSG (MongoDB 3.6+) for commands, and OP_QUERY for the first
+handshake, answered with OP_REPLY (the MongoDB Wire Protocol reference, "Legacy Opcodes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import struct
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+from bson.int64 import Int64
+
+OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
+CHECKSUM_PRESENT, MORE_TO_COME = 1 << 0, 1 << 1
+HEADER = struct.Struct("<iiii")  # messageLength, requestID, responseTo, opCode
+
+_request_ids = itertools.count(1)
+_connection_ids = itertools.count(1)
+
+
+def hello(connection_id: int) -> dict[str, Any]:
+    """A standalone MongoDB 7.0 (wire version 21), primary and writable."""
+    return {
+        "helloOk": True,
+        "ismaster": True,
+        "isWritablePrimary": True,
+        "maxBsonObjectSize": 16 * 1024 * 1024,
+        "maxMessageSizeBytes": 48_000_000,
+        "maxWriteBatchSize": 100_000,
+        "localTime": datetime.now(UTC),
+        "logicalSessionTimeoutMinutes": 30,
+        "connectionId": connection_id,
+        "minWireVersion": 0,
+        "maxWireVersion": 21,
+        "readOnly": False,
+        "ok": 1.0,
+    }
+
+
+def answer(command: dict[str, Any], documents: int, connection_id: int) -> dict[str, Any]:
+    name = next(iter(command), "")
+    lowered = name.lower()
+    if lowered in ("hello", "ismaster"):
+        return hello(connection_id)
+    if name in ("insert", "delete"):
+        return {"n": documents, "ok": 1.0}
+    if name == "update":
+        return {"n": documents, "nModified": documents, "ok": 1.0}
+    if name == "findAndModify":
+        return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None, "ok": 1.0}
+    if name in ("find", "aggregate", "listIndexes", "listCollections"):
+        namespace = f"{command.get('$db', 'db')}.{command[name]}"
+        return {"cursor": {"id": Int64(0), "ns": namespace, "firstBatch": []}, "ok": 1.0}
+    return {"ok": 1.0}  # createIndexes, ping, endSessions, dropDatabase, ...
+
+
+def parse_msg(body: bytes) -> tuple[int, dict[str, Any], int]:
+    """(flagBits, the command document, how many documents its sequences carry)."""
+    (flags,) = struct.unpack_from("<I", body)
+    end = len(body) - (4 if flags & CHECKSUM_PRESENT else 0)
+    position, command, documents = 4, {}, 0
+    while position < end:
+        kind = body[position]
+        (size,) = struct.unpack_from("<i", body, position + 1)
+        if kind == 0:
+            command = bson.decode(body[position + 1 : position + 1 + size])
+        else:  # a document sequence: size, identifier, documents
+            start = body.index(b"\x00", position + 5) + 1
+            documents += len(bson.decode_all(body[start : position + 1 + size]))
+        position += 1 + size
+    return flags, command, documents
+
+
+def parse_query(body: bytes) -> dict[str, Any]:
+    """OP_QUERY: flags, fullCollectionName, numberToSkip, numberToReturn, query."""
+    name_end = body.index(b"\x00", 4)
+    position = name_end + 1 + 8
+    (size,) = struct.unpack_from("<i", body, position)
+    return bson.decode(body[position : position + size])
+
+
+async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    connection_id = next(_connection_ids)
+    try:
+        while True:
+            length, request_id, _, opcode = HEADER.unpack(await reader.readexactly(16))
+            body = await reader.readexactly(length - 16)
+            if opcode == OP_MSG:
+                flags, command, documents = parse_msg(body)
+                reply = answer(command, documents, connection_id)
+                if flags & MORE_TO_COME:
+                    continue  # an unacknowledged write: no answer is expected
+                payload = struct.pack("<I", 0) + b"\x00" + bson.encode(reply)
+                out_code = OP_MSG
+            elif opcode == OP_QUERY:
+                reply = answer(parse_query(body), 0, connection_id)
+                payload = struct.pack("<iqii", 0, 0, 0, 1) + bson.encode(reply)
+                out_code = OP_REPLY
+            else:
+                break  # nothing pymongo 4 sends
+            header = HEADER.pack(16 + len(payload), next(_request_ids), request_id, out_code)
+            writer.write(header + payload)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port: int) -> None:
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=27099)
+    asyncio.run(main(parser.parse_args().port))

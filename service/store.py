@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .clock import Clock, utc
 from .config import Settings
+from .group_insert import GroupInsert
 from .sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Store:
         self.clock = clock
         self.sealer = sealer or Sealer({})
         self.states = db["oauth_states"]
+        self.state_writer = GroupInsert(self.states)
         self.users = db["users"]
         self.web_tokens = db["web_tokens"]
         self.base_tokens = db["base_tokens"]
@@ -102,7 +104,7 @@ class Store:
     ) -> None:
         """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt)."""
         now = self.clock.now()
-        await self.states.insert_one(
+        await self.state_writer.insert(
             {
                 "_id": state,
                 "redirectUri": redirect_uri,

@@ -2,7 +2,8 @@
 
 Every MongoDB command costs the service about 200-350 µs of CPU in pymongo's async driver
 (bench/README.md), four times a whole bare aiohttp request; /wechat/authorize writes one
-state per request, so under load the driver, not the service, set its pace. Here each caller
+state per request and each push one de-duplication record, so under load the driver, not the
+service, set their pace. Here each caller
 still returns only once its own document is written (or raises what MongoDB said about that
 document), but while one batch is in flight the next gathers: an idle service writes each
 document at once, a busy one pays the per-command cost once per batch.

@@ -60,6 +60,7 @@ class Store:
         self.qr_tickets = db["qr_tickets"]
         self.qr_logins = db["qr_logins"]
         self.pushed_messages = db["pushed_messages"]
+        self.delivery_writer = GroupInsert(self.pushed_messages)
 
     async def ensure_indexes(self) -> None:
         """The first command at start-up, so it is where an unreachable MongoDB shows."""
@@ -531,7 +532,7 @@ class Store:
         if reply is not None:
             record["reply"] = reply
         try:
-            await self.pushed_messages.insert_one(record)
+            await self.delivery_writer.insert(record)
         except DuplicateKeyError:
             return await self.pushed_messages.find_one({"_id": key}) or {}
         return None

@@ -20,6 +20,9 @@ from . import keys
 from .logs import route_of
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Clients may send any of HTTP's dozens of methods (WebDAV's PROPFIND, MKCOL, …, or any token
+# with aiohttp's pure-Python parser); one series each would let them grow every scrape.
+METHOD_LABELS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 class Metrics:
@@ -67,11 +70,23 @@ class Metrics:
             ("state",),
             registry=self.registry,
         )
+        # (route, method, status) -> the counter's and the histogram's children: looking them
+        # up by labels takes a lock and builds a tuple, twice a request.
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def request_done(self, request: web.BaseRequest, status: int, seconds: float) -> None:
-        route = route_of(request)
-        self.requests.labels(route, request.method, str(status)).inc()
-        self.latency.labels(route, request.method).observe(seconds)
+        method = request.method if request.method in METHOD_LABELS else "OTHER"
+        key = (route_of(request), method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            route = key[0]
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def wechat_call(self, endpoint: str, outcome: int | str) -> None:
         self.wechat_calls.labels(endpoint, str(outcome)).inc()
@@ -82,7 +97,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/metrics")
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    app = request.config_dict
+    app = request.app
     metrics = app[keys.METRICS]
     status = await app[keys.BASE_TOKENS].status()
     metrics.base_token_remaining.set(status["remainingSeconds"])

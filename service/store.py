@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
@@ -104,16 +105,17 @@ class Store:
         self, state: str, *, redirect_uri: str, callback: str, scope: str, ttl: int, retention: int
     ) -> None:
         """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt)."""
-        now = self.clock.now()
+        created = utc(self.clock.now())
+        expires = created + timedelta(seconds=ttl)
         await self.state_writer.insert(
             {
                 "_id": state,
                 "redirectUri": redirect_uri,
                 "callback": callback,
                 "scope": scope,
-                "createdAt": utc(now),
-                "expiresAt": utc(now + ttl),
-                "purgeAt": utc(now + ttl + retention),
+                "createdAt": created,
+                "expiresAt": expires,
+                "purgeAt": expires + timedelta(seconds=retention),
                 "usedAt": None,
             }
         )

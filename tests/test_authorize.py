@@ -166,6 +166,19 @@ async def test_a_repeated_parameter_is_refused(client):
     assert (await resp.json())["details"]["field"] == "redirectUri"
 
 
+async def test_an_allowed_url_is_judged_by_each_instances_own_allowlist(make_client):
+    """URLs that passed are remembered per allowlist: another configuration in the same
+    process (a test, a reload) must judge them afresh."""
+    params = {"redirectUri": REDIRECT_URI, "callback": CALLBACK}
+    allowing = await make_client()
+    assert (await allowing.get("/wechat/authorize", params=params)).status == 401
+    refusing = await make_client(allowed_redirect_origins=("https://other.example.org",))
+    resp = await refusing.get("/wechat/authorize", params=params)
+    assert resp.status == 400
+    assert (await resp.json())["name"] == "ORIGIN_NOT_ALLOWED"
+    assert (await allowing.get("/wechat/authorize", params=params)).status == 401
+
+
 async def test_origin_comparison_ignores_case_and_default_port(client):
     resp = await client.get(
         "/wechat/authorize",

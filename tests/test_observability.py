@@ -190,3 +190,16 @@ async def test_redirects_through_the_mounted_emulator_carry_the_id_and_are_count
         assert resp.headers["X-Request-ID"] == "redirect-1"
     text = await (await browser.get(f"{sandbox_service}/metrics")).text()
     assert 'route="/sandbox/connect/oauth2/authorize",status="302"} 1.0' in text
+
+
+async def test_made_up_methods_share_one_metrics_label(client):
+    """HTTP has dozens of methods (WebDAV's among them); the routes answer a few."""
+    for method in ("PROPFIND", "MKCOL", "LOCK"):
+        resp = await client.request(method, "/healthz")
+        assert resp.status == 405
+    await client.get("/healthz")
+    await client.get("/healthz")
+    text = await (await client.get("/metrics")).text()
+    assert 'http_requests_total{method="OTHER",route="unmatched",status="405"} 3.0' in text
+    assert 'http_requests_total{method="GET",route="/healthz",status="200"} 2.0' in text
+    assert "PROPFIND" not in text and "MKCOL" not in text

@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/openapi.json", name="openapi")
 async def openapi(request: web.Request) -> web.Response:
-    settings = request.config_dict[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS]
     return web.Response(text=openapi_json(settings.public_url), content_type="application/json")
 
 

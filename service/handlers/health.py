@@ -27,13 +27,13 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(2):
-            await request.config_dict[keys.STORE].ping()
+            await request.app[keys.STORE].ping()
     except Exception as exc:
         log.warning("not ready: MongoDB did not answer a ping: %s", type(exc).__name__)
         raise NotReady("MongoDB does not answer", field="mongodb", value="unreachable") from None
     try:
         async with asyncio.timeout(READY_TOKEN_TIMEOUT):
-            await request.config_dict[keys.BASE_TOKENS].get()
+            await request.app[keys.BASE_TOKENS].get()
     except (ServiceError, WeChatError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, ServiceError) else str(exc) or "timed out"
         log.warning("not ready: no valid base access_token: %s", reason)

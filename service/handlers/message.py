@@ -16,7 +16,7 @@ PUSH_PARAMS = ("signature", "timestamp", "nonce", "openid", "encrypt_type", "msg
 
 @routes.get("/wechat/message")
 async def verify_server_url(request: web.Request) -> web.Response:
-    settings = request.config_dict[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS]
     values = {}
     for name in ("signature", "timestamp", "nonce", "echostr"):
         value = query(request, name)
@@ -33,7 +33,7 @@ async def verify_server_url(request: web.Request) -> web.Response:
 
 @routes.post("/wechat/message")
 async def receive_push(request: web.Request) -> web.Response:
-    app = request.config_dict
+    app = request.app
     body = await request.read()  # client_max_size refuses bodies over MAX_BODY_BYTES (413)
     params = {name: query(request, name) for name in PUSH_PARAMS}
     push = messages.verify_push(app[keys.SETTINGS], app[keys.MESSAGE_CRYPTO], params, body)

@@ -26,19 +26,19 @@ def _authorization_needed(url: str) -> NoReturn:
 
 @routes.get("/wechat/authorize")
 async def authorize(request: web.Request) -> web.Response:
-    settings = request.config_dict[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS]
     auth_request = oauth.parse_authorization_request(
         settings, query(request, "redirectUri"), query(request, "callback"), query(request, "scope")
     )
     token = bearer_token(request.headers.get("Authorization"))
     if token:
         try:
-            claims = request.config_dict[keys.JWT].verify(token)
+            claims = request.app[keys.JWT].verify(token)
         except Unauthorized:
             claims = None  # a stale token just means: sign in again
         if claims and scope_covers(claims["scope"], auth_request.scope):
             return web.json_response(claims)
-    url = await oauth.begin_authorization(request.config_dict[keys.STORE], settings, auth_request)
+    url = await oauth.begin_authorization(request.app[keys.STORE], settings, auth_request)
     _authorization_needed(url)
 
 
@@ -46,7 +46,7 @@ async def authorize(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     """Start again for the same app after a denial, an expired state or a used code."""
     url = await oauth.retry_authorization(
-        request.config_dict[keys.STORE], request.config_dict[keys.SETTINGS], query(request, "state")
+        request.app[keys.STORE], request.app[keys.SETTINGS], query(request, "state")
     )
     _authorization_needed(url)
 
@@ -54,9 +54,9 @@ async def retry(request: web.Request) -> web.Response:
 @routes.get("/wechat/jwt")
 async def jwt(request: web.Request) -> web.Response:
     result = await oauth.complete_authorization(
-        request.config_dict[keys.STORE],
-        request.config_dict[keys.WECHAT],
-        request.config_dict[keys.JWT],
+        request.app[keys.STORE],
+        request.app[keys.WECHAT],
+        request.app[keys.JWT],
         query(request, "state"),
         query(request, "code"),
     )
@@ -67,6 +67,6 @@ async def jwt(request: web.Request) -> web.Response:
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that verify the app's JWTs (RS256/ES256); empty for HS256."""
     return web.json_response(
-        request.config_dict[keys.JWT].keys.jwks(),
+        request.app[keys.JWT].keys.jwks(),
         headers={"Cache-Control": "public, max-age=300"},
     )

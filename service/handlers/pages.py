@@ -36,7 +36,7 @@ async def callback(request: web.Request) -> web.Response:
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    settings = request.config_dict[keys.SETTINGS]
+    settings = request.app[keys.SETTINGS]
     if not settings.sandbox:
         return web.json_response(
             {
@@ -65,7 +65,7 @@ async def index(request: web.Request) -> web.Response:
 @routes.get("/demo/qr-login")
 async def qr_login_demo(request: web.Request) -> web.Response:
     """The desktop sign-in: a QR code to scan with the sandbox phone, and long polling."""
-    if not request.config_dict[keys.SETTINGS].sandbox:
+    if not request.app[keys.SETTINGS].sandbox:
         raise web.HTTPNotFound()
     return page(request, "qr_login.html")
 
@@ -73,6 +73,6 @@ async def qr_login_demo(request: web.Request) -> web.Response:
 @routes.get("/demo/landing")
 async def landing(request: web.Request) -> web.Response:
     """Where the demo's sign-in ends: shows the JWT it receives in the URL fragment."""
-    if not request.config_dict[keys.SETTINGS].sandbox:
+    if not request.app[keys.SETTINGS].sandbox:
         raise web.HTTPNotFound()
     return page(request, "landing.html")

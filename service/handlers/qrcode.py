@@ -35,7 +35,7 @@ def _answer(doc: dict, request_format: str, scale: int, border: int, now: float)
 
 @routes.get("/wechat/qrcode")
 async def qr_code(request: web.Request) -> web.Response:
-    app = request.config_dict
+    app = request.app
     settings = app[keys.SETTINGS]
     wanted = qrcode.parse_qr_request(
         {name: query(request, name) for name in QR_PARAMS}, settings.qrcode_expire_seconds
@@ -55,7 +55,7 @@ async def qr_code(request: web.Request) -> web.Response:
 @routes.post("/wechat/qrcode/login")
 async def start_login(request: web.Request) -> web.Response:
     """A sign-in session and its QR code: `format=json` (default), png or svg."""
-    app = request.config_dict
+    app = request.app
     settings = app[keys.SETTINGS]
     wanted = qrcode.parse_qr_request(
         {
@@ -96,7 +96,7 @@ async def start_login(request: web.Request) -> web.Response:
 @routes.get("/wechat/qrcode/login/{scene}", name="qr_login_status")
 async def login_state(request: web.Request) -> web.Response:
     """pending, scanned, expired, or confirmed with the JWT (handed out once); `wait` long-polls."""
-    app = request.config_dict
+    app = request.app
     raw_wait = query(request, "wait") or "0"
     if not raw_wait.isdigit() or int(raw_wait) > MAX_WAIT:
         raise InvalidParameter(

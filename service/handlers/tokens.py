@@ -24,23 +24,23 @@ def signed_in_openid(request: web.Request) -> str:
             value=None,
             headers={"WWW-Authenticate": 'Bearer realm="wechat"'},
         )
-    return request.config_dict[keys.JWT].verify(token)["sub"]
+    return request.app[keys.JWT].verify(token)["sub"]
 
 
 @routes.get("/wechat/subscribed")
 async def subscribed(request: web.Request) -> web.Response:
     openid = signed_in_openid(request)
     result = await check_follow(
-        request.config_dict[keys.BASE_TOKENS],
-        request.config_dict[keys.WECHAT],
-        request.config_dict[keys.STORE],
+        request.app[keys.BASE_TOKENS],
+        request.app[keys.WECHAT],
+        request.app[keys.STORE],
         openid,
     )
     return web.json_response(result, headers={"Cache-Control": "no-store"})
 
 
 def require_admin(request: web.Request) -> None:
-    expected = request.config_dict[keys.SETTINGS].admin_key
+    expected = request.app[keys.SETTINGS].admin_key
     given = request.headers.get("X-Admin-Key")
     if not expected:
         raise Forbidden(
@@ -56,8 +56,8 @@ def require_admin(request: web.Request) -> None:
 async def tokens_status(request: web.Request) -> web.Response:
     """Ages, expiries, lease and errors; never a token value."""
     require_admin(request)
-    keeper = request.config_dict[keys.BASE_TOKENS]
-    scheduler = request.config_dict[keys.SCHEDULER]
+    keeper = request.app[keys.BASE_TOKENS]
+    scheduler = request.app[keys.SCHEDULER]
     jobs = []
     if scheduler is not None:
         jobs = [
@@ -68,9 +68,9 @@ async def tokens_status(request: web.Request) -> web.Response:
             for job in scheduler.get_jobs()
         ]
     body = {
-        "instance": request.config_dict[keys.INSTANCE_ID],
+        "instance": request.app[keys.INSTANCE_ID],
         "baseToken": await keeper.status(),
-        "webTokens": await request.config_dict[keys.STORE].count_web_tokens_by_status(),
+        "webTokens": await request.app[keys.STORE].count_web_tokens_by_status(),
         "scheduler": {"running": scheduler is not None and scheduler.running, "jobs": jobs},
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})

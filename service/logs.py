@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,8 @@ ACCESS_FIELDS = ("method", "path", "route", "status", "latency_ms", "remote")
 def new_request_id(incoming: str | None) -> str:
     if incoming and REQUEST_ID_PATTERN.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    # 128 random bits in hex, as uuid4().hex but without building a UUID on every request.
+    return os.urandom(16).hex()
 
 
 def begin_request(request: web.Request) -> tuple[str, Token[str]]:

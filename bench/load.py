@@ -143,12 +143,16 @@ def serve_bare() -> None:
     sys.exit(entry.main())
 
 
-def serve_profiled(out: str) -> None:
-    """`python -m service` under cProfile, enabled by SIGUSR1 and disabled by SIGUSR2."""
+def serve_profiled(out: str, bare: bool = False) -> None:
+    """`python -m service` (or the bare app) under cProfile, enabled by SIGUSR1 and disabled
+    by SIGUSR2."""
     import cProfile
 
-    from service.__main__ import main
+    import service.__main__ as entry
 
+    if bare:
+        entry.create_app = bare_app
+    main = entry.main
     profiler = cProfile.Profile()
     signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
 
@@ -198,10 +202,12 @@ class Server:
         self.mongodb_db = f"bench_load_{os.getpid()}_{self.port}"
         if self.mongodb_uri:
             env["MONGODB_DB"] = self.mongodb_db
-        if scenario.server == "bare":
-            cmd = [sys.executable, "-m", "bench.load", "--serve-bare"]
-        elif profile_to:
+        if profile_to:  # cProfile; py-spy attaches to whichever process runs
             cmd = [sys.executable, "-m", "bench.load", "--serve-profiled", profile_to]
+            if scenario.server == "bare":
+                cmd.append("--serve-bare")
+        elif scenario.server == "bare":
+            cmd = [sys.executable, "-m", "bench.load", "--serve-bare"]
         else:
             cmd = [sys.executable, "-m", "service"]
         self.log_path = workdir / f"{scenario.name}-{self.port}.log"
@@ -936,11 +942,11 @@ def main() -> None:
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.serve_profiled:
+        serve_profiled(args.serve_profiled, bare=args.serve_bare)
+        return
     if args.serve_bare:
         serve_bare()
-        return
-    if args.serve_profiled:
-        serve_profiled(args.serve_profiled)
         return
     if args.generate:
         print(json.dumps(asyncio.run(generate(json.load(sys.stdin)))))

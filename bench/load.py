@@ -781,7 +781,7 @@ def profile(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> None
     if py_spy:
         summarize_py_spy(raw, args.top)
     else:
-        summarize_cprofile(stats_file, args.top)
+        summarize_cprofile(stats_file, args.top, len(result["latencies"]))
 
 
 def threading_timer(delay: float, fn: Any) -> None:
@@ -879,14 +879,21 @@ def summarize_py_spy(raw: Path, top: int) -> None:
         print(f"    {100 * count / total:5.1f}%  {frame}")
 
 
-def summarize_cprofile(stats_file: str, top: int) -> None:
+def summarize_cprofile(stats_file: str, top: int, operations: int) -> None:
     import io
     import pstats
 
     buffer = io.StringIO()
     stats = pstats.Stats(stats_file, stream=buffer).strip_dirs()
+    if operations:
+        # The profiled window and the counted one are the same seconds, give or take the
+        # signal's delivery: a few operations either way.
+        print(f"  about {stats.total_calls / operations:.0f} Python function calls per operation")
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top * 2)
+    # Call counts do not drift with the machine's speed: divided by the operations they are
+    # the one figure of a profile that compares across runs and commits.
+    stats.sort_stats("ncalls").print_stats(top)
     print(buffer.getvalue())
 
 

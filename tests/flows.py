@@ -1,11 +1,17 @@
-"""Constants and steps shared by tests: the app's URLs, and playing the user at WeChat."""
+"""Constants and steps shared by tests: the app's URLs, playing the user at WeChat, and
+running `python -m service` as a process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
@@ -60,3 +66,39 @@ async def sign_in(
     resp = await client.get("/wechat/jwt", params=query)
     assert resp.status == 200, await resp.text()
     return await resp.json()
+
+
+def start_service(directory: Path, port: int, log: Path, **env: str) -> subprocess.Popen:
+    """`python -m service` in sandbox mode on the embedded store, its log to `log`."""
+    environment = {
+        **os.environ,
+        "SANDBOX": "1",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "TOKEN_UPKEEP": "0",
+        "SHUTDOWN_TIMEOUT": "5",
+        **env,
+    }
+    environment.pop("MONGODB_URI", None)  # these check the process, not the database
+    with log.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=directory,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+async def wait_healthy(base: str, process: subprocess.Popen, log: Path) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            assert process.poll() is None, log.read_text()  # noqa: ASYNC240 (on failure only)
+            try:
+                async with http.get(f"{base}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("the service did not come up")

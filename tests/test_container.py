@@ -21,6 +21,8 @@ import aiohttp
 import yaml
 from aiohttp.test_utils import unused_port
 
+from flows import start_service, wait_healthy
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 FINAL_STAGE = DOCKERFILE.rsplit("\nFROM ", 1)[1]
@@ -40,44 +42,6 @@ def healthcheck_command() -> str:
     return re.search(r"^HEALTHCHECK .*? CMD (.+)$", joined, re.MULTILINE).group(1)
 
 
-def read(log: Path) -> str:
-    return log.read_text()
-
-
-async def wait_healthy(base: str, process: subprocess.Popen, log: Path) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            assert process.poll() is None, read(log)
-            try:
-                async with http.get(f"{base}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("the service did not come up")
-
-
-def start_from(directory: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "SANDBOX": "1",
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "TOKEN_UPKEEP": "0",
-        "SHUTDOWN_TIMEOUT": "5",
-    }
-    env.pop("MONGODB_URI", None)  # the embedded store: this checks files, not the database
-    with log.open("wb") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=directory,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-
-
 async def test_the_image_layout_serves_every_page_and_stops_cleanly(tmp_path):
     paths = copied_paths()
     assert "service" in paths
@@ -86,7 +50,7 @@ async def test_the_image_layout_serves_every_page_and_stops_cleanly(tmp_path):
     port = unused_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "service.log"
-    process = start_from(tmp_path, port, log)
+    process = start_service(tmp_path, port, log)
     try:
         await wait_healthy(base, process, log)
         async with aiohttp.ClientSession() as http:
@@ -106,7 +70,7 @@ async def test_the_image_layout_serves_every_page_and_stops_cleanly(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=30)
-    assert returncode == 0, read(log)
+    assert returncode == 0, log.read_text()
 
 
 async def test_the_healthcheck_command_tells_a_live_service_from_a_dead_one(sandbox_server):

@@ -271,6 +271,9 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"STATE_RETENTION must be 0 or more seconds, got {s.state_retention}")
     if s.wechat_timeout <= 0:
         raise ConfigError(f"WECHAT_TIMEOUT must be positive, got {s.wechat_timeout}")
+    if s.shutdown_timeout <= 0:
+        # aiohttp takes 0 (or less) as "no limit": a drain that could hold a restart for ever.
+        raise ConfigError(f"SHUTDOWN_TIMEOUT must be positive, got {s.shutdown_timeout}")
     if s.max_body_bytes < 1024:
         raise ConfigError(f"MAX_BODY_BYTES must be at least 1024, got {s.max_body_bytes}")
     if s.wechat_aes_key and len(s.wechat_aes_key) != 43:

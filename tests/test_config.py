@@ -74,6 +74,8 @@ def test_short_jwt_secret_is_refused():
         ("ALLOWED_REDIRECT_ORIGINS", "https://a.example.com/path"),
         ("JWT_TTL", "0"),
         ("WECHAT_AES_KEY", "too-short"),
+        # aiohttp would wait for in-flight requests without limit.
+        ("SHUTDOWN_TIMEOUT", "0"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(name, value):

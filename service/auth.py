@@ -13,6 +13,10 @@ from .errors import Unauthorized
 from .jwt_keys import KeySet
 
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti", "scope"]
+# Clocks drift: a token issued by another instance a little ahead of this one is still good.
+# Beyond this, an `iat` in the future means a forged or mis-issued token (or a key that leaked
+# and signs tokens dated ahead to outlive a rotation), so it is refused.
+IAT_LEEWAY = 60
 # A user who granted snsapi_userinfo has also granted everything snsapi_base gives.
 SCOPE_RANK = {"snsapi_base": 1, "snsapi_userinfo": 2}
 
@@ -53,8 +57,13 @@ class JwtIssuer:
         """Claims of a valid token; Unauthorized otherwise.
 
         PyJWT checks signature, algorithm, issuer, audience and presence of claims; expiry is
-        checked against the injected clock so tests can move time.
+        checked against the injected clock so tests can move time, and so is `iat` (a whole
+        number of seconds, at most IAT_LEEWAY ahead of now).
         """
+        # A JWT is base64url and dots. Header bytes that are not UTF-8 reach us as surrogate
+        # escapes, which PyJWT cannot even encode (a 500); they are just not a JWT.
+        if not token.isascii():
+            raise Unauthorized("invalid token: not a JWT", field="Authorization", value="Bearer …")
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -83,9 +92,29 @@ class JwtIssuer:
             raise Unauthorized(
                 f"invalid token: {exc}", field="Authorization", value="Bearer …"
             ) from None
-        if not isinstance(claims.get("exp"), int) or claims["exp"] <= self._clock.now():
+        now = self._clock.now()
+        if not _is_whole_seconds(claims.get("exp")) or claims["exp"] <= now:
             raise Unauthorized("token expired", field="Authorization", value="Bearer …")
+        iat = claims.get("iat")
+        if not _is_whole_seconds(iat):
+            raise Unauthorized(
+                "invalid token: iat must be a whole number of seconds",
+                field="Authorization",
+                value="Bearer …",
+            )
+        if iat > now + IAT_LEEWAY:
+            raise Unauthorized(
+                "invalid token: issued in the future (iat is more than "
+                f"{IAT_LEEWAY} s ahead of this service's clock)",
+                field="Authorization",
+                value="Bearer …",
+            )
         return claims
+
+
+def _is_whole_seconds(value: Any) -> bool:
+    # bool is an int in Python; `true` is no timestamp.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def scope_covers(granted: str, requested: str) -> bool:

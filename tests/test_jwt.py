@@ -16,6 +16,7 @@ from flows import (
     start_sign_in,
 )
 from service import keys
+from service.jwt_keys import secret_key
 from service.sandbox import SANDBOX_USERS
 
 FOLLOWER = SANDBOX_USERS[0]
@@ -265,3 +266,47 @@ async def test_profile_failure_still_signs_in(client, browser, emulator):
 async def test_the_appid_in_the_url_is_the_configured_one(client):
     url = await start_sign_in(client)
     assert f"appid={APPID}&" in url
+
+
+def signed_by_us(clock, **claims) -> str:
+    """A token signed with the service's own key, with whatever claims a forger chooses."""
+    now = int(clock.now())
+    base = {
+        "iss": "wechat-oa-auth",
+        "aud": "wechat-oa-auth",
+        "sub": FOLLOWER.openid,
+        "iat": now,
+        "exp": now + 3600,
+        "jti": "f" * 32,
+        "scope": "snsapi_base",
+    }
+    kid = secret_key(JWT_SECRET).kid
+    return pyjwt.encode({**base, **claims}, JWT_SECRET, algorithm="HS256", headers={"kid": kid})
+
+
+async def subscribed_with(client, token: str):
+    return await client.get("/wechat/subscribed", headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_a_token_issued_in_the_future_beyond_a_minute_is_refused(client, clock, emulator):
+    ahead = signed_by_us(clock, iat=int(clock.now()) + 120)
+    resp = await subscribed_with(client, ahead)
+    assert resp.status == 401
+    body = await resp.json()
+    assert_error_shape(body, 401, "UNAUTHORIZED", "Authorization")
+    assert "future" in body["message"]
+    assert emulator.stats["cgi-bin/user/info"] == 0
+    # Within the minute's leeway (another instance's clock a little ahead) it is fine.
+    slightly_ahead = signed_by_us(clock, iat=int(clock.now()) + 30)
+    assert (await subscribed_with(client, slightly_ahead)).status == 200
+    # And once this clock catches up, the first token is good too.
+    clock.advance(61)
+    assert (await subscribed_with(client, ahead)).status == 200
+
+
+@pytest.mark.parametrize("iat", ["1700000000", 1700000000.5, True])
+async def test_a_token_whose_iat_is_not_whole_seconds_is_refused(client, clock, emulator, iat):
+    resp = await subscribed_with(client, signed_by_us(clock, iat=iat))
+    assert resp.status == 401
+    assert_error_shape(await resp.json(), 401, "UNAUTHORIZED", "Authorization")
+    assert emulator.stats["cgi-bin/user/info"] == 0

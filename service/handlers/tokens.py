@@ -48,7 +48,9 @@ def require_admin(request: web.Request) -> None:
         )
     if not given:
         raise Unauthorized("the X-Admin-Key header is required", field="X-Admin-Key")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # aiohttp hands header bytes that are not UTF-8 over as surrogate escapes; encoding them
+    # back the same way compares the bytes that were sent (str.encode() would raise: a 500).
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
         raise Forbidden("wrong admin key", field="X-Admin-Key", value="…")
 
 

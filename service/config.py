@@ -109,6 +109,9 @@ class Settings:
     # Pushed messages and QR codes.
     wechat_message_mode: str = "plain"
     message_text_reply: str = ""
+    # Seconds a push's timestamp may be from now, either way; its (timestamp, nonce) is
+    # remembered that long.
+    push_max_age: int = 300
     qrcode_expire_seconds: int = 1800
     qr_login_ttl: int = 300
 
@@ -328,6 +331,11 @@ def _validate(s: Settings) -> Settings:
     if s.wechat_message_mode not in ("plain", "compatible", "safe"):
         raise ConfigError(
             f"WECHAT_MESSAGE_MODE must be plain, compatible or safe, got {s.wechat_message_mode!r}"
+        )
+    if not 30 <= s.push_max_age <= 3600:
+        raise ConfigError(
+            "PUSH_MAX_AGE must be between 30 and 3600 seconds (WeChat stamps each push when it "
+            f"sends it and retries within about 15 s), got {s.push_max_age}"
         )
     if s.wechat_message_mode != "plain" and not s.wechat_aes_key:
         raise ConfigError(

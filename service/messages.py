@@ -8,15 +8,21 @@ acknowledged without being processed twice.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import qr_login
 from .background import Background
 from .clock import Clock
 from .config import Settings
-from .errors import BadRequest, InvalidSignature, MissingParameter
+from .errors import BadRequest, Forbidden, InvalidSignature, MissingParameter, ServiceError
+from .metrics import Metrics
 from .signature import signature_matches, wechat_signature
 from .store import Store
 from .tokens import BaseTokenKeeper
@@ -27,6 +33,13 @@ from .wechat.xml import MessageXmlError, build_message, parse_message
 log = logging.getLogger(__name__)
 
 DEDUP_RETENTION = 3600  # WeChat's retries come within about 15 s; an hour is ample
+# A retry that finds the first delivery still being processed waits this long for its outcome,
+# inside WeChat's 5 s (§10), then answers 503 so that WeChat asks again.
+IN_PROGRESS_WAIT = 3.0
+IN_PROGRESS_POLL = 0.05
+# The fields handling reads; nested elements (scancode_push's ScanCodeInfo…) are only logged.
+TEXT_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "Event", "EventKey", "MsgId")
+MAX_CREATE_TIME = 2**32 - 1  # WeChat's CreateTime is a 32-bit count of seconds
 QR_SCENE_PREFIX = "qrscene_"
 
 
@@ -34,9 +47,30 @@ class InvalidMessage(BadRequest):
     name = "INVALID_MESSAGE"
 
 
+class StalePush(Forbidden):
+    name = "STALE_PUSH"
+
+
+class ReplayedPush(Forbidden):
+    name = "REPLAYED_PUSH"
+
+
+class PushInProgress(ServiceError):
+    """The same push is being processed elsewhere and its outcome is not known yet: WeChat
+    should ask again rather than be told "success" for work that may still fail."""
+
+    status = 503
+    name = "PUSH_IN_PROGRESS"
+
+
+# The one answer to an encrypted push that passed its msg_signature and still cannot be read:
+# one status, name, message and details whatever went wrong (padding oracle, §11).
+UNREADABLE_PUSH = "the encrypted push cannot be read; check WECHAT_AES_KEY and WECHAT_APPID"
+
+
 @dataclass(frozen=True)
 class Push:
-    fields: dict[str, str]
+    fields: dict[str, Any]
     encrypted: bool
     timestamp: str
     nonce: str
@@ -52,6 +86,7 @@ class MessageServices:
     waiters: qr_login.LoginWaiters
     background: Background
     crypto: MessageCrypto | None
+    metrics: Metrics | None = None
 
 
 def _required(params: Mapping[str, str | None], name: str) -> str:
@@ -62,9 +97,19 @@ def _required(params: Mapping[str, str | None], name: str) -> str:
 
 
 def verify_push(
-    settings: Settings, crypto: MessageCrypto | None, params: Mapping[str, str | None], body: bytes
+    settings: Settings,
+    crypto: MessageCrypto | None,
+    params: Mapping[str, str | None],
+    body: bytes,
+    now: float,
+    metrics: Metrics | None = None,
 ) -> Push:
-    """Check the signature the configured mode asks for, decrypt, parse. Nothing is stored."""
+    """Check the signature the configured mode asks for and the push's age, decrypt, parse.
+
+    Nothing is stored. In plain mode the signature covers the token, timestamp and nonce but
+    never the body (§10), so a signature copied from any log would validate any body: the
+    timestamp must be recent here, and the (timestamp, nonce) pair unused (claim_nonce).
+    """
     timestamp = _required(params, "timestamp")
     nonce = _required(params, "nonce")
     signature = _required(params, "signature")
@@ -76,43 +121,111 @@ def verify_push(
             field="encrypt_type",
             value="aes",
         )
-    if mode == "safe" and not encrypted:
+    if mode != "plain" and not encrypted:
+        # §10: in compatible and safe modes WeChat adds encrypt_type=aes and msg_signature to
+        # every push; one without them did not come from WeChat.
         raise InvalidSignature(
-            "safe mode accepts encrypted pushes only", field="encrypt_type", value=None
+            f"{mode} mode accepts encrypted pushes only (encrypt_type=aes with msg_signature)",
+            field="encrypt_type",
+            value=params.get("encrypt_type"),
         )
-    if encrypted:
-        assert crypto is not None
-        msg_signature = _required(params, "msg_signature")
-        outer = _parse(body)
-        encrypt = outer.get("Encrypt")
-        if not encrypt:
-            raise InvalidMessage("an encrypted push carries an Encrypt element", field="Encrypt")
-        # msg_signature covers the ciphertext, so it is checked before anything is decrypted.
-        if not crypto.check_signature(msg_signature, timestamp, nonce, encrypt):
+    if not encrypted:
+        expected = wechat_signature(settings.wechat_token, timestamp, nonce)
+        if not signature_matches(expected, signature):
             raise InvalidSignature(
-                "msg_signature does not match", field="msg_signature", value=msg_signature
+                "signature does not match WECHAT_TOKEN", field="signature", value=signature
             )
-        try:
-            inner = crypto.decrypt(encrypt)
-        except MessageCryptoError as exc:
-            raise InvalidMessage(
-                f"cannot decrypt the push ({exc}); check WECHAT_AES_KEY", field="Encrypt"
-            ) from None
-        return Push(_parse(inner.encode()), True, timestamp, nonce)
-    expected = wechat_signature(settings.wechat_token, timestamp, nonce)
-    if not signature_matches(expected, signature):
+        _check_age(timestamp, now, settings.push_max_age)
+        fields = _parse(body)
+        _check_fields(fields)
+        return Push(fields, False, timestamp, nonce)
+
+    assert crypto is not None
+    msg_signature = params.get("msg_signature")
+    if not msg_signature:
         raise InvalidSignature(
-            "signature does not match WECHAT_TOKEN", field="signature", value=signature
+            "an encrypted push carries msg_signature (§11)", field="msg_signature", value=None
         )
-    return Push(_parse(body), False, timestamp, nonce)
+    outer = _parse(body)
+    encrypt = outer.get("Encrypt")
+    if not encrypt or not isinstance(encrypt, str):
+        raise InvalidMessage("an encrypted push carries an Encrypt element", field="Encrypt")
+    # msg_signature covers the ciphertext, so it is checked before anything is decrypted.
+    if not crypto.check_signature(msg_signature, timestamp, nonce, encrypt):
+        raise InvalidSignature(
+            "msg_signature does not match", field="msg_signature", value=msg_signature
+        )
+    _check_age(timestamp, now, settings.push_max_age)
+    # From here on the sender is someone who knows WECHAT_TOKEN; whatever is wrong with the
+    # ciphertext or what it decrypts to gets one answer, or the differences are an oracle.
+    try:
+        fields = parse_message(crypto.decrypt(encrypt))
+        _check_fields(fields)
+    except (MessageCryptoError, MessageXmlError, InvalidMessage):
+        if metrics is not None:
+            metrics.push_unreadable.inc()
+        raise InvalidMessage(UNREADABLE_PUSH, field="Encrypt") from None
+    return Push(fields, True, timestamp, nonce)
 
 
-def _parse(body: bytes) -> dict[str, str]:
+def _check_age(timestamp: str, now: float, max_age: int) -> None:
+    """WeChat's timestamp is seconds since the epoch, stamped when it sends the push."""
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise StalePush(
+            "timestamp must be WeChat's seconds since the epoch", field="timestamp", value=timestamp
+        )
+    if abs(now - int(timestamp)) > max_age:
+        raise StalePush(
+            f"the push's timestamp is more than PUSH_MAX_AGE ({max_age} s) from now: "
+            "check this server's clock, or the push was replayed",
+            field="timestamp",
+            value=timestamp,
+        )
+
+
+def _parse(body: bytes) -> dict[str, Any]:
     try:
         fields = parse_message(body)
     except MessageXmlError as exc:
         raise InvalidMessage(str(exc), field="body") from None
     return fields
+
+
+def _check_fields(fields: Mapping[str, Any]) -> None:
+    """What handling relies on: who sent it, and when, as WeChat writes them (§10)."""
+    for name in TEXT_FIELDS:
+        if not isinstance(fields.get(name, ""), str):
+            raise InvalidMessage(f"<{name}> has child elements", field=name)
+    created = fields.get("CreateTime")
+    if created is not None and not (
+        isinstance(created, str) and created.isdigit() and int(created) <= MAX_CREATE_TIME
+    ):
+        raise InvalidMessage(
+            "CreateTime is WeChat's whole seconds since the epoch",
+            field="CreateTime",
+            value=created if isinstance(created, str) else None,
+        )
+    if dedup_key(fields) is None:
+        raise InvalidMessage("a push names its sender and time", field="FromUserName")
+
+
+async def claim_nonce(store: Store, settings: Settings, push: Push, body: bytes) -> None:
+    """Remember the push's (timestamp, nonce) for as long as its timestamp is accepted.
+
+    A second push with the same pair is a replay, unless it is WeChat's retry of the same
+    message, byte for byte, which goes on to be answered as the first was (de-duplication).
+    Shared by every instance through MongoDB's unique _id.
+    """
+    digest = hashlib.sha256(body).hexdigest()
+    earlier = await store.claim_push_nonce(
+        push.timestamp, push.nonce, digest, int(push.timestamp) + settings.push_max_age
+    )
+    if earlier is not None and not hmac.compare_digest(earlier, digest):
+        raise ReplayedPush(
+            "this timestamp and nonce were already used by another push",
+            field="nonce",
+            value=push.nonce,
+        )
 
 
 def dedup_key(fields: Mapping[str, str]) -> str | None:
@@ -125,22 +238,47 @@ def dedup_key(fields: Mapping[str, str]) -> str | None:
     return None
 
 
+async def receive(services: MessageServices, params: Mapping[str, str | None], body: bytes) -> str:
+    """One push, from its query and body to the reply: verified, fresh, unreplayed, handled."""
+    push = verify_push(
+        services.settings,
+        services.crypto,
+        params,
+        body,
+        services.clock.now(),
+        services.metrics,
+    )
+    await claim_nonce(services.store, services.settings, push, body)
+    return await handle_push(services, push)
+
+
 async def handle_push(services: MessageServices, push: Push) -> str:
     """Act on a verified push; the reply body (\"success\", or a passive reply)."""
     fields = push.fields
     key = dedup_key(fields)
-    if key is None:
-        raise InvalidMessage("a push names its sender and time", field="FromUserName")
+    assert key is not None  # verify_push refuses pushes without one
     msg_type = fields.get("MsgType", "")
     # Known before anything is stored, so it is stored with the delivery in one write, and a
     # retry arriving while the first delivery is processed already gets the same answer.
     reply = _text_reply(services, fields) if msg_type == "text" else None
-    earlier = await services.store.first_delivery(key, DEDUP_RETENTION, reply)
-    if earlier is not None:
-        # WeChat retries when our answer was late; the first delivery was (or is being)
-        # processed, so answer again what it answered, and do nothing twice.
-        log.info("WeChat retried a push already received; answered again, not processed")
-        return _seal(services, push, earlier.get("reply"))
+    deadline = time.monotonic() + IN_PROGRESS_WAIT
+    while True:
+        earlier = await services.store.first_delivery(key, DEDUP_RETENTION, reply)
+        if earlier is None:
+            break  # ours to process
+        if earlier.get("done", True):
+            # WeChat retries when our answer was late; the first delivery was processed, so
+            # answer again what it answered, and do nothing twice.
+            log.info("WeChat retried a push already received; answered again, not processed")
+            return _seal(services, push, earlier.get("reply"))
+        # The first delivery is still being processed (here or on another instance): its
+        # outcome decides. Acknowledging now would lose the push if that processing fails.
+        if time.monotonic() >= deadline:
+            raise PushInProgress(
+                "this push is still being processed; WeChat will deliver it again",
+                field="MsgId" if fields.get("MsgId") else "CreateTime",
+            )
+        await asyncio.sleep(IN_PROGRESS_POLL)
     try:
         if msg_type == "event":
             await _on_event(services, fields)
@@ -150,6 +288,7 @@ async def handle_push(services: MessageServices, push: Push) -> str:
         # Not processed after all: let WeChat's retry be processed rather than skipped.
         await services.store.forget_delivery(key)
         raise
+    await services.store.delivery_done(key)
     return _seal(services, push, reply)
 
 
@@ -166,7 +305,7 @@ async def _on_event(services: MessageServices, fields: Mapping[str, str]) -> Non
     event = fields.get("Event", "")
     openid = fields.get("FromUserName", "")
     key = fields.get("EventKey", "")
-    created = int(fields.get("CreateTime") or services.clock.now())
+    created = int(fields.get("CreateTime") or services.clock.now())  # digits: _check_fields
     if event == "subscribe":
         scene = key[len(QR_SCENE_PREFIX) :] if key.startswith(QR_SCENE_PREFIX) else None
         await services.store.record_follow_state(

@@ -70,6 +70,12 @@ class Metrics:
             ("state",),
             registry=self.registry,
         )
+        self.push_unreadable = Counter(
+            "wechat_push_unreadable_total",
+            "Encrypted pushes whose msg_signature matched but whose ciphertext did not decrypt "
+            "to a message for this account (a wrong WECHAT_AES_KEY, or someone probing)",
+            registry=self.registry,
+        )
         # (route, method, status) -> the counter's and the histogram's children: looking them
         # up by labels takes a lock and builds a tuple, twice a request.
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

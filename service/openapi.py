@@ -690,9 +690,12 @@ def paths() -> Schema:
                 "description": "Set this URL as the account's 服务器地址. WECHAT_MESSAGE_MODE "
                 "plain: `signature` must match, encrypted pushes are refused; safe: only "
                 "`encrypt_type=aes` pushes, `msg_signature` (over token, timestamp, nonce and "
-                "Encrypt) checked before decrypting, replies encrypted; compatible: both. A push "
-                "WeChat retries is answered as the first delivery was, not processed again. "
-                "Nothing is stored for a refused push.",
+                "Encrypt) checked before decrypting, replies encrypted; compatible: encrypted "
+                "pushes only too (WeChat adds encrypt_type and msg_signature to every push), "
+                "plaintext fields ignored. The timestamp must lie within PUSH_MAX_AGE of the "
+                "server's clock, and each (timestamp, nonce) is accepted once: the plain signature "
+                "never covers the body. A push WeChat retries is answered as the first "
+                "delivery was, not processed again. Nothing is stored for a refused push.",
                 "parameters": [
                     query(
                         "signature",
@@ -708,7 +711,11 @@ def paths() -> Schema:
                         "`aes` for an encrypted push (compatible and safe modes).",
                         {"type": "string", "enum": ["aes"]},
                     ),
-                    query("msg_signature", "Required with encrypt_type=aes.", text_param()),
+                    query(
+                        "msg_signature",
+                        "Required with encrypt_type=aes (403 without).",
+                        text_param(),
+                    ),
                 ],
                 "requestBody": {
                     "required": True,
@@ -730,24 +737,35 @@ def paths() -> Schema:
                     },
                     "400": error(
                         400,
-                        "MISSING_PARAMETER (timestamp, nonce, signature, or msg_signature of an "
-                        "encrypted push), INVALID_PARAMETER (given twice or too long), "
-                        "INVALID_MESSAGE (malformed XML, no Encrypt element, undecryptable, no "
-                        "sender or time).",
+                        "MISSING_PARAMETER (timestamp, nonce, signature), INVALID_PARAMETER "
+                        "(given twice or too long), INVALID_MESSAGE (malformed XML, no Encrypt "
+                        "element, no sender or time, a CreateTime that is not whole seconds; an "
+                        "encrypted push that cannot be read gets one answer whatever is wrong "
+                        "with it: field Encrypt, the same message).",
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",
                         "INVALID_MESSAGE",
                     ),
                     "403": error(
                         403,
-                        "Wrong signature or msg_signature; an encrypted push in plain mode, or "
-                        "a plain one in safe mode.",
+                        "INVALID_SIGNATURE: wrong or missing signature or msg_signature; an "
+                        "encrypted push in plain mode, or a plain one in safe or compatible "
+                        "mode. STALE_PUSH: timestamp more than PUSH_MAX_AGE from now. "
+                        "REPLAYED_PUSH: this (timestamp, nonce) came with another body before.",
                         "INVALID_SIGNATURE",
+                        "STALE_PUSH",
+                        "REPLAYED_PUSH",
                     ),
                     "413": error(
                         413, "The body is over MAX_BODY_BYTES.", "REQUEST_ENTITY_TOO_LARGE"
                     ),
                     "500": INTERNAL_ERROR,
+                    "503": error(
+                        503,
+                        "A retry of a push whose first delivery is still being processed (here "
+                        "or on another instance) after a 3 s wait: WeChat delivers it again.",
+                        "PUSH_IN_PROGRESS",
+                    ),
                 },
             },
         },

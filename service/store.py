@@ -62,6 +62,8 @@ class Store:
         self.qr_logins = db["qr_logins"]
         self.pushed_messages = db["pushed_messages"]
         self.delivery_writer = GroupInsert(self.pushed_messages)
+        self.push_nonces = db["push_nonces"]
+        self.nonce_writer = GroupInsert(self.push_nonces)
 
     async def ensure_indexes(self) -> None:
         """The first command at start-up, so it is where an unreachable MongoDB shows."""
@@ -95,6 +97,7 @@ class Store:
         await self.qr_tickets.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.qr_logins.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.pushed_messages.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.push_nonces.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
 
     async def ping(self) -> None:
         await self.db.command("ping")
@@ -527,20 +530,47 @@ class Store:
     async def first_delivery(
         self, key: str, retention: int, reply: str | None = None
     ) -> dict[str, Any] | None:
-        """None the first time a push is seen (recording it and our reply, if any); the
-        earlier delivery's record for a retry."""
+        """None the first time a push is seen (recording it, unfinished, with our reply, if
+        any); the earlier delivery's record for a retry (`done` False while it is processed)."""
         now = self.clock.now()
-        record = {"_id": key, "receivedAt": utc(now), "purgeAt": utc(now + retention)}
+        record = {
+            "_id": key,
+            "receivedAt": utc(now),
+            "purgeAt": utc(now + retention),
+            "done": False,
+        }
         if reply is not None:
             record["reply"] = reply
         try:
             await self.delivery_writer.insert(record)
         except DuplicateKeyError:
-            return await self.pushed_messages.find_one({"_id": key}) or {}
+            earlier = await self.pushed_messages.find_one({"_id": key})
+            # Gone meanwhile: the first delivery failed and was forgotten; try to take it.
+            return earlier if earlier is not None else {"done": False}
         return None
+
+    async def delivery_done(self, key: str) -> None:
+        await self.pushed_messages.update_one({"_id": key}, {"$set": {"done": True}})
 
     async def forget_delivery(self, key: str) -> None:
         await self.pushed_messages.delete_one({"_id": key})
+
+    async def claim_push_nonce(
+        self, timestamp: str, nonce: str, body_hash: str, purge_at: float
+    ) -> str | None:
+        """Record a push's (timestamp, nonce); None if new, else the body hash it came with.
+
+        The pair is the _id, so two instances racing with one replay cannot both claim it.
+        """
+        key = f"{timestamp}:{nonce}"
+        try:
+            await self.nonce_writer.insert(
+                {"_id": key, "bodyHash": body_hash, "purgeAt": utc(purge_at)}
+            )
+        except DuplicateKeyError:
+            earlier = await self.push_nonces.find_one({"_id": key})
+            return str(earlier.get("bodyHash", "")) if earlier is not None else None
+        return None
 
     # -- leases -------------------------------------------------------------------------------
 

@@ -134,3 +134,40 @@ def test_xml_round_trip_keeps_text_and_numbers():
 def test_hostile_or_malformed_xml_is_refused(body):
     with pytest.raises(MessageXmlError):
         parse_message(body)
+
+
+# WeChat's own WXBizMsgCrypt sample (the Python Sample.py shipped with the official SDK, reproduced
+# byte for byte by its ports, e.g. fotock/WXbizMsgCrypt-Node's README): ../shared/wechat-api.md §11.
+OFFICIAL_TOKEN = "spamtest"
+OFFICIAL_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+OFFICIAL_APPID = "wx2c2769f8efd9abc2"
+OFFICIAL_TIMESTAMP = "1409735669"
+OFFICIAL_NONCE = "1320562132"
+OFFICIAL_MSG_SIGNATURE = "5d197aaffba7e9b25a30732f161a50dee96bd5fa"
+OFFICIAL_ENCRYPT = (
+    "hyzAe4OzmOMbd6TvGdIOO6uBmdJoD0Fk53REIHvxYtJlE2B655HuD0m8KUePWB3+LrPXo87wzQ1QLvbeUgmBM4x6F8PG"
+    "HQHFVAFmOD2LdJF9FrXpbUAh0B5GIItb52sn896wVsMSHGuPE328HnRGBcrS7C41IzDWyWNlZkyyXwon8T332jisa+h6"
+    "tEDYsVticbSnyU8dKOIbgU6ux5VTjg3yt+WGzjlpKn6NPhRjpA912xMezR4kw6KWwMrCVKSVCZciVGCgavjIQ6X8tCOp"
+    "3yZbGpy0VxpAe+77TszTfRd5RJSVO/HTnifJpXgCSUdUue1v6h0EIBYYI1BD1DlD+C0CR8e6OewpusjZ4uBl9FyJvnhv"
+    "Ql+q5rv1ixrcpCumEPo5MJSgM9ehVsNPfUM669WuMyVWQLCzpu9GhglF2PE="
+)
+
+
+def test_the_official_wxbizmsgcrypt_sample_verifies_and_decrypts():
+    crypto = MessageCrypto(OFFICIAL_TOKEN, OFFICIAL_KEY, OFFICIAL_APPID)
+    assert crypto.signature(OFFICIAL_TIMESTAMP, OFFICIAL_NONCE, OFFICIAL_ENCRYPT) == (
+        OFFICIAL_MSG_SIGNATURE
+    )
+    fields = parse_message(crypto.decrypt(OFFICIAL_ENCRYPT))
+    # The sample's compatible-mode body carries the same message in plaintext beside Encrypt.
+    assert fields == {
+        "ToUserName": "gh_10f6c3c3ac5a",
+        "FromUserName": "oyORnuP8q7ou2gfYjqLzSIWZf0rs",
+        "CreateTime": "1409735668",
+        "MsgType": "text",
+        "Content": "abcdteT",
+        "MsgId": "6054768590064713728",
+    }
+    # Sealed for that AppID, the sample is nobody else's.
+    with pytest.raises(MessageCryptoError):
+        MessageCrypto(OFFICIAL_TOKEN, OFFICIAL_KEY, "wx0000000000000000").decrypt(OFFICIAL_ENCRYPT)

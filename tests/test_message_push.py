@@ -7,12 +7,18 @@ plays the sender so it can also send what WeChat never would.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import secrets
+import struct
+
 import pytest
 
 from flows import APPID, TOKEN, assert_error_shape
 from service import keys
 from service.signature import wechat_signature
-from service.wechat.crypto import MessageCrypto
+from service.wechat.crypto import MessageCrypto, aes_key_from, pkcs7_pad
 from service.wechat.xml import build_message, parse_message
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -45,7 +51,10 @@ def text(content: str, msg_id: int, created: int) -> str:
     )
 
 
-def signed(timestamp: str = "1714036504", nonce: str = "1514711492") -> dict[str, str]:
+def signed(clock, nonce: str | None = None, timestamp: str | None = None) -> dict[str, str]:
+    """A push's query as WeChat signs it: now, with a fresh nonce (WeChat's are decimal)."""
+    timestamp = timestamp or str(int(clock.now()))
+    nonce = nonce or str(secrets.randbelow(10**10))
     return {
         "signature": wechat_signature(TOKEN, timestamp, nonce),
         "timestamp": timestamp,
@@ -54,15 +63,15 @@ def signed(timestamp: str = "1714036504", nonce: str = "1514711492") -> dict[str
     }
 
 
-def sealed(xml: str, timestamp: str = "1714036504", nonce: str = "1514711492"):
+def sealed(xml: str, clock, nonce: str | None = None, timestamp: str | None = None):
     """A push as WeChat sends it in safe mode: query and body."""
     crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
     encrypted = crypto.encrypt(xml)
     body = build_message({"ToUserName": "gh_5a4db0c0ffee", "Encrypt": encrypted})
-    params = {
-        **signed(timestamp, nonce),
+    params = signed(clock, nonce, timestamp)
+    params |= {
         "encrypt_type": "aes",
-        "msg_signature": crypto.signature(timestamp, nonce, encrypted),
+        "msg_signature": crypto.signature(params["timestamp"], params["nonce"], encrypted),
     }
     return params, body
 
@@ -77,7 +86,7 @@ async def stored_pushes(client) -> int:
 
 async def test_a_follow_is_acknowledged_and_recorded(client, clock):
     created = int(clock.now())
-    resp = await push(client, event("subscribe", created), signed())
+    resp = await push(client, event("subscribe", created), signed(clock))
     assert resp.status == 200
     assert await resp.text() == "success"
     user = await client.app[keys.STORE].get_user(OPENID)
@@ -86,9 +95,9 @@ async def test_a_follow_is_acknowledged_and_recorded(client, clock):
 
 
 async def test_an_unfollow_is_recorded(client, clock):
-    await push(client, event("subscribe", int(clock.now())), signed())
+    await push(client, event("subscribe", int(clock.now())), signed(clock))
     clock.advance(60)
-    resp = await push(client, event("unsubscribe", int(clock.now())), signed())
+    resp = await push(client, event("unsubscribe", int(clock.now())), signed(clock))
     assert await resp.text() == "success"
     assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is False
 
@@ -106,16 +115,16 @@ async def test_unknown_events_and_message_types_are_acknowledged(client, clock):
             }
         ),
     ):
-        resp = await push(client, body, signed())
+        resp = await push(client, body, signed(clock))
         assert resp.status == 200 and await resp.text() == "success"
 
 
 async def test_text_messages_get_no_reply_unless_one_is_configured(client, make_client, clock):
-    resp = await push(client, text("hi", 1, int(clock.now())), signed())
+    resp = await push(client, text("hi", 1, int(clock.now())), signed(clock))
     assert await resp.text() == "success"
 
     replying = await make_client(message_text_reply="Thanks! We read every message.")
-    resp = await push(replying, text("hi", 2, int(clock.now())), signed())
+    resp = await push(replying, text("hi", 2, int(clock.now())), signed(clock))
     reply = parse_message(await resp.read())
     assert reply["MsgType"] == "text"
     assert reply["Content"] == "Thanks! We read every message."
@@ -126,18 +135,18 @@ async def test_text_messages_get_no_reply_unless_one_is_configured(client, make_
 async def test_a_retried_push_is_processed_once_and_answered_alike(make_client, clock):
     client = await make_client(message_text_reply="Got it")
     body = text("hello", 42, int(clock.now()))
-    first = await (await push(client, body, signed())).text()
-    retry = await (await push(client, body, signed("1714036509", "99"))).text()
+    first = await (await push(client, body, signed(clock))).text()
+    retry = await (await push(client, body, signed(clock))).text()
     assert first == retry and "Got it" in first
     assert await stored_pushes(client) == 1
 
 
 async def test_a_retried_event_is_processed_once(client, clock):
     created = int(clock.now())
-    await push(client, event("subscribe", created), signed())
-    await push(client, event("unsubscribe", created + 1), signed())
+    await push(client, event("subscribe", created), signed(clock))
+    await push(client, event("unsubscribe", created + 1), signed(clock))
     # WeChat retries the earlier follow (our answer was late): it must not undo the unfollow.
-    resp = await push(client, event("subscribe", created), signed())
+    resp = await push(client, event("subscribe", created), signed(clock))
     assert await resp.text() == "success"
     assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is False
 
@@ -146,7 +155,7 @@ async def test_a_retried_event_is_processed_once(client, clock):
     ("params", "status", "field"),
     [
         ({"signature": "0" * 40}, 403, "signature"),
-        ({"timestamp": "1714036505"}, 403, "signature"),  # signed for another time
+        ({"timestamp": "1"}, 403, "signature"),  # signed for another time
         ({"signature": None}, 400, "signature"),
         ({"nonce": None}, 400, "nonce"),
         ({"timestamp": None}, 400, "timestamp"),
@@ -155,7 +164,7 @@ async def test_a_retried_event_is_processed_once(client, clock):
 async def test_unsigned_or_wrongly_signed_pushes_are_refused_with_nothing_stored(
     client, clock, params, status, field
 ):
-    query = {k: v for k, v in {**signed(), **params}.items() if v is not None}
+    query = {k: v for k, v in {**signed(clock), **params}.items() if v is not None}
     resp = await push(client, event("subscribe", int(clock.now())), query)
     assert resp.status == status
     body = await resp.json()
@@ -174,8 +183,8 @@ async def test_unsigned_or_wrongly_signed_pushes_are_refused_with_nothing_stored
         b"not xml at all",
     ],
 )
-async def test_malformed_pushes_are_400_with_nothing_stored(client, body):
-    resp = await push(client, body, signed())
+async def test_malformed_pushes_are_400_with_nothing_stored(client, clock, body):
+    resp = await push(client, body, signed(clock))
     assert resp.status == 400
     assert_error_shape(
         await resp.json(), 400, "INVALID_MESSAGE", (await resp.json())["details"]["field"]
@@ -185,7 +194,7 @@ async def test_malformed_pushes_are_400_with_nothing_stored(client, body):
 
 async def test_oversized_pushes_are_refused(client, clock):
     body = event("subscribe", int(clock.now()), key="k" * 70_000)
-    resp = await push(client, body, signed())
+    resp = await push(client, body, signed(clock))
     assert resp.status == 413
     assert (await resp.json())["name"] == "REQUEST_ENTITY_TOO_LARGE"
     assert await stored_pushes(client) == 0
@@ -198,22 +207,24 @@ async def test_safe_mode_decrypts_pushes_and_encrypts_replies(make_client, clock
     client = await make_client(
         wechat_message_mode="safe", wechat_aes_key=AES_KEY, message_text_reply="Encrypted hi"
     )
-    params, body = sealed(text("hello", 7, int(clock.now())), "1714036600", "abc")
+    params, body = sealed(text("hello", 7, int(clock.now())), clock, "abc")
     resp = await push(client, body, params)
     assert resp.status == 200
     reply = parse_message(await resp.read())
     crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
-    assert crypto.check_signature(reply["MsgSignature"], "1714036600", "abc", reply["Encrypt"])
+    assert crypto.check_signature(
+        reply["MsgSignature"], params["timestamp"], "abc", reply["Encrypt"]
+    )
     inner = parse_message(crypto.decrypt(reply["Encrypt"]))
     assert inner["Content"] == "Encrypted hi"
 
 
 async def test_safe_mode_refuses_plain_pushes_and_bad_msg_signatures(make_client, clock):
     client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
-    plain = await push(client, event("subscribe", int(clock.now())), signed())
+    plain = await push(client, event("subscribe", int(clock.now())), signed(clock))
     assert_error_shape(await plain.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
 
-    params, body = sealed(event("subscribe", int(clock.now())))
+    params, body = sealed(event("subscribe", int(clock.now())), clock)
     forged = await push(client, body, {**params, "msg_signature": "f" * 40})
     assert_error_shape(await forged.json(), 403, "INVALID_SIGNATURE", "msg_signature")
 
@@ -222,23 +233,202 @@ async def test_safe_mode_refuses_plain_pushes_and_bad_msg_signatures(make_client
     wrong_key = await push(
         client,
         wrong_key_body,
-        {**params, "msg_signature": wechat_signature(TOKEN, "1714036504", "1514711492", other)},
+        {
+            **params,
+            "msg_signature": wechat_signature(TOKEN, params["timestamp"], params["nonce"], other),
+        },
     )
     assert_error_shape(await wrong_key.json(), 400, "INVALID_MESSAGE", "Encrypt")
     assert await stored_pushes(client) == 0
 
 
-async def test_compatible_mode_takes_both(make_client, clock):
+async def test_compatible_mode_takes_encrypted_pushes_and_refuses_bare_ones(make_client, clock):
+    """§10: in compatible mode WeChat adds encrypt_type=aes and msg_signature to every push,
+    so a push without them is not WeChat's, however well its plain signature checks out."""
     client = await make_client(wechat_message_mode="compatible", wechat_aes_key=AES_KEY)
-    params, body = sealed(event("subscribe", int(clock.now())))
+    params, body = sealed(event("subscribe", int(clock.now())), clock)
     assert await (await push(client, body, params)).text() == "success"
     clock.advance(5)
-    plain = await push(client, event("unsubscribe", int(clock.now())), signed())
-    assert await plain.text() == "success"
-    assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is False
+    bare = await push(client, event("unsubscribe", int(clock.now())), signed(clock))
+    assert_error_shape(await bare.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
+    params, body = sealed(event("unsubscribe", int(clock.now())), clock)
+    del params["msg_signature"]
+    unsigned = await push(client, body, params)
+    assert_error_shape(await unsigned.json(), 403, "INVALID_SIGNATURE", "msg_signature")
+    assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is True
 
 
 async def test_plain_mode_refuses_encrypted_pushes(client, clock):
-    params, body = sealed(event("subscribe", int(clock.now())))
+    params, body = sealed(event("subscribe", int(clock.now())), clock)
     resp = await push(client, body, params)
     assert_error_shape(await resp.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
+
+
+# Forged and replayed pushes: in plain mode the signature never covers the body (§10).
+
+
+async def test_pushes_older_or_newer_than_push_max_age_are_stale(client, clock):
+    now = int(clock.now())
+    for timestamp in (now - 301, now + 301, 1000000000):
+        resp = await push(client, event("subscribe", now), signed(clock, timestamp=str(timestamp)))
+        assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
+    # A timestamp that is not WeChat's seconds at all, correctly signed, is no better.
+    resp = await push(client, event("subscribe", now), signed(clock, timestamp="12e4"))
+    assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
+    assert await stored_pushes(client) == 0
+    assert await client.app[keys.STORE].get_user(OPENID) is None
+
+    for timestamp in (now - 299, now + 299):
+        resp = await push(client, event("subscribe", now), signed(clock, timestamp=str(timestamp)))
+        assert resp.status == 200 and await resp.text() == "success"
+
+
+async def test_push_max_age_is_a_setting(make_client, clock):
+    strict = await make_client(push_max_age=60)
+    old = signed(clock, timestamp=str(int(clock.now()) - 61))
+    resp = await push(strict, event("subscribe", int(clock.now())), old)
+    assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
+
+
+async def test_a_captured_signature_cannot_carry_a_forged_body(client, clock):
+    """The attack of issue 11: a (signature, timestamp, nonce) from an access log, a body of
+    the attacker's choosing (a SCAN for someone's openid and the attacker's sign-in scene)."""
+    captured = signed(clock)
+    genuine = await push(client, text("hello", 5, int(clock.now())), captured)
+    assert await genuine.text() == "success"
+
+    forged = event("SCAN", int(clock.now()), key="login_attackersOwnScene0000000", openid="oVictim")
+    resp = await push(client, forged, captured)
+    assert_error_shape(await resp.json(), 403, "REPLAYED_PUSH", "nonce")
+    # Once the window has passed, the same triple is simply stale.
+    clock.advance(301)
+    resp = await push(client, forged, captured)
+    assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
+    assert await client.app[keys.STORE].get_user("oVictim") is None
+
+
+async def test_a_byte_identical_retry_with_the_same_nonce_gets_the_first_answer(make_client, clock):
+    """WeChat's retry of one delivery may reuse its query string (the emulator's does): it
+    is the same message, not a replay, and is answered as the first delivery was."""
+    client = await make_client(message_text_reply="Got it")
+    query, body = signed(clock), text("hello", 43, int(clock.now()))
+    first = await push(client, body, query)
+    clock.advance(4)
+    again = await push(client, body, query)
+    assert again.status == 200
+    assert await again.text() == await first.text()
+    assert "Got it" in await first.text()
+    assert await stored_pushes(client) == 1
+
+
+async def test_a_nonce_used_on_one_instance_is_refused_on_another(make_client, shared_mongo, clock):
+    one = await make_client(mongo_client=shared_mongo)
+    two = await make_client(mongo_client=shared_mongo)
+    query = signed(clock)
+    assert (await push(one, event("subscribe", int(clock.now())), query)).status == 200
+    resp = await push(two, event("unsubscribe", int(clock.now())), query)
+    assert_error_shape(await resp.json(), 403, "REPLAYED_PUSH", "nonce")
+    assert (await one.app[keys.STORE].get_user(OPENID))["subscribed"] is True
+
+
+@pytest.mark.parametrize("created", ["soon", "1.5", "-1", "99999999999999999999", ""])
+async def test_an_event_with_a_bad_create_time_is_400_not_500(client, clock, created):
+    body = event("subscribe", 0).replace(
+        "<CreateTime>0</CreateTime>", f"<CreateTime>{created}</CreateTime>"
+    )
+    resp = await push(client, body, signed(clock))
+    assert resp.status == 400
+    assert (await resp.json())["name"] == "INVALID_MESSAGE"
+    assert await client.app[keys.STORE].get_user(OPENID) is None
+
+
+async def test_a_retry_during_processing_waits_for_the_first_deliverys_outcome(client, clock):
+    """Another instance is processing the first delivery when WeChat's retry lands here: the
+    retry must not answer "success" before knowing that processing succeeded."""
+    store = client.app[keys.STORE]
+    created = int(clock.now())
+    key = f"event:{OPENID}:{created}:subscribe"
+    await store.first_delivery(key, 3600)  # the first delivery, unfinished
+
+    # The first delivery fails and is forgotten while the retry waits: the retry processes it.
+    retry = asyncio.create_task(push(client, event("subscribe", created), signed(clock)))
+    await asyncio.sleep(0.2)
+    assert not retry.done()
+    await store.forget_delivery(key)
+    resp = await retry
+    assert resp.status == 200 and await resp.text() == "success"
+    assert (await store.get_user(OPENID))["subscribed"] is True
+
+
+async def test_a_retry_during_processing_answers_what_the_first_delivery_answered(client, clock):
+    store = client.app[keys.STORE]
+    created = int(clock.now())
+    key = f"msg:{91}"
+    await store.first_delivery(key, 3600, "<xml><Content>first</Content></xml>")
+    retry = asyncio.create_task(push(client, text("hi", 91, created), signed(clock)))
+    await asyncio.sleep(0.2)
+    assert not retry.done()
+    await store.delivery_done(key)
+    resp = await retry
+    assert await resp.text() == "<xml><Content>first</Content></xml>"
+
+
+# The padding oracle (§11): after msg_signature, every failure must look the same.
+
+
+def raw_cipher(plaintext: bytes) -> str:
+    """AES-256-CBC with WeChat's key and IV, no padding added: any plaintext, even a wrong one."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = aes_key_from(AES_KEY)
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
+    return base64.b64encode(encryptor.update(plaintext) + encryptor.finalize()).decode()
+
+
+def laid_out(body: bytes, appid: bytes = APPID.encode(), length: int | None = None) -> bytes:
+    plain = b"r" * 16 + struct.pack(">I", len(body) if length is None else length) + body + appid
+    return pkcs7_pad(plain)
+
+
+def undecryptable_ciphertexts() -> dict[str, str]:
+    xml = event("subscribe", 1714036504).encode()
+    good = MessageCrypto(TOKEN, AES_KEY, APPID).encrypt(xml.decode())
+    raw = bytearray(base64.b64decode(good))
+    raw[-17] ^= 0x01  # the classic probe: flip a byte of the next-to-last block
+    return {
+        "not base64": "not*base64!",
+        "not whole blocks": base64.b64encode(b"x" * 40).decode(),
+        "bad padding": raw_cipher(b"r" * 31 + b"\x00"),
+        "padding probe": base64.b64encode(bytes(raw)).decode(),
+        "length past the end": raw_cipher(laid_out(xml, length=99999)),
+        "another AppID": raw_cipher(laid_out(xml, appid=b"wx0000000000000000")),
+        "not UTF-8": raw_cipher(laid_out(b"\xff\xfe<xml/>")),
+        "not XML": raw_cipher(laid_out(b"no xml here")),
+        "no sender": raw_cipher(laid_out(b"<xml><MsgType>text</MsgType></xml>")),
+    }
+
+
+async def test_every_undecryptable_push_gets_one_identical_answer(make_client, clock):
+    client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
+    crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
+    answers = {}
+    for what, encrypted in undecryptable_ciphertexts().items():
+        params = signed(clock)
+        params |= {
+            "encrypt_type": "aes",
+            "msg_signature": crypto.signature(params["timestamp"], params["nonce"], encrypted),
+        }
+        body = build_message({"ToUserName": "gh_5a4db0c0ffee", "Encrypt": encrypted})
+        resp = await push(client, body, params)
+        answer = await resp.json()
+        del answer["id"]  # unique per answer by design
+        answers[what] = (resp.status, answer)
+    distinct = {json.dumps(answer, sort_keys=True) for answer in answers.values()}
+    assert len(distinct) == 1, answers
+    status, answer = next(iter(answers.values()))
+    assert status == 400 and answer["name"] == "INVALID_MESSAGE"
+    assert answer["details"] == {"field": "Encrypt", "fieldValue": None}
+    assert await stored_pushes(client) == 0
+
+    metrics = await (await client.get("/metrics")).text()
+    assert f"wechat_push_unreadable_total {float(len(answers))}" in metrics

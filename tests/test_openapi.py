@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 from html.parser import HTMLParser
@@ -331,7 +333,10 @@ async def test_callback_page_is_documented(client, contract):
 # -- messages -----------------------------------------------------------------------------------
 
 
-def signed(timestamp: str = "1714036504", nonce: str = "1514711492") -> dict[str, str]:
+def signed(timestamp: str | None = None, nonce: str | None = None) -> dict[str, str]:
+    """Signed now (the clock fixture starts at the real time), with a fresh nonce."""
+    timestamp = timestamp or str(int(time.time()))
+    nonce = nonce or str(secrets.randbelow(10**10))
     return {
         "signature": wechat_signature(TOKEN, timestamp, nonce),
         "timestamp": timestamp,
@@ -390,9 +395,22 @@ async def test_pushes_answer_as_documented(client, make_client, clock, contract)
         ({"nonce": "1", "signature": "2"}, event, "MISSING_PARAMETER"),
         (signed(), "<xml><ToUserName>", "INVALID_MESSAGE"),
         (signed(), '<!DOCTYPE x [<!ENTITY a "b">]><xml>&a;</xml>', "INVALID_MESSAGE"),
+        (signed(timestamp="1000000000"), event, "STALE_PUSH"),
     ):
         resp = await client.post("/wechat/message", params=params, data=body, headers=XML)
         assert (await contract.check(resp, *PUSH))["name"] == name
+
+    used = signed()
+    await client.post("/wechat/message", params=used, data=event, headers=XML)
+    forged = message("event", created, Event="unsubscribe", EventKey="")
+    resp = await client.post("/wechat/message", params=used, data=forged, headers=XML)
+    assert (await contract.check(resp, *PUSH))["name"] == "REPLAYED_PUSH"
+
+    # A retry while another instance still processes the first delivery (it never finishes).
+    await client.app[keys.STORE].first_delivery(f"msg:{77}", 3600)
+    stuck = message("text", created, Content="hi", MsgId=77)
+    resp = await client.post("/wechat/message", params=signed(), data=stuck, headers=XML)
+    assert (await contract.check(resp, *PUSH))["name"] == "PUSH_IN_PROGRESS"
 
     small = await make_client(max_body_bytes=1024)
     resp = await small.post("/wechat/message", params=signed(), data="x" * 4096, headers=XML)

@@ -36,8 +36,7 @@ async def receive_push(request: web.Request) -> web.Response:
     app = request.app
     body = await request.read()  # client_max_size refuses bodies over MAX_BODY_BYTES (413)
     params = {name: query(request, name) for name in PUSH_PARAMS}
-    push = messages.verify_push(app[keys.SETTINGS], app[keys.MESSAGE_CRYPTO], params, body)
-    reply = await messages.handle_push(
+    reply = await messages.receive(
         messages.MessageServices(
             settings=app[keys.SETTINGS],
             clock=app[keys.CLOCK],
@@ -47,7 +46,9 @@ async def receive_push(request: web.Request) -> web.Response:
             waiters=app[keys.QR_WAITERS],
             background=app[keys.BACKGROUND],
             crypto=app[keys.MESSAGE_CRYPTO],
+            metrics=app[keys.METRICS],
         ),
-        push,
+        params,
+        body,
     )
     return web.Response(text=reply, content_type=messages.reply_content_type(reply))

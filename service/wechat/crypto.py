@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import os
 import struct
 from xml.sax.saxutils import escape
@@ -24,6 +25,10 @@ KEY_LENGTH = 43
 
 class MessageCryptoError(ValueError):
     """A body that is not what WeChat (or its emulator) would send: bad signature or cipher."""
+
+
+# The one message of every decryption failure (see MessageCrypto.decrypt).
+UNDECRYPTABLE = "the ciphertext does not decrypt to a message for this AppID"
 
 
 def aes_key_from(encoding_aes_key: str) -> bytes:
@@ -41,15 +46,6 @@ def aes_key_from(encoding_aes_key: str) -> bytes:
 def pkcs7_pad(data: bytes) -> bytes:
     amount = BLOCK - len(data) % BLOCK
     return data + bytes([amount]) * amount
-
-
-def pkcs7_unpad(data: bytes) -> bytes:
-    if not data:
-        raise MessageCryptoError("empty ciphertext")
-    amount = data[-1]
-    if not 1 <= amount <= BLOCK or data[-amount:] != bytes([amount]) * amount:
-        raise MessageCryptoError("bad padding")
-    return data[:-amount]
 
 
 class MessageCrypto:
@@ -71,26 +67,39 @@ class MessageCrypto:
         return base64.b64encode(encryptor.update(pkcs7_pad(plain)) + encryptor.finalize()).decode()
 
     def decrypt(self, encrypted: str) -> str:
-        """The XML inside `Encrypt`; MessageCryptoError if it is not this account's."""
+        """The XML inside `Encrypt`; MessageCryptoError if it is not this account's.
+
+        Every way a ciphertext can be wrong (not base64, not whole blocks, bad padding, a
+        length field past the end, another AppID, not UTF-8) raises the same error with the
+        same message, after the same work: a sender who can tell bad padding from a wrong
+        AppID has a padding oracle, and decrypts any captured push a block at a time
+        (../shared/wechat-api.md §11).
+        """
         try:
             data = base64.b64decode(encrypted, validate=True)
         except (binascii.Error, ValueError):
-            raise MessageCryptoError("Encrypt is not base64") from None
+            data = b""
         if not data or len(data) % 16:
-            raise MessageCryptoError("Encrypt is not whole AES blocks")
+            raise MessageCryptoError(UNDECRYPTABLE)
         decryptor = self._cipher.decryptor()
-        plain = pkcs7_unpad(decryptor.update(data) + decryptor.finalize())
-        if len(plain) < 20:
-            raise MessageCryptoError("ciphertext too short")
-        (length,) = struct.unpack(">I", plain[16:20])
-        body, appid = plain[20 : 20 + length], plain[20 + length :]
-        if len(body) != length or not signature_matches(self._appid.decode(), appid.decode()):
-            # A message for another account, or one sealed with another key.
-            raise MessageCryptoError("the message is not for this AppID")
+        plain = decryptor.update(data) + decryptor.finalize()
+        # No early exit between here and the verdict: each check runs whatever the others say.
+        amount = plain[-1]
+        padding_ok = 1 <= amount <= BLOCK and hmac.compare_digest(
+            plain[-amount:], bytes([amount]) * amount
+        )
+        unpadded = plain[:-amount] if padding_ok else plain
+        (length,) = struct.unpack(">I", unpadded[16:20].rjust(4, b"\0"))
+        body, appid = unpadded[20 : 20 + length], unpadded[20 + length :]
+        length_ok = len(unpadded) >= 20 and len(body) == length
+        appid_ok = hmac.compare_digest(appid, self._appid)
         try:
-            return body.decode()
+            text = body.decode()
         except UnicodeDecodeError:
-            raise MessageCryptoError("the message is not UTF-8") from None
+            text = None
+        if not (padding_ok and length_ok and appid_ok) or text is None:
+            raise MessageCryptoError(UNDECRYPTABLE)
+        return text
 
     def signature(self, timestamp: str, nonce: str, encrypted: str) -> str:
         return wechat_signature(self._token, timestamp, nonce, encrypted)

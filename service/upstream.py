@@ -24,6 +24,20 @@ def upstream_error(exc: WeChatError) -> ServiceError:
         return UpstreamUnavailable(
             "WeChat's per-minute quota is used up; try again shortly", field="errcode", value=45011
         )
+    if exc.errcode == 40003:
+        # §9: WeChat does not know this openid for this AppID (another account's openid, or a
+        # unionid passed as one). Nothing the operator configured is wrong, and nothing the
+        # caller can retry fixes it: a token signed before WECHAT_APPID changed, or one from
+        # another deployment sharing the JWT key, names a user this account never had.
+        # Still a 502 (WeChat refused the call), but one that points at the openid.
+        log.warning("WeChat does not know the openid given to %s (errcode 40003)", exc.path)
+        return UpstreamError(
+            "WeChat does not know this openid for this Official Account (errcode 40003): the "
+            "openid is at fault, not the service's configuration; it may belong to another "
+            "account (a token issued under another AppID); sign in again",
+            field="errcode",
+            value=40003,
+        )
     # 40013/40125/40164 and the like: the service's own configuration; the client cannot fix it.
     log.error("WeChat refused the service: %s", exc)
     return UpstreamError(

@@ -80,6 +80,21 @@ async def test_the_follow_check_survives_a_token_wechat_rejects(client, browser,
     assert (await resp.json())["subscribed"] is True
 
 
+async def test_an_openid_wechat_does_not_know_is_blamed_on_the_openid(client, emulator, caplog):
+    """A valid token of ours naming a user this account never had (issued under another AppID
+    with the same key): WeChat answers 40003, which the operator cannot fix in the settings."""
+    stranger = client.app[keys.JWT].issue(openid="oUnknownToThisAccount000000", scope="snsapi_base")
+    resp = await client.get("/wechat/subscribed", headers=bearer(stranger.token))
+    assert resp.status == 502
+    body = await resp.json()
+    assert_error_shape(body, 502, "WECHAT_ERROR", "errcode")
+    assert body["details"]["fieldValue"] == 40003
+    assert "does not know this openid" in body["message"]
+    assert "check the service's configuration" not in body["message"]
+    assert emulator.stats["cgi-bin/user/info"] == 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 # /wechat/tokens/status
 
 

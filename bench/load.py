@@ -383,12 +383,14 @@ def make_operation(scenario: str, base: str, public: str, index: int) -> Any:
         crypto = MessageCrypto(
             token, SANDBOX_DEFAULTS["wechat_aes_key"], SANDBOX_DEFAULTS["wechat_appid"]
         )
-        signature = wechat_signature(token, timestamp, nonce)
         # MsgIds unique across generator processes (and large, as WeChat's are).
         msg_ids = iter(range(index * 10**12 + 10**15, (index + 1) * 10**12 + 10**15))
         headers = {"Content-Type": "text/xml"}
 
         async def push(http: Any) -> None:
+            # A fresh (timestamp, nonce) per push: the service refuses stale and reused ones.
+            msg_id = next(msg_ids)
+            timestamp, nonce = str(int(time.time())), str(msg_id)
             inner = build_message(
                 {
                     "ToUserName": ORIGINAL_ID,
@@ -396,13 +398,13 @@ def make_operation(scenario: str, base: str, public: str, index: int) -> Any:
                     "CreateTime": int(time.time()),
                     "MsgType": "text",
                     "Content": "hello from the load benchmark",
-                    "MsgId": next(msg_ids),
+                    "MsgId": msg_id,
                 }
             )
             encrypted = crypto.encrypt(inner)
             body = build_message({"ToUserName": ORIGINAL_ID, "Encrypt": encrypted})
             params = {
-                "signature": signature,
+                "signature": wechat_signature(token, timestamp, nonce),
                 "timestamp": timestamp,
                 "nonce": nonce,
                 "openid": SANDBOX_OPENID,

@@ -234,7 +234,12 @@ class Store:
         }
         if unionid:
             fields["unionid"] = unionid
-        update = {"$set": fields}  # an upsert takes openid and scope from the filter
+        update = {
+            "$set": fields,  # an upsert takes openid and scope from the filter
+            # A sweep refreshing the token this sign-in replaces must not write its (older)
+            # answer over this one: its update and failure record match on its claim only.
+            "$unset": {"claimUntil": "", "claimedBy": ""},
+        }
         for attempt in range(2):
             try:
                 await self.web_tokens.update_one(
@@ -308,19 +313,24 @@ class Store:
             .batch_size(batch_size)
         )
 
-    async def claim_web_token(self, token_id: Any, owner: str, ttl: float) -> bool:
-        """Claim one token for refreshing, so two instances never refresh the same one."""
+    async def claim_web_token(self, token_id: Any, owner: str, ttl: float) -> dict[str, Any] | None:
+        """Claim one token for refreshing, so two instances never refresh the same one.
+
+        The claimed document (openid, scope, refreshToken, still sealed), or None. Its
+        refreshToken is the one to use, not the cursor's: a sign-in may have stored a new one
+        between the sweep's read and its claim.
+        """
         now = self.clock.now()
-        claimed = await self.web_tokens.find_one_and_update(
+        return await self.web_tokens.find_one_and_update(
             {
                 "_id": token_id,
                 "status": "active",
                 "$or": [{"claimUntil": None}, {"claimUntil": {"$lte": utc(now)}}],
             },
             {"$set": {"claimUntil": utc(now + ttl), "claimedBy": owner}},
-            projection={"_id": 1},
+            projection={"openid": 1, "scope": 1, "refreshToken": 1},
+            return_document=ReturnDocument.AFTER,
         )
-        return claimed is not None
 
     async def web_token_refreshed(
         self,
@@ -330,10 +340,12 @@ class Store:
         access_token: str,
         refresh_token: str,
         expires_in: int,
-    ) -> None:
+    ) -> bool:
+        """Store a refresh's answer; False if the claim was lost meanwhile (a new sign-in
+        stored a fresher token, which is kept, or the claim ran out and another took it)."""
         now = self.clock.now()
         openid, scope = doc["openid"], doc["scope"]
-        await self.web_tokens.update_one(
+        result = await self.web_tokens.update_one(
             {"_id": doc["_id"], "claimedBy": owner},
             {
                 "$set": {
@@ -351,6 +363,7 @@ class Store:
                 "$unset": {"claimUntil": "", "claimedBy": ""},
             },
         )
+        return result.modified_count == 1
 
     async def web_token_failed(
         self, token_id: Any, owner: str, error: dict[str, Any], *, reauth: bool

@@ -353,10 +353,11 @@ class SweepReport:
     failed: int = 0
     skipped: int = 0  # claimed by another instance
     expired: int = 0  # refresh_token ran out before a sweep reached it
+    superseded: int = 0  # a new sign-in stored a fresher token while the refresh was under way
 
     @property
     def seen(self) -> int:
-        return self.refreshed + self.reauth_required + self.failed + self.skipped
+        return self.refreshed + self.reauth_required + self.failed + self.skipped + self.superseded
 
 
 class WebTokenSweeper:
@@ -426,11 +427,13 @@ class WebTokenSweeper:
         if report.seen or report.expired:
             log.info(
                 "web token sweep: %s refreshed, %s need re-authorization, %s failed, "
-                "%s taken by other instances, %s expired, in %.1f s",
+                "%s taken by other instances, %s superseded by a new sign-in, %s expired, "
+                "in %.1f s",
                 report.refreshed,
                 report.reauth_required,
                 report.failed,
                 report.skipped,
+                report.superseded,
                 report.expired,
                 time.monotonic() - started,
             )
@@ -449,8 +452,9 @@ class WebTokenSweeper:
             if report.seen % self.PROGRESS_EVERY == 0:
                 log.info("web token sweep: %s tokens so far", report.seen)
 
-    async def _refresh_one(self, doc: dict[str, Any], report: SweepReport) -> None:
-        if not await self._store.claim_web_token(doc["_id"], self.instance_id, self._claim_ttl):
+    async def _refresh_one(self, due: dict[str, Any], report: SweepReport) -> None:
+        doc = await self._store.claim_web_token(due["_id"], self.instance_id, self._claim_ttl)
+        if doc is None:
             report.skipped += 1
             return
         await self._pacer.wait()
@@ -478,14 +482,17 @@ class WebTokenSweeper:
             )
             report.failed += 1
             return
-        await self._store.web_token_refreshed(
+        stored = await self._store.web_token_refreshed(
             doc,
             self.instance_id,
             access_token=fresh.access_token,
             refresh_token=fresh.refresh_token,
             expires_in=fresh.expires_in,
         )
-        report.refreshed += 1
+        if stored:
+            report.refreshed += 1
+        else:
+            report.superseded += 1
 
 
 async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:

@@ -151,3 +151,37 @@ async def test_batches_smaller_than_the_collection_still_reach_every_token(
     count = await sign_in_everyone(client, browser)
     clock.advance(7000)
     assert (await client.app[keys.WEB_TOKENS].sweep()).refreshed == count
+
+
+async def test_a_sign_in_during_a_slow_refresh_keeps_its_own_token(
+    client, browser, clock, emulator, emulator_server
+):
+    """The sweep read the old token and is waiting for WeChat when the user signs in again;
+    the refresh's late answer must not replace the new sign-in's token with the old grant."""
+    openid = SANDBOX_USERS[0].openid
+    await sign_in(client, browser, openid)
+    clock.advance(7200 - 600)
+    emulator.faults.set("slow", paths=[REFRESH], delay=0.5, count=1)
+    sweep = asyncio.create_task(client.app[keys.WEB_TOKENS].sweep())
+    for _ in range(200):  # until the refresh is under way (claimed, waiting for WeChat)
+        if (await web_token(client)).get("claimedBy"):
+            break
+        await asyncio.sleep(0.01)
+    await sign_in(client, browser, openid)
+    fresh = await web_token(client)
+    report = await sweep
+    assert emulator.stats[REFRESH] == 1  # the refresh did reach WeChat
+    assert report.refreshed == 0 and report.superseded == 1
+    kept = await web_token(client)
+    assert kept["refreshToken"] == fresh["refreshToken"]
+    assert kept["accessToken"] == fresh["accessToken"]
+    assert kept["accessTokenExpiresAt"] == fresh["accessTokenExpiresAt"]
+    check = emulator_server.make_url("/sns/auth")  # §5: WeChat says whether a token is good
+    async with browser.get(
+        check, params={"access_token": kept["accessToken"], "openid": openid}
+    ) as r:
+        assert await r.json(content_type=None) == {"errcode": 0, "errmsg": "ok"}
+    # The new grant is the one refreshed from now on, until its own 30 days are up.
+    clock.advance(7200 - 600)
+    assert (await client.app[keys.WEB_TOKENS].sweep()).refreshed == 1
+    assert (await web_token(client))["refreshToken"] == fresh["refreshToken"]

@@ -1,9 +1,9 @@
-"""Safe-mode message encryption and WeChat's XML, against an independent implementation.
+"""Safe-mode message encryption and WeChat's XML, against independent implementations.
 
-WeChat publishes no ciphertext sample (wechat-api.md §11), so the known answer below was made
-with wechatpy 1.8.18's WeChatCrypto (its random 16 bytes fixed to "0123456789abcdef"), the
-implementation most Python WeChat servers run; matching it byte for byte means WeChat's servers,
-which wechatpy talks to, read what we write and we read what they send.
+Two known answers: WeChat's own WXBizMsgCrypt sample (wechat-api.md §11), and one made with
+wechatpy 1.8.18's WeChatCrypto (its random 16 bytes fixed to "0123456789abcdef"), the
+implementation most Python WeChat servers run; matching them byte for byte means WeChat's
+servers read what we write and we read what they send. test_wechatpy.py runs wechatpy live.
 """
 
 from __future__ import annotations

@@ -78,6 +78,9 @@ class Settings:
     allowed_redirect_origins: tuple[str, ...] = ()
     state_ttl: int = 600
     state_retention: int = 3600
+    # "optional": /wechat/authorize may start unbound states (the 401 contract as before);
+    # "required": it needs a PKCE codeChallenge. /wechat/login is always browser-bound.
+    state_binding: str = "optional"
     max_body_bytes: int = 65536
     sandbox: bool = False
     log_level: str = "INFO"
@@ -114,6 +117,8 @@ class Settings:
     push_max_age: int = 300
     qrcode_expire_seconds: int = 1800
     qr_login_ttl: int = 300
+    # qrcode/create calls one instance may make per day (Beijing time), sign-in codes included.
+    qrcode_daily_budget: int = 20000
 
     @property
     def public_origin(self) -> str:
@@ -153,8 +158,13 @@ def origin_of(url: str | SplitResult) -> str:
 
     Takes a URL or an already split one (each urlsplit attribute re-parses the netloc).
     """
-    parts = urlsplit(url) if isinstance(url, str) else url
-    hostname = parts.hostname
+    try:
+        # urlsplit refuses a broken [ ] host and a netloc that NFKC-normalizes into URL
+        # syntax (fullwidth ＃ or ＠): such a URL has no origin.
+        parts = urlsplit(url) if isinstance(url, str) else url
+        hostname = parts.hostname
+    except ValueError:
+        return ""
     if not parts.scheme or not hostname:
         return ""
     scheme = parts.scheme.lower()
@@ -272,6 +282,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"STATE_TTL must be a positive number of seconds, got {s.state_ttl}")
     if s.state_retention < 0:
         raise ConfigError(f"STATE_RETENTION must be 0 or more seconds, got {s.state_retention}")
+    if s.state_binding not in ("optional", "required"):
+        raise ConfigError(f"STATE_BINDING must be optional or required, got {s.state_binding!r}")
     if s.wechat_timeout <= 0:
         raise ConfigError(f"WECHAT_TIMEOUT must be positive, got {s.wechat_timeout}")
     if s.shutdown_timeout <= 0:
@@ -349,6 +361,11 @@ def _validate(s: Settings) -> Settings:
         )
     if not 60 <= s.qr_login_ttl <= 3600:
         raise ConfigError(f"QR_LOGIN_TTL must be between 60 and 3600, got {s.qr_login_ttl}")
+    if not 1 <= s.qrcode_daily_budget <= 100_000:
+        raise ConfigError(
+            "QRCODE_DAILY_BUDGET must be between 1 and 100000 (WeChat's daily qrcode/create "
+            f"quota for the whole account), got {s.qrcode_daily_budget}"
+        )
     if s.base_token_source not in ("stable", "token"):
         raise ConfigError(f"BASE_TOKEN_SOURCE must be stable or token, got {s.base_token_source!r}")
     # stable_token hands out a new token only in the last 300 s of the old one's life; asking
@@ -365,6 +382,16 @@ def _validate(s: Settings) -> Settings:
         )
     if s.lease_ttl < 5:
         raise ConfigError(f"LEASE_TTL must be at least 5 seconds, got {s.lease_ttl}")
+    # The base-token lease is extended before each retry of a fetch, so it must outlive one
+    # WeChat call with room to spare (MongoDB round trips, instances' clocks disagreeing): a
+    # lease that runs out mid-call lets a second instance fetch too, and a second cgi-bin/token
+    # cuts the first token's life to 5 minutes.
+    if s.lease_ttl < 3 * s.wechat_timeout:
+        raise ConfigError(
+            f"LEASE_TTL ({s.lease_ttl} s) must be at least 3 x WECHAT_TIMEOUT "
+            f"({s.wechat_timeout:g} s): the instance fetching the base token must keep its lease "
+            "for a whole WeChat call"
+        )
     if s.wechat_retry_delay < 0:
         raise ConfigError(f"WECHAT_RETRY_DELAY must not be negative, got {s.wechat_retry_delay}")
     if s.web_token_keep_alive not in ("all", "recent", "none"):

@@ -62,6 +62,10 @@ class BaseTokenUnavailable(UpstreamUnavailable):
     """No valid base token can be had right now; the message says why."""
 
 
+class LeaseLost(Exception):
+    """The lease ran out during a fetch and another instance holds it now: stop, let it fetch."""
+
+
 def error_record(exc: Exception, at: float) -> dict[str, Any]:
     """What went wrong, for status pages; never a token or secret (errmsg carries neither)."""
     record: dict[str, Any] = {"at": utc(at), "kind": type(exc).__name__}
@@ -146,6 +150,8 @@ class BaseTokenKeeper:
                 ):
                     try:
                         return await self._fetch_and_store()
+                    except LeaseLost:
+                        pass  # the new holder fetches; wait for its token like anyone else
                     finally:
                         await self._store.release_lease(self.lease_name, self.instance_id)
                 if time.monotonic() >= deadline:
@@ -233,6 +239,8 @@ class BaseTokenKeeper:
                 await self._fetch_and_store()
             except WeChatError:
                 return False  # recorded on the token document for status and readiness
+            except LeaseLost:
+                return False  # the new holder renews it
             return True
         finally:
             await self._store.release_lease(self.lease_name, self.instance_id)
@@ -243,6 +251,14 @@ class BaseTokenKeeper:
         return doc["expiresAt"].timestamp() - now <= self._settings.base_token_refresh_margin
 
     async def _fetch_and_store(self) -> str:
+        """Fetch under the lease (the caller holds it) and store the token.
+
+        Busy answers are retried; the whole may take (BUSY_RETRIES + 1) WeChat calls plus the
+        delays between them, longer than one LEASE_TTL. So the lease is extended before each
+        retry: each call then starts with a whole LEASE_TTL ahead, which start-up makes at
+        least 3 x WECHAT_TIMEOUT (config._validate). Were it to run out, another instance would
+        fetch as well, and with cgi-bin/token the second fetch cuts the first token's life short.
+        """
         source = self._settings.base_token_source
         busy = 0
         while True:
@@ -253,6 +269,7 @@ class BaseTokenKeeper:
                 if exc.errcode == -1 and busy < BUSY_RETRIES:
                     await self._sleep(self._settings.wechat_retry_delay * 2**busy)
                     busy += 1
+                    await self._extend_lease()
                     continue
                 backoff = BACKOFF_SECONDS.get(exc.errcode, DEFAULT_BACKOFF)
                 if exc.errcode == -1:
@@ -277,6 +294,17 @@ class BaseTokenKeeper:
             fetched.expires_in,
         )
         return fetched.access_token
+
+    async def _extend_lease(self) -> None:
+        if not await self._store.acquire_lease(
+            self.lease_name, self.instance_id, self._settings.lease_ttl
+        ):
+            log.warning(
+                "the base-token lease ran out during a fetch and %s no longer holds it; "
+                "leaving the fetch to the new holder",
+                self.instance_id,
+            )
+            raise LeaseLost(self.lease_name)
 
     async def _record_failure(self, exc: WeChatError, backoff: float) -> None:
         self._on_failure("base")

@@ -7,13 +7,18 @@ APScheduler would call it, so a simulated day takes a second.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import random
 
 import pytest
 
 from flows import APPID, SECRET
 from service import keys
+from service.sandbox import SANDBOX_USERS
 from service.sandbox.state import SandboxWeChat
+
+FOLLOWER = SANDBOX_USERS[0].openid
 
 TOKEN_LIFETIME = 7200
 
@@ -222,3 +227,63 @@ async def test_refusals_back_off_without_a_retry_storm(
     clock.advance(900)
     assert await keepers[2].renew_if_due() is True
     assert (await clients[0].get("/readyz")).status == 200
+
+
+async def until(condition, attempts: int = 100) -> bool:
+    """Poll a condition every 10 ms (real time: the emulator's slow fault is real)."""
+    for _ in range(attempts):
+        met = condition()
+        if await met if inspect.isawaitable(met) else met:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_the_lease_is_extended_while_a_slow_fetch_is_retried(
+    make_client, shared_mongo, emulator, clock, settings
+):
+    """WeChat answers busy, then slowly; the holder's retries take longer than one LEASE_TTL.
+    The lease is renewed before each retry, so a second instance needing a token meanwhile
+    waits for the holder's instead of fetching one of its own (with cgi-bin/token, a second
+    fetch would cut the first token's life to five minutes)."""
+    (holder_client, other), (holder, _) = await instances(
+        make_client, shared_mongo, 2, base_token_source="token", wechat_retry_delay=0.2
+    )
+    emulator.faults.set("busy", paths=["cgi-bin/token"], count=1)
+    emulator.faults.set("slow", paths=["cgi-bin/token"], delay=1.0, count=1)
+    renewal = asyncio.create_task(holder.renew_if_due())
+    assert await until(lambda: emulator.stats["cgi-bin/token"] == 1)
+    clock.advance(settings.lease_ttl + 1)  # the first lease has run out by now
+
+    async def lease_live() -> bool:
+        lease = await holder_client.app[keys.STORE].get_lease(holder.lease_name)
+        return lease is not None and lease["expiresAt"].timestamp() > clock.now()
+
+    await until(lease_live, attempts=50)  # the holder renews it before retrying
+    signed_in = other.app[keys.JWT].issue(openid=FOLLOWER, scope="snsapi_base")
+    resp = await other.get(
+        "/wechat/subscribed", headers={"Authorization": f"Bearer {signed_in.token}"}
+    )
+    assert resp.status == 200, await resp.text()
+    assert await renewal is True
+    assert fetches(emulator) == 2  # the busy answer and the one real fetch
+    token = (await stored(other))["accessToken"]
+    assert (await stored(holder_client))["fetchedBy"] == holder.instance_id
+    assert emulator.base_token_valid(token)
+
+
+async def test_a_holder_that_lost_its_lease_leaves_the_fetch_to_the_new_holder(
+    make_client, shared_mongo, emulator, clock, settings
+):
+    (holder_client, _), (holder, taker) = await instances(
+        make_client, shared_mongo, 2, wechat_retry_delay=0.2
+    )
+    emulator.faults.set("busy", paths=["cgi-bin/stable_token"], count=1)
+    renewal = asyncio.create_task(holder.renew_if_due())
+    assert await until(lambda: emulator.stats["cgi-bin/stable_token"] == 1)
+    clock.advance(settings.lease_ttl + 1)
+    store = holder_client.app[keys.STORE]
+    assert await store.acquire_lease(taker.lease_name, taker.instance_id, settings.lease_ttl)
+    assert await renewal is False
+    assert emulator.stats["cgi-bin/stable_token"] == 1  # no retry without the lease
+    assert (await store.get_lease(holder.lease_name))["owner"] == taker.instance_id

@@ -137,6 +137,23 @@ def test_upkeep_message_and_qr_settings_are_checked_at_start_up(override, named)
         load_settings({**PRODUCTION_ENV, **override})
 
 
+@pytest.mark.parametrize(
+    ("lease_ttl", "wechat_timeout"), [("14", "5"), ("29", "10"), ("30", "10.5")]
+)
+def test_a_lease_shorter_than_three_wechat_timeouts_stops_start_up(lease_ttl, wechat_timeout):
+    """The base-token fetcher must hold its lease through a whole WeChat call, or a second
+    instance fetches too (and a second cgi-bin/token cuts the first token short)."""
+    env = {**PRODUCTION_ENV, "LEASE_TTL": lease_ttl, "WECHAT_TIMEOUT": wechat_timeout}
+    with pytest.raises(ConfigError, match=r"LEASE_TTL.*WECHAT_TIMEOUT"):
+        load_settings(env)
+
+
+def test_the_default_lease_and_timeout_fit_and_so_does_exactly_three_times():
+    defaults = load_settings(PRODUCTION_ENV)
+    assert (defaults.lease_ttl, defaults.wechat_timeout) == (30, 5.0)
+    assert load_settings({**PRODUCTION_ENV, "WECHAT_TIMEOUT": "10"}).lease_ttl == 30
+
+
 def test_token_upkeep_defaults():
     settings = load_settings(PRODUCTION_ENV)
     assert settings.token_upkeep is True

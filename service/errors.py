@@ -61,6 +61,25 @@ class AuthorizationDenied(BadRequest):
     name = "AUTHORIZATION_DENIED"
 
 
+class InvalidCodeVerifier(BadRequest):
+    """PKCE (RFC 7636): the codeVerifier does not match the state's codeChallenge, is missing,
+    or was sent for a state started without one. One answer for all, and the state is kept."""
+
+    name = "INVALID_CODE_VERIFIER"
+
+
+class CodeChallengeRequired(BadRequest):
+    """STATE_BINDING=required: every authorization must be bound with PKCE."""
+
+    name = "CODE_CHALLENGE_REQUIRED"
+
+
+class StateNotBound(BadRequest):
+    """The state was started by /wechat/login in another browser (no or another cookie)."""
+
+    name = "STATE_NOT_BOUND"
+
+
 class Unauthorized(ServiceError):
     status = 401
     name = "UNAUTHORIZED"
@@ -75,9 +94,22 @@ class InvalidSignature(Forbidden):
     name = "INVALID_SIGNATURE"
 
 
+class SnapshotUser(Forbidden):
+    """WeChat's snapshot page (快照页) gave a virtual account, not the person (wechat-api.md §1)."""
+
+    name = "SNAPSHOT_USER"
+
+
 class NotReady(ServiceError):
     status = 503
     name = "NOT_READY"
+
+
+class QrCodeBudgetExhausted(ServiceError):
+    """This instance made QRCODE_DAILY_BUDGET qrcode/create calls today (Beijing time)."""
+
+    status = 429
+    name = "QRCODE_BUDGET_EXHAUSTED"
 
 
 class UpstreamError(ServiceError):

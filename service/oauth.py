@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -15,11 +17,15 @@ from urllib.parse import quote, urlsplit
 from .auth import JwtIssuer
 from .config import Settings, origin_of
 from .errors import (
+    CodeChallengeRequired,
     InvalidCode,
+    InvalidCodeVerifier,
     InvalidParameter,
     InvalidState,
     MissingParameter,
     OriginNotAllowed,
+    SnapshotUser,
+    StateNotBound,
 )
 from .store import Store
 from .upstream import upstream_error
@@ -45,7 +51,24 @@ CODE_ERRCODES = {
     41008: "the code is missing",
     42003: "the code expired",
 }
+# WeChat refused the code itself but the state may still be completed by the real code's
+# holder: a forged, well-formed code must not burn someone else's state (40029 is also what an
+# expired code answers, wechat-api.md §2, and then the state is near its own end anyway).
+RELEASING_ERRCODES = frozenset({40029})
 PROFILE_FIELDS = ("nickname", "headimgurl", "sex", "province", "city", "country")
+
+# PKCE (RFC 7636). Only S256: its challenge is BASE64URL(SHA256(verifier)) without padding,
+# always 43 characters (§4.2); "plain" would put the verifier itself in the browser's URL.
+CODE_CHALLENGE_METHODS = ("S256",)
+CODE_CHALLENGE_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+# §4.1: 43 to 128 unreserved characters.
+CODE_VERIFIER_PATTERN = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+
+# /wechat/login's browser binding: a random secret in an HttpOnly cookie; the state stores
+# only its SHA-256, so a leaked database cannot complete anyone's sign-in.
+BINDING_COOKIE = "wechat_oa_auth_binding"
+BINDING_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+BUILTIN_CALLBACK_PATH = "/wechat/callback"
 
 
 @dataclass(frozen=True)
@@ -53,19 +76,21 @@ class AuthorizationRequest:
     redirect_uri: str
     callback: str
     scope: str
+    code_challenge: str | None = None
 
 
 def parse_authorization_request(
-    settings: Settings, redirect_uri: str | None, callback: str | None, scope: str | None
+    settings: Settings,
+    redirect_uri: str | None,
+    callback: str | None,
+    scope: str | None,
+    code_challenge: str | None = None,
+    code_challenge_method: str | None = None,
 ) -> AuthorizationRequest:
     """Validate /wechat/authorize's input; every failure names the parameter and its value."""
     redirect_uri = app_url(settings, "redirectUri", redirect_uri)
     callback = app_url(settings, "callback", callback)
-    scope = "snsapi_base" if scope is None or scope == "" else scope
-    if scope not in SCOPES:
-        raise InvalidParameter(
-            f"scope must be one of {', '.join(SCOPES)}", field="scope", value=scope
-        )
+    scope = _scope(scope)
     if callback == redirect_uri:
         raise InvalidParameter(
             "callback must differ from redirectUri: WeChat returns the user to callback, "
@@ -73,7 +98,129 @@ def parse_authorization_request(
             field="callback",
             value=callback,
         )
-    return AuthorizationRequest(redirect_uri, callback, scope)
+    challenge = _code_challenge(settings, code_challenge, code_challenge_method)
+    return AuthorizationRequest(redirect_uri, callback, scope, challenge)
+
+
+def parse_login_request(
+    settings: Settings, redirect_uri: str | None, scope: str | None
+) -> AuthorizationRequest:
+    """/wechat/login's input: WeChat returns the user to the built-in callback page."""
+    redirect_uri = app_url(settings, "redirectUri", redirect_uri)
+    return AuthorizationRequest(redirect_uri, builtin_callback(settings), _scope(scope))
+
+
+def builtin_callback(settings: Settings) -> str:
+    return settings.public_url.rstrip("/") + BUILTIN_CALLBACK_PATH
+
+
+def _scope(scope: str | None) -> str:
+    scope = "snsapi_base" if scope is None or scope == "" else scope
+    if scope not in SCOPES:
+        raise InvalidParameter(
+            f"scope must be one of {', '.join(SCOPES)}", field="scope", value=scope
+        )
+    return scope
+
+
+def _code_challenge(settings: Settings, challenge: str | None, method: str | None) -> str | None:
+    """The S256 challenge to store, or None for an unbound state (STATE_BINDING=optional).
+
+    The method must be named: RFC 7636 makes "plain" the default, and a client that forgot it
+    should hear so rather than get a binding it did not ask for."""
+    if not challenge:
+        if method:
+            raise MissingParameter(
+                "codeChallenge is required with codeChallengeMethod",
+                field="codeChallenge",
+                value=challenge,
+            )
+        if settings.state_binding == "required":
+            raise CodeChallengeRequired(
+                "STATE_BINDING=required: send codeChallenge (BASE64URL(SHA-256(codeVerifier)))"
+                " and codeChallengeMethod=S256, or sign in through /wechat/login",
+                field="codeChallenge",
+                value=challenge,
+            )
+        return None
+    if not method:
+        raise MissingParameter(
+            "codeChallengeMethod=S256 is required with codeChallenge (plain is refused)",
+            field="codeChallengeMethod",
+            value=method,
+        )
+    if method not in CODE_CHALLENGE_METHODS:
+        raise InvalidParameter(
+            "codeChallengeMethod must be S256: plain would expose the verifier in the URL",
+            field="codeChallengeMethod",
+            value=method,
+        )
+    if not CODE_CHALLENGE_PATTERN.fullmatch(challenge):
+        raise InvalidParameter(
+            "codeChallenge must be BASE64URL(SHA-256(codeVerifier)) without padding: "
+            "43 characters of A-Z, a-z, 0-9, - and _",
+            field="codeChallenge",
+            value=challenge,
+        )
+    return challenge
+
+
+def s256_challenge(verifier: str) -> str:
+    """RFC 7636 §4.2: BASE64URL-ENCODE(SHA256(ASCII(code_verifier))), unpadded."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def binding_cookie_name(settings: Settings) -> str:
+    """__Host- on https: the browser then takes it only with Secure, Path=/ and no Domain, so
+    a sibling subdomain cannot plant its own binding cookie for this host."""
+    return f"__Host-{BINDING_COOKIE}" if _secure(settings) else BINDING_COOKIE
+
+
+def _secure(settings: Settings) -> bool:
+    return settings.public_url.lower().startswith("https:")
+
+
+def _binding_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def browser_secret(presented: str | None) -> str:
+    """The browser's binding secret: the one its cookie already holds, so two sign-ins started
+    in two tabs both complete, or a fresh one."""
+    if presented and BINDING_SECRET_PATTERN.fullmatch(presented):
+        return presented
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class BindingCookie:
+    """What the handler sets: name, value and attributes of the binding cookie."""
+
+    name: str
+    value: str
+    max_age: int
+    secure: bool
+
+
+def binding_cookie(settings: Settings, secret: str) -> BindingCookie:
+    """Lives as long as the state it binds."""
+    return BindingCookie(
+        binding_cookie_name(settings), secret, settings.state_ttl, _secure(settings)
+    )
+
+
+def cleared_binding_cookie(settings: Settings) -> BindingCookie:
+    """Max-Age=0 after a bound sign-in completed: nothing is left for it to bind."""
+    return BindingCookie(binding_cookie_name(settings), "", 0, _secure(settings))
+
+
+@dataclass(frozen=True)
+class Started:
+    """A new authorization: WeChat's URL, and the cookie to set if the state is browser-bound."""
+
+    url: str
+    cookie: BindingCookie | None = None
 
 
 def app_url(settings: Settings, name: str, value: str | None) -> str:
@@ -95,8 +242,18 @@ def _checked_app_url(name: str, value: str, allowed_origins: frozenset[str]) -> 
         raise InvalidParameter(
             f"{name} must not contain spaces or control characters", field=name, value=value
         )
-    parts = urlsplit(value)
-    hostname = parts.hostname
+    try:
+        # urlsplit raises for a broken [ ] host, and for a netloc whose NFKC form holds URL
+        # syntax (fullwidth ＃ ＠ ／): a browser would read such a URL differently.
+        parts = urlsplit(value)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0..65535
+    except ValueError:
+        raise InvalidParameter(
+            f"{name} is not a well-formed URL (its host or port cannot be parsed)",
+            field=name,
+            value=value,
+        ) from None
     # Only absolute http(s) URLs: javascript:, data: and relative URLs are how open redirects
     # and script injection get in.
     if parts.scheme.lower() not in ("http", "https") or not hostname:
@@ -150,9 +307,16 @@ def new_state() -> str:
 
 
 async def begin_authorization(
-    store: Store, settings: Settings, request: AuthorizationRequest
+    store: Store,
+    settings: Settings,
+    request: AuthorizationRequest,
+    *,
+    binding_secret: str | None = None,
 ) -> str:
-    """Store a fresh single-use state and return the WeChat URL to send the user to."""
+    """Store a fresh single-use state and return the WeChat URL to send the user to.
+
+    With a codeChallenge the state completes only with its verifier; with a binding secret
+    only in the browser whose cookie holds it."""
     state = new_state()
     await store.create_state(
         state,
@@ -161,8 +325,19 @@ async def begin_authorization(
         scope=request.scope,
         ttl=settings.state_ttl,
         retention=settings.state_retention,
+        code_challenge=request.code_challenge,
+        binding_hash=_binding_hash(binding_secret) if binding_secret else None,
     )
     return authorization_url(settings, request.callback, request.scope, state)
+
+
+async def begin_login(
+    store: Store, settings: Settings, request: AuthorizationRequest, presented: str | None
+) -> Started:
+    """/wechat/login: a state bound to this browser by the cookie returned with the URL."""
+    secret = browser_secret(presented)
+    url = await begin_authorization(store, settings, request, binding_secret=secret)
+    return Started(url, binding_cookie(settings, secret))
 
 
 def check_state_format(state: str | None) -> str:
@@ -173,18 +348,39 @@ def check_state_format(state: str | None) -> str:
     return state
 
 
-async def retry_authorization(store: Store, settings: Settings, state: str | None) -> str:
-    """A new authorization for the same app URLs as an earlier (used, expired, denied) state."""
+async def retry_authorization(
+    store: Store, settings: Settings, state: str | None, presented: str | None
+) -> Started:
+    """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
+    bound as that one was: the same codeChallenge (the app's page still holds the verifier), or
+    the requesting browser's cookie (so the new state completes only where it was asked for)."""
     state = check_state_format(state)
     doc = await store.find_state(state)
     if doc is None:
         raise InvalidState(
             "unknown state: start signing in again from the app", field="state", value=state
         )
+    if doc.get("bindingHash"):
+        request = parse_login_request(settings, doc["redirectUri"], doc["scope"])
+        return await begin_login(store, settings, request, presented)
+    challenge = doc.get("codeChallenge")
     request = parse_authorization_request(
-        settings, doc["redirectUri"], doc["callback"], doc["scope"]
+        settings,
+        doc["redirectUri"],
+        doc["callback"],
+        doc["scope"],
+        challenge,
+        "S256" if challenge else None,
     )
-    return await begin_authorization(store, settings, request)
+    return Started(await begin_authorization(store, settings, request))
+
+
+@dataclass(frozen=True)
+class Completed:
+    """/wechat/jwt's answer, and whether the state was bound by a cookie (then cleared)."""
+
+    answer: dict[str, Any]
+    browser_bound: bool
 
 
 async def complete_authorization(
@@ -193,8 +389,13 @@ async def complete_authorization(
     issuer: JwtIssuer,
     state: str | None,
     code: str | None,
-) -> dict[str, Any]:
-    """Consume the state, exchange the code, record the user and token, issue the app's JWT."""
+    *,
+    code_verifier: str | None = None,
+    presented_secret: str | None = None,
+    cookie_name: str = BINDING_COOKIE,
+) -> Completed:
+    """Check the state's binding, consume it, exchange the code, record the user and token,
+    issue the app's JWT."""
     state = check_state_format(state)
     if code is None or code == "":
         raise MissingParameter(
@@ -205,14 +406,22 @@ async def complete_authorization(
     if not CODE_PATTERN.fullmatch(code):
         raise InvalidCode("code has characters WeChat never uses", field="code", value=code)
 
+    live = await store.find_live_state(state)
+    if live is None:
+        raise InvalidState(await _why_state_unusable(store, state), field="state", value=state)
+    # Before consuming: a failed check leaves the state to whoever holds its binding.
+    _check_binding(live, code_verifier, presented_secret, cookie_name)
+
     doc = await store.consume_state(state)
-    if doc is None:
+    if doc is None:  # used or expired by a concurrent request since the check
         raise InvalidState(await _why_state_unusable(store, state), field="state", value=state)
 
     try:
         web_token = await wechat.exchange_code(code)
     except WeChatAPIError as exc:
         if exc.errcode in CODE_ERRCODES:
+            if exc.errcode in RELEASING_ERRCODES:
+                await store.release_state(doc)
             raise InvalidCode(
                 f"WeChat refused the code: {CODE_ERRCODES[exc.errcode]} (errcode {exc.errcode})",
                 field="code",
@@ -225,14 +434,25 @@ async def complete_authorization(
         await store.release_state(doc)
         raise upstream_error(exc) from None
 
+    if web_token.is_snapshotuser:
+        # A virtual account from WeChat's snapshot page (wechat-api.md §1): its openid and
+        # unionid are not the person's (one virtual unionid has been seen on several openids),
+        # so nobody is signed in or stored. The state is released: tapping 使用完整服务 reopens
+        # the authorization, and its real code may then finish this same sign-in.
+        await store.release_state(doc)
+        raise SnapshotUser(
+            "WeChat opened this page as a snapshot (快照页) with a virtual account: tap "
+            "「使用完整服务」 (Use full service) at the bottom of the screen, then sign in again",
+            field="is_snapshotuser",
+            value=1,
+        )
+
     scope = web_token.scope if web_token.scope in SCOPES else doc["scope"]
     profile = None
     if scope == "snsapi_userinfo":
         profile = await _fetch_profile(wechat, web_token.access_token, web_token.openid)
     unionid = web_token.unionid or (profile or {}).get("unionid") or None
-    user = await store.record_login(
-        web_token.openid, unionid, _profile_fields(profile, web_token.is_snapshotuser)
-    )
+    user = await store.record_login(web_token.openid, unionid, _profile_fields(profile))
     await store.save_web_token(
         openid=web_token.openid,
         scope=scope,
@@ -241,7 +461,48 @@ async def complete_authorization(
         expires_in=web_token.expires_in,
         unionid=unionid,
     )
-    return signed_in(issuer, user, scope, doc["redirectUri"])
+    return Completed(
+        signed_in(issuer, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
+    )
+
+
+def _check_binding(
+    doc: dict[str, Any], verifier: str | None, presented: str | None, cookie_name: str
+) -> None:
+    """The state completes only for whoever started it: PKCE's verifier, or the cookie.
+
+    Comparisons are constant-time, and a missing, malformed or wrong verifier gets one and the
+    same answer (the value is never echoed), so answers teach an attacker nothing."""
+    challenge = doc.get("codeChallenge")
+    if challenge:
+        computed = s256_challenge(verifier) if _verifier_format_ok(verifier) else ""
+        if not hmac.compare_digest(computed.encode(), challenge.encode()):
+            raise InvalidCodeVerifier(
+                "codeVerifier is missing or does not match this sign-in's codeChallenge",
+                field="codeVerifier",
+                value=None,
+            )
+    elif verifier is not None:
+        # A verifier for an unbound state means the app believes it is protected when it is
+        # not (it lost the challenge on the way): say so rather than sign in unbound.
+        raise InvalidCodeVerifier(
+            "codeVerifier was sent, but this sign-in was started without a codeChallenge",
+            field="codeVerifier",
+            value=None,
+        )
+    expected = doc.get("bindingHash")
+    if expected:
+        computed = _binding_hash(presented) if presented and presented.isascii() else ""
+        if not hmac.compare_digest(computed.encode(), expected.encode()):
+            raise StateNotBound(
+                "this sign-in was started in another browser: start signing in again here",
+                field=cookie_name,
+                value=None,
+            )
+
+
+def _verifier_format_ok(verifier: str | None) -> bool:
+    return verifier is not None and CODE_VERIFIER_PATTERN.fullmatch(verifier) is not None
 
 
 def signed_in(
@@ -282,20 +543,16 @@ async def _fetch_profile(wechat: WeChatClient, access_token: str, openid: str) -
         return None
 
 
-def _profile_fields(profile: dict | None, snapshot: bool) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if profile:
-        fields = {k: profile[k] for k in PROFILE_FIELDS if k in profile}
-    if snapshot:
-        # WeChat's "snapshot page" users are virtual accounts (announcement of 2022-07-12).
-        fields["isSnapshotUser"] = True
-    return fields
+def _profile_fields(profile: dict | None) -> dict[str, Any]:
+    if not profile:
+        return {}
+    return {k: profile[k] for k in PROFILE_FIELDS if k in profile}
 
 
 def public_user(user: dict[str, Any]) -> dict[str, Any]:
     """What a client may see of a stored user."""
     out: dict[str, Any] = {"openid": user["openid"], "unionid": user.get("unionid")}
-    for key in (*PROFILE_FIELDS, "isSnapshotUser", "firstLoginAt", "lastLoginAt", "loginCount"):
+    for key in (*PROFILE_FIELDS, "firstLoginAt", "lastLoginAt", "loginCount"):
         if key in user:
             value = user[key]
             out[key] = value.isoformat() if isinstance(value, datetime) else value

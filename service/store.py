@@ -60,6 +60,7 @@ class Store:
         self.leases = db["leases"]
         self.qr_tickets = db["qr_tickets"]
         self.qr_logins = db["qr_logins"]
+        self.qr_claims = db["qr_claims"]
         self.pushed_messages = db["pushed_messages"]
         self.delivery_writer = GroupInsert(self.pushed_messages)
         self.push_nonces = db["push_nonces"]
@@ -96,6 +97,7 @@ class Store:
         # memory are removed by MongoDB's TTL monitor.
         await self.qr_tickets.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.qr_logins.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.qr_claims.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.pushed_messages.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.push_nonces.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
 
@@ -105,22 +107,44 @@ class Store:
     # -- authorization states ---------------------------------------------------------------
 
     async def create_state(
-        self, state: str, *, redirect_uri: str, callback: str, scope: str, ttl: int, retention: int
+        self,
+        state: str,
+        *,
+        redirect_uri: str,
+        callback: str,
+        scope: str,
+        ttl: int,
+        retention: int,
+        code_challenge: str | None = None,
+        binding_hash: str | None = None,
     ) -> None:
-        """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt)."""
+        """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt).
+
+        A state is bound to whoever started it by a PKCE `codeChallenge` or by `bindingHash`,
+        the SHA-256 of the browser cookie's secret (never the secret itself); or by neither."""
         created = utc(self.clock.now())
         expires = created + timedelta(seconds=ttl)
-        await self.state_writer.insert(
-            {
-                "_id": state,
-                "redirectUri": redirect_uri,
-                "callback": callback,
-                "scope": scope,
-                "createdAt": created,
-                "expiresAt": expires,
-                "purgeAt": expires + timedelta(seconds=retention),
-                "usedAt": None,
-            }
+        doc: dict[str, Any] = {
+            "_id": state,
+            "redirectUri": redirect_uri,
+            "callback": callback,
+            "scope": scope,
+            "createdAt": created,
+            "expiresAt": expires,
+            "purgeAt": expires + timedelta(seconds=retention),
+            "usedAt": None,
+        }
+        if code_challenge:
+            doc["codeChallenge"] = code_challenge
+        if binding_hash:
+            doc["bindingHash"] = binding_hash
+        await self.state_writer.insert(doc)
+
+    async def find_live_state(self, state: str) -> dict[str, Any] | None:
+        """A state that is unused and not expired, without consuming it: its binding is checked
+        first, so a failed check leaves it usable."""
+        return await self.states.find_one(
+            {"_id": state, "usedAt": None, "expiresAt": {"$gt": utc(self.clock.now())}}
         )
 
     async def consume_state(self, state: str) -> dict[str, Any] | None:
@@ -136,7 +160,8 @@ class Store:
         )
 
     async def release_state(self, doc: dict[str, Any]) -> None:
-        """Undo consume_state after a failure that left the code unused (WeChat unreachable)."""
+        """Undo consume_state after a failure that left the state to the real code's holder
+        (WeChat unreachable, or it refused the code as invalid: 40029)."""
         await self.states.update_one(
             {"_id": doc["_id"], "usedAt": doc["usedAt"]}, {"$set": {"usedAt": None}}
         )
@@ -162,8 +187,12 @@ class Store:
             fields.update(profile)
         update = {
             "$set": fields,
+            # Not $setOnInsert: a user first seen through a follow push or a follow check
+            # already has a document, and their first sign-in must still set it. $min sets a
+            # missing field and never moves an existing one later.
+            "$min": {"firstLoginAt": now},
             # The filter's openid is copied into an inserted document; only the rest goes here.
-            "$setOnInsert": {"firstLoginAt": now},
+            "$setOnInsert": {"firstSeenAt": now},
             "$inc": {"loginCount": 1},
         }
         for attempt in range(2):
@@ -196,9 +225,12 @@ class Store:
         }
         if unionid:
             fields["unionid"] = unionid
+        # No firstLoginAt and no loginCount: this user has not signed in (yet), only followed or
+        # been asked about. firstSeenAt says when the record began, whichever way.
+        update = {"$set": fields, "$setOnInsert": {"firstSeenAt": now}}
         for attempt in range(2):
             try:
-                await self.users.update_one({"openid": openid}, {"$set": fields}, upsert=True)
+                await self.users.update_one({"openid": openid}, update, upsert=True)
                 return
             except DuplicateKeyError:
                 if attempt:  # lost a race with a first sign-in; now the update applies
@@ -482,6 +514,31 @@ class Store:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def claim_qr_create(self, key: str, owner: str, ttl: float) -> bool:
+        """Claim the right to call qrcode/create for `key` (type:scene) for `ttl` seconds;
+        False while another instance holds a live claim. As acquire_lease: the filter matches
+        a free (expired) claim or our own, else the upsert's insert hits the _id: taken."""
+        now = self.clock.now()
+        try:
+            await self.qr_claims.find_one_and_update(
+                {"_id": key, "$or": [{"owner": owner}, {"expiresAt": {"$lte": utc(now)}}]},
+                {
+                    "$set": {
+                        "owner": owner,
+                        "expiresAt": utc(now + ttl),
+                        # A dead claimant's claim is gone a minute after it lapsed.
+                        "purgeAt": utc(now + ttl + 60),
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_qr_claim(self, key: str, owner: str) -> None:
+        await self.qr_claims.delete_one({"_id": key, "owner": owner})
+
     # -- "scan to sign in" sessions -----------------------------------------------------------
 
     async def create_qr_login(
@@ -528,6 +585,13 @@ class Store:
         await self.qr_logins.update_one(
             {"_id": scene, "status": "scanned", "openid": openid},
             {"$set": {"status": "confirmed", "confirmedAt": now}},
+        )
+
+    async def qr_login_problem(self, scene: str, openid: str, problem: dict[str, str]) -> None:
+        """Why a scanned session was not confirmed; it stays scanned (and expires so)."""
+        await self.qr_logins.update_one(
+            {"_id": scene, "status": "scanned", "openid": openid},
+            {"$set": {"problem": problem, "problemAt": utc(self.clock.now())}},
         )
 
     async def hand_out_qr_login(self, scene: str) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ async def index(request: web.Request) -> web.Response:
                 "service": "wechat-oa-auth",
                 "endpoints": [
                     "/wechat/authorize",
+                    "/wechat/login",
                     "/wechat/jwt",
                     "/wechat/callback",
                     "/wechat/message",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import jwt as pyjwt
 import pytest
@@ -11,6 +12,7 @@ from flows import (
     APPID,
     JWT_SECRET,
     REDIRECT_URI,
+    TOKEN,
     assert_error_shape,
     authorize_at_wechat,
     start_sign_in,
@@ -18,6 +20,8 @@ from flows import (
 from service import keys
 from service.jwt_keys import secret_key
 from service.sandbox import SANDBOX_USERS
+from service.signature import wechat_signature
+from service.wechat.xml import build_message
 
 FOLLOWER = SANDBOX_USERS[0]
 
@@ -310,3 +314,57 @@ async def test_a_token_whose_iat_is_not_whole_seconds_is_refused(client, clock, 
     assert resp.status == 401
     assert_error_shape(await resp.json(), 401, "UNAUTHORIZED", "Authorization")
     assert emulator.stats["cgi-bin/user/info"] == 0
+
+
+async def follow_push(client, clock, openid: str) -> None:
+    """WeChat's push of a plain follow (no scene), signed as WeChat signs it in plain mode."""
+    timestamp, nonce = str(int(clock.now())), str(secrets.randbelow(10**10))
+    xml = build_message(
+        {
+            "ToUserName": "gh_5a4db0c0ffee",
+            "FromUserName": openid,
+            "CreateTime": int(clock.now()),
+            "MsgType": "event",
+            "Event": "subscribe",
+        }
+    )
+    params = {
+        "signature": wechat_signature(TOKEN, timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "openid": openid,
+    }
+    resp = await client.post("/wechat/message", params=params, data=xml)
+    assert resp.status == 200, await resp.text()
+
+
+async def test_a_follower_first_seen_in_a_push_gets_first_login_at_on_signing_in(
+    client, browser, clock
+):
+    user = SANDBOX_USERS[1]
+    await follow_push(client, clock, user.openid)
+    store = client.app[keys.STORE]
+    followed = await store.get_user(user.openid)
+    assert followed["subscribed"] is True
+    # Following is not signing in.
+    assert "firstLoginAt" not in followed and "loginCount" not in followed
+    assert followed["firstSeenAt"].timestamp() == pytest.approx(clock.now(), abs=0.01)
+    seen_at = clock.now()
+
+    clock.advance(3600)
+    resp, _ = await sign_in(client, browser, user=user)
+    assert resp.status == 200
+    answered = (await resp.json())["user"]
+    assert answered["loginCount"] == 1
+    assert answered["firstLoginAt"] == answered["lastLoginAt"]
+    stored = await store.get_user(user.openid)
+    assert stored["firstLoginAt"].timestamp() == pytest.approx(clock.now(), abs=0.01)
+    assert stored["firstSeenAt"].timestamp() == pytest.approx(seen_at, abs=0.01)
+    assert stored["loginCount"] == 1
+    # A later sign-in keeps the first one.
+    first = stored["firstLoginAt"]
+    clock.advance(60)
+    await sign_in(client, browser, user=user)
+    again = await store.get_user(user.openid)
+    assert again["firstLoginAt"] == first
+    assert again["loginCount"] == 2

@@ -125,7 +125,9 @@ def test_xml_round_trip_keeps_text_and_numbers():
     [
         b"<xml><A>unclosed</xml>",
         b"<notxml><A>1</A></notxml>",
-        b"<xml><A><B>nested</B></A></xml>",
+        # Nesting is WeChat's (scancode_push…), but not nine deep nor a thousand elements.
+        b"<xml>" + b"<A>" * 9 + b"</A>" * 9 + b"</xml>",
+        b"<xml>" + b"<A/>" * 1000 + b"</xml>",
         b'<!DOCTYPE xml [<!ENTITY x "boom">]><xml><A>&x;</A></xml>',
         b'<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><A>&x;</A></xml>',
         b"",

@@ -25,7 +25,8 @@ from .messages import message_crypto
 from .metrics import Metrics
 from .metrics import routes as metrics_routes
 from .middleware import service_middleware
-from .qr_login import LoginWaiters
+from .qr_login import LoginWaiters, close_waiters
+from .qrcode import TicketMaker
 from .ratelimit import Limit, RateLimiter, parse_networks
 from .sealing import Sealer, parse_data_keys
 from .store import Store, open_database
@@ -66,6 +67,15 @@ def create_app(
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     app[keys.QR_WAITERS] = LoginWaiters()
+    # Long polls answer at shutdown's start, not when SHUTDOWN_TIMEOUT cuts them.
+    app.on_shutdown.append(close_waiters)
+    app[keys.QR_MAKER] = TicketMaker(
+        app[keys.CLOCK],
+        settings.qrcode_daily_budget,
+        app[keys.INSTANCE_ID],
+        # A claimant's create may first wait for the base token (LEASE_TTL plus a fetch).
+        claim_ttl=settings.lease_ttl + 2 * settings.wechat_timeout,
+    )
     app[keys.MESSAGE_CRYPTO] = message_crypto(settings)
     app[keys.JWT] = JwtIssuer(
         keys=jwt_key_set(settings),

@@ -47,6 +47,16 @@ SANDBOX_DEFAULTS = {
 }
 
 
+# MONGODB_URI naming the embedded in-memory store (mongomock-motor) instead of a server.
+EMBEDDED_STORE_URI = "memory://"
+
+
+def uses_embedded_store(s: Settings) -> bool:
+    """Sandbox mode without a URI, or MONGODB_URI=memory:// in any mode. (Settings built in
+    code, as tests build them, skip _validate; there an empty URI means embedded too.)"""
+    return not s.mongodb_uri or s.mongodb_uri == EMBEDDED_STORE_URI
+
+
 class ConfigError(Exception):
     """A setting is missing or wrong; the message names the environment variable."""
 
@@ -413,10 +423,18 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("ADMIN_KEY must be at least 16 characters long")
     if s.admin_key == SANDBOX_DEFAULTS["admin_key"] and not s.sandbox:
         raise ConfigError("ADMIN_KEY is the public sandbox value; set a real one")
-    # The embedded store is a development dependency: a production image has only pymongo.
-    if not s.mongodb_uri and importlib.util.find_spec("mongomock_motor") is None:
+    # Outside sandbox mode, data that vanishes on restart must be asked for, not fallen into
+    # because a variable was left out of a deployment.
+    if not s.mongodb_uri and not s.sandbox:
         raise ConfigError(
-            "MONGODB_URI is not set and the embedded development store is not installed "
+            "MONGODB_URI is not set. Set it to a MongoDB server (mongodb://… or mongodb+srv://…), "
+            f"or to {EMBEDDED_STORE_URI} to use the embedded in-memory store (data lost on "
+            "restart, not shared between instances: development only)"
+        )
+    # The embedded store is a development dependency: a production image has only pymongo.
+    if uses_embedded_store(s) and importlib.util.find_spec("mongomock_motor") is None:
+        raise ConfigError(
+            "MONGODB_URI selects the embedded development store, which is not installed "
             "(pip install '.[dev]'); set MONGODB_URI to a MongoDB server"
         )
     return s

@@ -16,9 +16,17 @@ async def check_follow(
 ) -> dict[str, Any]:
     """cgi-bin/user/info for `openid`; the answer also updates the stored user."""
     try:
-        info = await keeper.call(lambda token: wechat.follower_info(token, openid))
+        return await read_follow(keeper, wechat, store, openid)
     except WeChatError as exc:
         raise upstream_error(exc) from None
+
+
+async def read_follow(
+    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
+) -> dict[str, Any]:
+    """check_follow, but WeChat's failure is raised as WeChat's (its errcode kept), for callers
+    that tell the openid's fault (40003) from WeChat's."""
+    info = await keeper.call(lambda token: wechat.follower_info(token, openid))
     # §9: subscribe 0 means not following; WeChat then leaves out nearly everything else.
     subscribed = info.get("subscribe") == 1
     subscribe_time = info.get("subscribe_time") if subscribed else None

@@ -15,16 +15,20 @@ import string
 import time
 from typing import Any
 
+from aiohttp import web
+
+from . import keys
 from .auth import JwtIssuer
 from .clock import Clock
 from .config import Settings
 from .errors import ServiceError
-from .follow import check_follow
+from .follow import read_follow
 from .oauth import app_url, signed_in
-from .qrcode import obtain_ticket
+from .qrcode import TicketMaker, obtain_ticket
 from .store import Store
 from .tokens import BaseTokenKeeper
-from .wechat.client import WeChatClient
+from .upstream import upstream_error
+from .wechat.client import WeChatAPIError, WeChatClient, WeChatError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,13 @@ SCENE_PREFIX = "login_"
 _ALPHABET = string.ascii_letters + string.digits
 MAX_WAIT = 30  # seconds a long poll may hold a request (below common proxy timeouts)
 QR_LOGIN_SCOPE = "snsapi_base"  # the scan proves the openid, as silent authorization does
+
+# Why a scanned session was not confirmed (`problem.code` of its status answer). A push names
+# its openid in plain text and, in plain mode, its signature does not cover the body, so only
+# WeChat's own cgi-bin/user/info answering subscribe 1 for that openid confirms a sign-in.
+NOT_FOLLOWING = "NOT_FOLLOWING"  # subscribe 0: not (or no longer) a follower
+UNKNOWN_OPENID = "UNKNOWN_OPENID"  # errcode 40003: not one of this account's users
+FOLLOW_CHECK_FAILED = "FOLLOW_CHECK_FAILED"  # WeChat failed or did not answer
 
 
 class QrLoginNotFound(ServiceError):
@@ -51,36 +62,58 @@ def is_login_scene(scene: str) -> bool:
 class LoginWaiters:
     """Wakes this instance's long polls when a push for their session arrives here.
 
-    A push may land on another instance; waiters also re-read the store every second.
+    Each wait has its own future, resolved once by `notify` and then forgotten, so a woken
+    poll that finds nothing new waits again instead of returning at once forever (a shared
+    event left set made several polls on one scanned session spin). A push may land on
+    another instance; waiters therefore also re-read the store every second.
     """
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        """True once the service shuts down: polls answer their current state at once."""
+        return self._closing
 
     def notify(self, scene: str) -> None:
-        if scene in self._events:
-            self._events[scene][0].set()
+        for future in self._waiting.pop(scene, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def close(self) -> None:
+        """Wake every poll for good, before the server waits out SHUTDOWN_TIMEOUT."""
+        self._closing = True
+        for scene in list(self._waiting):
+            self.notify(scene)
 
     async def wait(self, scene: str, seconds: float) -> None:
-        event, waiting = self._events.get(scene, (asyncio.Event(), 0))
-        self._events[scene] = (event, waiting + 1)
+        """Until `notify(scene)`, `close()` or `seconds` pass, whichever comes first."""
+        if self._closing:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(scene, set())
+        waiting.add(future)
         try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            pass
+            await asyncio.wait((future,), timeout=seconds)
         finally:
-            event, waiting = self._events[scene]
-            if waiting <= 1:
-                del self._events[scene]  # the last waiter leaves no trace
-            else:
-                self._events[scene] = (event, waiting - 1)
+            waiting.discard(future)
+            if not waiting and self._waiting.get(scene) is waiting:
+                del self._waiting[scene]  # the last waiter leaves no trace
+
+
+async def close_waiters(app: web.Application) -> None:
+    """on_shutdown: aiohttp runs it before waiting for in-flight requests, so each long poll
+    answers (200, its current state) instead of being cut when SHUTDOWN_TIMEOUT runs out."""
+    app[keys.QR_WAITERS].close()
 
 
 async def start_qr_login(
     store: Store,
     keeper: BaseTokenKeeper,
     wechat: WeChatClient,
-    clock: Clock,
+    maker: TicketMaker,
     settings: Settings,
     redirect_uri: str | None,
 ) -> dict[str, Any]:
@@ -88,7 +121,7 @@ async def start_qr_login(
         redirect_uri = app_url(settings, "redirectUri", redirect_uri)
     scene = new_scene()
     ticket = await obtain_ticket(
-        store, keeper, wechat, clock, "temporary", scene, settings.qr_login_ttl, reuse=False
+        store, keeper, wechat, maker, "temporary", scene, settings.qr_login_ttl, reuse=False
     )
     return await store.create_qr_login(
         scene,
@@ -127,7 +160,7 @@ async def login_status(
         if status == "confirmed":
             return await _hand_out(store, issuer, scene)
         remaining = deadline - time.monotonic()
-        if status == "expired" or remaining <= 0:
+        if status == "expired" or remaining <= 0 or waiters.closing:
             return _public(doc, status)
         await waiters.wait(scene, min(remaining, 1.0))
 
@@ -139,8 +172,11 @@ def _public(doc: dict[str, Any], status: str) -> dict[str, Any]:
         "expiresAt": doc["expiresAt"].isoformat(),
     }
     if status == "scanned":
-        body["subscribed"] = True  # WeChat sends a scan event only for a (new) follower
+        problem = doc.get("problem")
+        # WeChat sends a scan event only for a (new) follower; user/info may say otherwise.
+        body["subscribed"] = not problem or problem["code"] != NOT_FOLLOWING
         body["newFollower"] = doc.get("newFollower", False)
+        body["problem"] = problem or None
     return body
 
 
@@ -172,12 +208,52 @@ async def confirm(
     scene: str,
     openid: str,
 ) -> None:
-    """After the reply: read the follower's record, sign the user in, confirm the session."""
-    try:
-        await check_follow(keeper, wechat, store, openid)
-    except ServiceError as exc:
-        # The openid is proven by WeChat's signed push; the profile can come later.
-        log.warning("QR sign-in continues without the follower record: %s", exc.message)
-    await store.record_login(openid, None, None)
-    await store.qr_login_confirmed(scene, openid)
+    """After the reply: confirm the session only once WeChat's cgi-bin/user/info says this
+    openid follows the account (subscribe 1); otherwise leave it scanned, saying why.
+
+    The push alone proves nothing about the openid: in plain mode its signature covers no
+    body, so anyone holding one signed query could name any openid. WeChat's own answer does.
+    """
+    problem = await _follow_problem(keeper, wechat, store, openid)
+    if problem is not None:
+        log.warning("QR sign-in not confirmed: %s", problem["code"])
+        await store.qr_login_problem(scene, openid, problem)
+    else:
+        await store.record_login(openid, None, None)
+        await store.qr_login_confirmed(scene, openid)
     waiters.notify(scene)
+
+
+async def _follow_problem(
+    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
+) -> dict[str, str] | None:
+    """None if WeChat says `openid` follows the account, else the code and message to show."""
+    try:
+        follow = await read_follow(keeper, wechat, store, openid)
+    except WeChatAPIError as exc:
+        if exc.errcode == 40003:
+            return {
+                "code": UNKNOWN_OPENID,
+                "message": "WeChat does not know the account that scanned for this Official "
+                "Account (errcode 40003); the sign-in was not confirmed",
+            }
+        return _check_failed(upstream_error(exc))
+    except WeChatError as exc:
+        return _check_failed(upstream_error(exc))
+    except ServiceError as exc:  # no base token to be had
+        return _check_failed(exc)
+    if not follow["subscribed"]:
+        return {
+            "code": NOT_FOLLOWING,
+            "message": "WeChat says the account that scanned does not follow the Official "
+            "Account; follow it and scan a new code",
+        }
+    return None
+
+
+def _check_failed(reason: ServiceError) -> dict[str, str]:
+    return {
+        "code": FOLLOW_CHECK_FAILED,
+        "message": "WeChat could not confirm that the account that scanned follows the Official "
+        f"Account ({reason.message}); scan a new code",
+    }

@@ -2,21 +2,29 @@
 
 The image is drawn here from the `url` WeChat returns, so no call to showqrcode is needed, and a
 ticket is kept per (type, scene) and reused, so repeated requests do not spend WeChat's quota.
+Concurrent requests for one (type, scene) share one qrcode/create call: in this instance through
+an in-process flight, across instances through a claim in MongoDB. Each instance also keeps a
+daily budget of qrcode/create calls (QRCODE_DAILY_BUDGET), so a flood of distinct scenes cannot
+use up the account's 100,000 a day (§8), which QR sign-in shares.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import logging
+import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import segno
 
-from .clock import Clock
-from .errors import InvalidParameter, MissingParameter
+from .clock import Clock, utc
+from .errors import InvalidParameter, MissingParameter, QrCodeBudgetExhausted, UpstreamTimeout
 from .store import Store
 from .tokens import BaseTokenKeeper
 from .upstream import upstream_error
@@ -31,6 +39,72 @@ MAX_EXPIRE = 2_592_000  # 30 days
 FORMATS = ("png", "svg", "json")
 TYPES = ("temporary", "permanent")
 DIGITS = re.compile(r"[0-9]{1,10}")
+# WeChat's daily quotas reset at 00:00 Beijing time (UTC+8); the budget does the same.
+BEIJING_OFFSET = 8 * 3600
+DAY = 86400
+CLAIM_POLL = 0.1  # seconds between looks at the store while another instance creates a code
+
+log = logging.getLogger(__name__)
+
+
+class DailyBudget:
+    """qrcode/create calls this instance may make per Beijing day; each call is counted as it
+    is made (retries and QR sign-in's codes included), never a stored ticket handed out."""
+
+    def __init__(self, clock: Clock, budget: int) -> None:
+        self.clock = clock
+        self.budget = budget
+        self._day = self._day_of(clock.now())
+        self._used = 0
+
+    @staticmethod
+    def _day_of(now: float) -> int:
+        return int((now + BEIJING_OFFSET) // DAY)
+
+    def _roll(self) -> None:
+        day = self._day_of(self.clock.now())
+        if day != self._day:
+            self._day, self._used = day, 0
+
+    def resets_at(self) -> float:
+        self._roll()
+        return (self._day + 1) * DAY - BEIJING_OFFSET
+
+    def spend(self) -> None:
+        """Count one call, or raise QrCodeBudgetExhausted (429, Retry-After: the reset)."""
+        self._roll()
+        if self._used >= self.budget:
+            retry_after = max(1, math.ceil(self.resets_at() - self.clock.now()))
+            raise QrCodeBudgetExhausted(
+                f"this instance has made its {self.budget} qrcode/create calls for today "
+                f"(QRCODE_DAILY_BUDGET); stored codes are still served; new ones from "
+                f"{utc(self.resets_at()).isoformat()} (00:00 Beijing time)",
+                field="QRCODE_DAILY_BUDGET",
+                value=self.budget,
+                headers={"Retry-After": str(retry_after)},
+            )
+        self._used += 1
+
+    def status(self) -> dict[str, Any]:
+        self._roll()
+        return {
+            "used": self._used,
+            "budget": self.budget,
+            "resetsAt": utc(self.resets_at()).isoformat(),
+        }
+
+
+class TicketMaker:
+    """This instance's qrcode/create calls: its daily budget and the creations in flight."""
+
+    def __init__(self, clock: Clock, budget: int, owner: str, claim_ttl: float) -> None:
+        self.clock = clock
+        self.budget = DailyBudget(clock, budget)
+        self.owner = owner  # names this instance's claims in MongoDB
+        # How long a claim holds off other instances: a create with its token fetch and
+        # retries fits in it; a dead claimant's claim lapses after it.
+        self.claim_ttl = claim_ttl
+        self.flights: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
 
 @dataclass(frozen=True)
@@ -130,25 +204,110 @@ async def obtain_ticket(
     store: Store,
     keeper: BaseTokenKeeper,
     wechat: WeChatClient,
-    clock: Clock,
+    maker: TicketMaker,
     kind: str,
     scene: str | int,
     expire_seconds: int | None,
     *,
     reuse: bool = True,
 ) -> dict[str, Any]:
-    if reuse:
+    """The stored ticket for (kind, scene) while it is reusable, else a new one.
+
+    `reuse=False` is for a scene nobody else can ask for (a fresh sign-in scene): it is created
+    at once, without looking for a stored ticket or a claim.
+    """
+    if not reuse:
+        return await _create(store, keeper, wechat, maker, kind, scene, expire_seconds)
+    for _ in range(2):
         stored = await store.get_qr_ticket(kind, scene)
-        if reusable(stored, expire_seconds, clock.now()):
+        if reusable(stored, expire_seconds, maker.clock.now()):
+            assert stored is not None
             return stored
+        key = f"{kind}:{scene}"
+        flight = maker.flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(
+                _claim_and_create(store, keeper, wechat, maker, kind, scene, expire_seconds)
+            )
+            maker.flights[key] = flight
+            flight.add_done_callback(lambda done, key=key: _landed(maker, key, done))
+        # Shielded: a caller that goes away does not cancel the others' creation.
+        doc = await asyncio.shield(flight)
+        if reusable(doc, expire_seconds, maker.clock.now()):
+            return doc
+        # Joined a flight for a shorter life than this caller asked for: one more round.
+    return doc
+
+
+def _landed(maker: TicketMaker, key: str, flight: asyncio.Future[dict[str, Any]]) -> None:
+    if maker.flights.get(key) is flight:
+        del maker.flights[key]
+    if not flight.cancelled():
+        flight.exception()  # retrieved here too, so no waiter leaving makes it "unretrieved"
+
+
+async def _claim_and_create(
+    store: Store,
+    keeper: BaseTokenKeeper,
+    wechat: WeChatClient,
+    maker: TicketMaker,
+    kind: str,
+    scene: str | int,
+    expire_seconds: int | None,
+) -> dict[str, Any]:
+    """Create under this instance's claim, or wait (bounded) for the claimant's ticket.
+
+    A claimant that fails releases its claim, and a waiter then takes it; one that dies leaves
+    a claim that lapses after claim_ttl, within the wait."""
+    key = f"{kind}:{scene}"
+    deadline = time.monotonic() + maker.claim_ttl + 1
+    while True:
+        if await store.claim_qr_create(key, maker.owner, maker.claim_ttl):
+            try:
+                # The claim may have been free because its holder just stored the ticket.
+                stored = await store.get_qr_ticket(kind, scene)
+                if reusable(stored, expire_seconds, maker.clock.now()):
+                    assert stored is not None
+                    return stored
+                return await _create(store, keeper, wechat, maker, kind, scene, expire_seconds)
+            finally:
+                await store.release_qr_claim(key, maker.owner)
+        stored = await store.get_qr_ticket(kind, scene)
+        if reusable(stored, expire_seconds, maker.clock.now()):
+            assert stored is not None
+            return stored
+        if time.monotonic() >= deadline:
+            raise UpstreamTimeout(
+                "another instance is creating this QR code and WeChat has not answered it in "
+                "time; try again",
+                field="scene",
+                value=scene,
+            )
+        await asyncio.sleep(CLAIM_POLL)
+
+
+async def _create(
+    store: Store,
+    keeper: BaseTokenKeeper,
+    wechat: WeChatClient,
+    maker: TicketMaker,
+    kind: str,
+    scene: str | int,
+    expire_seconds: int | None,
+) -> dict[str, Any]:
     body = create_body(kind, scene, expire_seconds)
+
+    async def create(token: str) -> dict[str, Any]:
+        maker.budget.spend()  # each call WeChat counts, a retry's too
+        return await wechat.create_qrcode(token, body)
+
     try:
-        answer = await keeper.call(lambda token: wechat.create_qrcode(token, body))
+        answer = await keeper.call(create)
     except WeChatError as exc:
         raise upstream_error(exc) from None
-    expires_in = int(answer["expire_seconds"]) if kind == "temporary" else None
-    if kind == "temporary" and "expire_seconds" not in answer:
-        expires_in = expire_seconds
+    expires_in = None
+    if kind == "temporary":
+        expires_in = int(answer.get("expire_seconds", expire_seconds))
     return await store.save_qr_ticket(
         kind, scene, ticket=str(answer["ticket"]), url=str(answer["url"]), expires_in=expires_in
     )

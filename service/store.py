@@ -18,7 +18,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from .clock import Clock, utc
-from .config import Settings
+from .config import Settings, uses_embedded_store
 from .group_insert import GroupInsert
 from .sealing import Sealer
 
@@ -681,7 +681,7 @@ async def open_database(settings: Settings, client: Any = None) -> AsyncIterator
     """The configured database; an injected client is shared and left open."""
     own = client is None
     if client is None:
-        if settings.mongodb_uri:
+        if not uses_embedded_store(settings):
             from pymongo import AsyncMongoClient
 
             # Keyword options would override the URI's; this one only applies if it is absent.
@@ -696,9 +696,9 @@ async def open_database(settings: Settings, client: Any = None) -> AsyncIterator
         else:
             client = embedded_client()
             log.warning(
-                "MONGODB_URI is not set: using the EMBEDDED IN-MEMORY store. "
-                "All states, users and tokens are LOST ON RESTART and not shared between "
-                "instances. Set MONGODB_URI for anything but development."
+                "Using the EMBEDDED IN-MEMORY store (MONGODB_URI=memory://, or unset in sandbox "
+                "mode). All states, users and tokens are LOST ON RESTART and not shared between "
+                "instances. Set MONGODB_URI to a MongoDB server for anything but development."
             )
     try:
         yield client[settings.mongodb_db]

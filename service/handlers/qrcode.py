@@ -10,6 +10,7 @@ from .. import keys, qrcode
 from ..errors import InvalidParameter
 from ..qr_login import MAX_WAIT, login_status, start_qr_login
 from .params import query
+from .tokens import require_admin
 
 routes = web.RouteTableDef()
 
@@ -37,6 +38,9 @@ def _answer(doc: dict, request_format: str, scale: int, border: int, now: float)
 async def qr_code(request: web.Request) -> web.Response:
     app = request.app
     settings = app[keys.SETTINGS]
+    if query(request, "type") == "permanent":
+        # The account may hold 100,000 permanent codes in its whole life (§8): operators only.
+        require_admin(request, "creating permanent QR codes")
     wanted = qrcode.parse_qr_request(
         {name: query(request, name) for name in QR_PARAMS}, settings.qrcode_expire_seconds
     )
@@ -44,7 +48,7 @@ async def qr_code(request: web.Request) -> web.Response:
         app[keys.STORE],
         app[keys.BASE_TOKENS],
         app[keys.WECHAT],
-        app[keys.CLOCK],
+        app[keys.QR_MAKER],
         wanted.kind,
         wanted.scene,
         wanted.expire_seconds,
@@ -70,7 +74,7 @@ async def start_login(request: web.Request) -> web.Response:
         app[keys.STORE],
         app[keys.BASE_TOKENS],
         app[keys.WECHAT],
-        app[keys.CLOCK],
+        app[keys.QR_MAKER],
         settings,
         query(request, "redirectUri"),
     )

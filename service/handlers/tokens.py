@@ -39,13 +39,13 @@ async def subscribed(request: web.Request) -> web.Response:
     return web.json_response(result, headers={"Cache-Control": "no-store"})
 
 
-def require_admin(request: web.Request) -> None:
+def require_admin(request: web.Request, what: str = "the status endpoint") -> None:
+    """X-Admin-Key must equal ADMIN_KEY: 401 without it, 403 if wrong or ADMIN_KEY is unset
+    (then `what` is disabled)."""
     expected = request.app[keys.SETTINGS].admin_key
     given = request.headers.get("X-Admin-Key")
     if not expected:
-        raise Forbidden(
-            "the status endpoint is disabled: set ADMIN_KEY to enable it", field="X-Admin-Key"
-        )
+        raise Forbidden(f"{what} is disabled: set ADMIN_KEY to enable it", field="X-Admin-Key")
     if not given:
         raise Unauthorized("the X-Admin-Key header is required", field="X-Admin-Key")
     # aiohttp hands header bytes that are not UTF-8 over as surrogate escapes; encoding them
@@ -74,5 +74,6 @@ async def tokens_status(request: web.Request) -> web.Response:
         "baseToken": await keeper.status(),
         "webTokens": await request.app[keys.STORE].count_web_tokens_by_status(),
         "scheduler": {"running": scheduler is not None and scheduler.running, "jobs": jobs},
+        "qrcodeBudget": request.app[keys.QR_MAKER].budget.status(),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})

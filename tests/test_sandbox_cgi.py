@@ -294,9 +294,16 @@ async def test_stable_token_wants_a_json_object(wechat, raw):
     assert_errcode(await post(wechat, "cgi-bin/stable_token", data=raw), 47001, "data format error")
 
 
-async def test_stable_token_is_post_only(wechat):
-    resp = await wechat.get("/cgi-bin/stable_token", params={"appid": APPID, "secret": SECRET})
-    assert_error_shape(await resp.json(), 405, "METHOD_NOT_ALLOWED", "path")
+async def test_stable_token_is_post_only_and_says_so_in_errcode_json(wechat, emulator):
+    # WeChat's stable_token errcode table: 43002 require POST method; never an HTTP 405.
+    params = {"grant_type": "client_credential", "appid": APPID, "secret": SECRET}
+    for method in ("GET", "PUT"):
+        resp = await wechat.request(method, "/cgi-bin/stable_token", params=params)
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/json; encoding=utf-8"
+        assert_errcode(await resp.json(content_type=None), 43002, "require POST method")
+    assert emulator.stats["cgi-bin/stable_token"] == 2
+    assert "access_token" in await stable(wechat)  # POST still works
 
 
 async def test_stable_token_daily_quota_covers_both_modes(wechat, emulator, clock):
@@ -516,10 +523,10 @@ async def test_stats_count_every_call_received(wechat, emulator):
     assert (await stable(wechat))["errcode"] == -1
     assert (await wechat.get("/cgi-bin/user/info")).status == 500
     await api(wechat, "cgi-bin/user/info", access_token="x", openid=FOLLOWER.openid)
-    await wechat.get("/cgi-bin/stable_token")  # 405 from the router: never reached WeChat
+    await wechat.get("/cgi-bin/stable_token")  # 43002: WeChat received it, so it counts
     stats = await (await wechat.get("/_stats")).json()
     assert stats == {
-        "calls": {"cgi-bin/token": 2, "cgi-bin/stable_token": 3, "cgi-bin/user/info": 2}
+        "calls": {"cgi-bin/token": 2, "cgi-bin/stable_token": 4, "cgi-bin/user/info": 2}
     }
 
 
@@ -527,3 +534,55 @@ async def test_the_home_page_lists_the_cgi_bin_endpoints(wechat):
     page = await (await wechat.get("/")).text()
     for endpoint in ("cgi-bin/token", "cgi-bin/stable_token", "cgi-bin/user/info", "errcode"):
         assert endpoint in page
+
+
+# The account's IP whitelist (§6, §7)
+
+
+async def set_whitelist(wechat, addresses, expect: int = 200) -> dict:
+    resp = await wechat.put("/_sandbox/ip-whitelist", json={"addresses": addresses})
+    assert resp.status == expect, await resp.text()
+    return await resp.json()
+
+
+async def test_a_configured_whitelist_refuses_other_callers_on_both_token_paths(wechat, emulator):
+    assert await (await wechat.get("/_sandbox/ip-whitelist")).json() == {"addresses": []}
+    assert "access_token" in await token(wechat)  # none configured: nobody refused
+    await set_whitelist(wechat, ["203.0.113.7"])
+    refused = "invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist"
+    assert_errcode(await token(wechat), 40164, refused)
+    assert_errcode(await stable(wechat), 40164, refused)
+    assert_errcode(await token(wechat, secret="wrong"), 40164, refused)  # before the secret
+    await set_whitelist(wechat, ["203.0.113.7", "127.0.0.1"])  # the caller listed: let through
+    assert "access_token" in await token(wechat)
+    assert "access_token" in await stable(wechat)
+    assert await (await wechat.get("/_sandbox/ip-whitelist")).json() == {
+        "addresses": ["203.0.113.7", "127.0.0.1"]
+    }
+    await set_whitelist(wechat, [])
+    assert emulator.config.ip_whitelist == ()
+
+
+async def test_the_whitelist_is_not_checked_on_apis_that_take_a_token(wechat):
+    issued = (await token(wechat))["access_token"]
+    await set_whitelist(wechat, ["203.0.113.7"])
+    answer = await api(wechat, "cgi-bin/user/info", access_token=issued, openid=FOLLOWER.openid)
+    assert answer["subscribe"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"addresses": ["1.2.3"]}, {"addresses": "1.2.3.4"}, {"addresses": [1]}, {"other": []}],
+)
+async def test_a_bad_whitelist_is_refused_in_the_error_shape(wechat, emulator, body):
+    resp = await wechat.put("/_sandbox/ip-whitelist", json=body)
+    field = "other" if "other" in body else "addresses"
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", field)
+    assert emulator.config.ip_whitelist == ()
+
+
+def test_the_command_line_takes_a_whitelist():
+    from service.sandbox.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["--ip-whitelist", "203.0.113.7,1.2.3"])  # a bad entry stops it at once

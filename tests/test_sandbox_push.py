@@ -107,11 +107,33 @@ async def receiver(aiohttp_server) -> Receiver:
     return receiver
 
 
+class Pauses(list):
+    """The pauses the emulator took between push attempts: taken on the manual clock, at once."""
+
+    def __init__(self, clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    async def sleep(self, seconds: float) -> None:
+        self.append(seconds)
+        self.clock.advance(seconds)
+
+
 @pytest.fixture
-def make_wechat(aiohttp_server, aiohttp_client, clock, receiver) -> Callable:
+def pauses(clock) -> Pauses:
+    return Pauses(clock)
+
+
+@pytest.fixture
+def make_wechat(aiohttp_server, aiohttp_client, clock, receiver, pauses) -> Callable:
     """An emulator whose message_url is the receiver: (client, state)."""
 
-    async def make(mode: str = "plain", push_timeout: float = 5.0, message_url: str | None = None):
+    async def make(
+        mode: str = "plain",
+        push_timeout: float = 5.0,
+        message_url: str | None = None,
+        push_retry_delay: float | None = None,
+    ):
         receiver.mode = mode
         config = SandboxConfig(
             appid=APPID,
@@ -123,8 +145,9 @@ def make_wechat(aiohttp_server, aiohttp_client, clock, receiver) -> Callable:
             message_mode=mode,
             original_id=ORIGINAL_ID,
             push_timeout=push_timeout,
+            push_retry_delay=push_retry_delay,
         )
-        server = await aiohttp_server(create_sandbox_app(config, clock))
+        server = await aiohttp_server(create_sandbox_app(config, clock, pauses.sleep))
         return await aiohttp_client(server), server.app[SANDBOX_KEY]
 
     return make
@@ -408,12 +431,40 @@ async def test_no_reply_is_retried_to_four_attempts(make_wechat, receiver):
     assert (record.attempts, record.delivered) == (4, False)
 
 
-async def test_a_late_reply_is_retried_until_one_comes_in_time(make_wechat, receiver):
+async def test_a_late_reply_is_retried_until_one_comes_in_time(make_wechat, receiver, pauses):
     wechat, _ = await make_wechat(push_timeout=SHORT_TIMEOUT)
     receiver.replies = ["hang", "hang", "success"]
     answer = await unfollow(wechat, FOLLOWER.openid)
     assert (answer["delivered"], answer["attempts"], answer["reply"]) == (True, 3, "success")
     assert len(receiver.received) == 3
+    # §10: WeChat drops the connection after its 5 s and asks again: the wait was the spacing.
+    assert pauses == []
+
+
+async def test_server_errors_are_retried_at_wechats_pace(make_wechat, receiver, pauses, clock):
+    """A 5xx comes back at once; the retry waits what WeChat waits for a reply (push_timeout),
+    so attempts come 5 s apart whichever way they fail; and each one is the same request."""
+    wechat, _ = await make_wechat()
+    started = clock.now()
+    receiver.replies = [500, 502, 503, "success"]
+    answer = await unfollow(wechat, FOLLOWER.openid)
+    assert (answer["delivered"], answer["attempts"]) == (True, 4)
+    assert pauses == [5.0, 5.0, 5.0]
+    assert clock.now() - started == 15
+    first = receiver.received[0]
+    assert all((r.query, r.body) == (first.query, first.body) for r in receiver.received)
+    assert first.fields["CreateTime"] == str(int(started))  # stamped once, when it happened
+
+
+async def test_the_retry_delay_can_be_set(make_wechat, receiver, pauses):
+    wechat, _ = await make_wechat(push_retry_delay=1.5)
+    receiver.replies = [500, "success"]
+    assert (await unfollow(wechat, FOLLOWER.openid))["attempts"] == 2
+    assert pauses == [1.5]
+    wechat, _ = await make_wechat(push_retry_delay=0)
+    receiver.replies = [500, "success"]
+    assert (await unfollow(wechat, NO_UNIONID.openid))["attempts"] == 2
+    assert pauses == [1.5]  # 0: at once, no pause at all
 
 
 async def test_server_errors_are_retried(make_wechat, receiver):
@@ -519,6 +570,7 @@ async def test_which_replies_are_accepted(make_wechat, receiver, mode, reply, de
 async def test_pushes_are_listed(make_wechat, receiver, clock):
     wechat, _ = await make_wechat()
     code = await new_code(wechat, "QR_LIMIT_SCENE", 3)
+    scanned_at = clock.now()
     await scan(wechat, VISITOR.openid, ticket=code["ticket"])
     receiver.replies = [500, "success"]
     await unfollow(wechat, VISITOR.openid)
@@ -528,8 +580,9 @@ async def test_pushes_are_listed(make_wechat, receiver, clock):
         ("unsubscribe", "", VISITOR.openid, 2),
     ]
     assert pushes[0]["fields"] == dict(
-        expected_event(VISITOR.openid, clock.now(), "subscribe", "qrscene_3", Ticket=code["ticket"])
-    ) | {"CreateTime": int(clock.now())}
+        expected_event(VISITOR.openid, scanned_at, "subscribe", "qrscene_3", Ticket=code["ticket"])
+    ) | {"CreateTime": int(scanned_at)}
+    assert [p["msgType"] for p in pushes] == ["event", "event"]
     assert all(p["delivered"] and p["mode"] == "plain" for p in pushes)
     assert (await wechat.delete("/_sandbox/api/pushes")).status == 204
     assert (await (await wechat.get("/_sandbox/api/pushes")).json())["pushes"] == []
@@ -563,6 +616,9 @@ def test_config_checks():
         {"message_mode": "safe", "aes_key": "short"},
         {"push_timeout": 0},
         {"message_url": "ftp://example.com/"},
+        {"push_retry_delay": -1},
+        {"ip_whitelist": ("203.0.113.7", "not an address")},
+        {"ip_whitelist": ("::1",)},  # 40164 names callers by IPv4
     ):
         with pytest.raises(ValueError):
             SandboxConfig(**base, **bad)

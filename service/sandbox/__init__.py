@@ -1,11 +1,12 @@
 """The offline WeChat emulator: WeChat's OAuth and cgi-bin endpoints, as documented."""
 
 from .app import SANDBOX_KEY, SandboxConfig, SandboxWeChat, create_sandbox_app
-from .users import SANDBOX_USERS, SandboxUser
+from .users import SANDBOX_USERS, SNAPSHOT_USER, SandboxUser
 
 __all__ = [
     "SANDBOX_KEY",
     "SANDBOX_USERS",
+    "SNAPSHOT_USER",
     "SandboxConfig",
     "SandboxUser",
     "SandboxWeChat",

@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help='time stands still until POST /_sandbox/clock {"advance": seconds} moves it',
     )
+    parser.add_argument(
+        "--ip-whitelist",
+        default="",
+        metavar="IP,IP,...",
+        help="the account's IP whitelist: cgi-bin/token and stable_token answer 40164 to other "
+        "callers (default: none configured, nobody refused; PUT /_sandbox/ip-whitelist changes it)",
+    )
     server = parser.add_argument_group("the account's server (pushes, §10 and §11)")
     server.add_argument(
         "--message-url",
@@ -50,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument(
         "--push-timeout", type=float, default=5.0, help="seconds to wait for each reply"
     )
+    server.add_argument(
+        "--push-retry-delay",
+        type=float,
+        default=None,
+        help="seconds before retrying a push answered 5xx or refused (default: --push-timeout)",
+    )
     args = parser.parse_args(argv)
     try:
         config = SandboxConfig(
@@ -62,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             message_mode=args.message_mode,
             original_id=args.original_id,
             push_timeout=args.push_timeout,
+            push_retry_delay=args.push_retry_delay,
+            ip_whitelist=tuple(a.strip() for a in args.ip_whitelist.split(",") if a.strip()),
         )
     except ValueError as exc:
         parser.error(str(exc))

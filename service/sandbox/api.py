@@ -7,6 +7,9 @@ sns/* for web authorization (§2-§5); cgi-bin/token, cgi-bin/stable_token and c
 Every answer is HTTP 200 with `{"errcode", "errmsg"}` on failure and a ` rid: …` suffix on the
 errmsg; the content type is WeChat's own `application/json; encoding=utf-8`. Each call is
 counted per path, may be refused by the per-minute limit, and may meet an injected fault.
+cgi-bin/token and cgi-bin/stable_token check the account's IP whitelist when one is configured
+(SandboxConfig.ip_whitelist: 40164), and stable_token asked with another method than POST
+answers 43002 `require POST method`, as WeChat does, rather than an HTTP 405.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .qrcodes import qr_png
 from .state import (
     CGI_CALLS_PER_MINUTE,
     DATA_FORMAT_ERROR,
+    REQUIRE_POST,
     SANDBOX_KEY,
     SNS_CALLS_PER_MINUTE,
     STABLE_TOKEN_PER_MINUTE,
@@ -122,6 +126,7 @@ async def sns_auth(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any
 
 @wechat_api("GET", "cgi-bin/token", per_minute=CGI_CALLS_PER_MINUTE)
 async def cgi_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
+    wechat.check_caller_ip(caller_ipv4(request))
     q = request.query
     return wechat.fetch_token(q.get("appid"), q.get("secret"), q.get("grant_type"))
 
@@ -129,6 +134,7 @@ async def cgi_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, An
 @wechat_api("POST", "cgi-bin/stable_token", per_minute=STABLE_TOKEN_PER_MINUTE)
 async def cgi_stable_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
     """§7: POST with a JSON body only; anything else is 47001 data format error."""
+    wechat.check_caller_ip(caller_ipv4(request))
     try:
         body = json.loads(await request.read())
     except ValueError:  # bad JSON or bad UTF-8
@@ -143,6 +149,15 @@ async def cgi_stable_token(request: web.Request, wechat: SandboxWeChat) -> dict[
         raise fail(DATA_FORMAT_ERROR)
     appid, secret, grant_type = fields
     return wechat.stable_token(appid, secret, grant_type, force_refresh=bool(force))
+
+
+@routes.route("*", "/cgi-bin/stable_token")
+async def cgi_stable_token_not_post(request: web.Request) -> web.StreamResponse:
+    """§7 "POST only": WeChat answers another method with errcode JSON (43002, listed on the
+    stable_token page's errcode table), not an HTTP 405. Counted in GET /_stats like any call;
+    faults and quotas are left to real calls."""
+    request.config_dict[SANDBOX_KEY].stats["cgi-bin/stable_token"] += 1
+    return wechat_error(*REQUIRE_POST)
 
 
 @wechat_api("GET", "cgi-bin/user/info", per_minute=CGI_CALLS_PER_MINUTE)

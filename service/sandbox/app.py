@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
@@ -20,10 +22,20 @@ __all__ = ["SANDBOX_KEY", "Faults", "SandboxConfig", "SandboxWeChat", "create_sa
 STATIC_DIR = PROJECT_ROOT / "static" / "sandbox"
 
 
-def create_sandbox_app(config: SandboxConfig, clock: Clock | None = None) -> web.Application:
-    """WeChat's paths sit unchanged below wherever this app is mounted, so SDKs work as-is."""
+def create_sandbox_app(
+    config: SandboxConfig,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> web.Application:
+    """WeChat's paths sit unchanged below wherever this app is mounted, so SDKs work as-is.
+
+    `sleep` is how push retries wait (asyncio.sleep); tests pass one that moves a ManualClock.
+    """
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
-    app[SANDBOX_KEY] = SandboxWeChat(config, clock or SystemClock())
+    wechat = SandboxWeChat(config, clock or SystemClock())
+    if sleep is not None:
+        wechat.sleep = sleep
+    app[SANDBOX_KEY] = wechat
     app.cleanup_ctx.append(push_session_ctx)  # the session event pushes go out on (§10)
     aiohttp_jinja2.setup(
         app,

@@ -1,5 +1,6 @@
-"""The emulator's own controls, which WeChat does not have: counters, faults, clock, users,
-and the user's side of the phone: scanning a QR code, unfollowing (each pushes an event, §10).
+"""The emulator's own controls, which WeChat does not have: counters, faults, clock, users, the
+account's IP whitelist, and the user's side of the phone: scanning a QR code, following,
+unfollowing, sending a message or doing anything else WeChat pushes to the account (§10).
 
 Tests and benchmarks drive them over HTTP (or through SandboxWeChat in-process); they answer
 errors in the service's one JSON shape.
@@ -7,7 +8,8 @@ errors in the service's one JSON shape.
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import ipaddress
 from typing import Any
 from urllib.parse import unquote
 
@@ -62,10 +64,30 @@ def scan_answer(record: push.PushRecord) -> dict[str, Any]:
     }
 
 
+def push_answer(record: push.PushRecord) -> dict[str, Any]:
+    """What POST /_sandbox/api/push answers: a scan's answer, with the message's type, and
+    its MsgId for a message (an event has none) or its Event and EventKey for an event."""
+    fields = record.fields
+    answer: dict[str, Any] = {"msgType": fields["MsgType"]}
+    if "MsgId" in fields:
+        answer["msgId"] = str(fields["MsgId"])
+    if fields["MsgType"] == "event":
+        answer["event"] = fields["Event"]
+        answer["eventKey"] = fields.get("EventKey", "")
+    return answer | {
+        "delivered": record.delivered,
+        "attempts": record.attempts,
+        "reply": record.reply,
+        "replyFields": record.reply_fields,
+        "status": record.status,
+        "error": record.error,
+    }
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, or nested past the parser
         raise InvalidParameter("the body must be a JSON object", field="body") from None
     if not isinstance(body, dict):
         raise InvalidParameter("the body must be a JSON object", field="body", value=body)
@@ -216,6 +238,75 @@ async def unfollow(request: web.Request) -> web.Response:
     except SandboxActionError as exc:
         raise action_error(exc) from None
     return web.json_response(scan_answer(record))
+
+
+@routes.post("/_sandbox/api/follow")
+async def follow(request: web.Request) -> web.Response:
+    """{"openid": ...}: the user follows the account without a code (search, profile page);
+    subscribe is pushed with an empty EventKey (§10) and user/info says they follow (§9)."""
+    fields = string_fields(await json_object(request), ("openid",))
+    if "openid" not in fields:
+        raise InvalidParameter("openid is required", field="openid")
+    try:
+        record = await push.follow(request, fields["openid"])
+    except SandboxActionError as exc:
+        raise action_error(exc) from None
+    return web.json_response(scan_answer(record))
+
+
+@routes.post("/_sandbox/api/push")
+async def person_push(request: web.Request) -> web.Response:
+    """{"openid": ..., "msgType": "text"|"image"|…|"event", ...fields}: the user does it.
+
+    The other keys are the push's XML fields in order: {"msgType": "text", "Content": "hi"},
+    {"msgType": "event", "Event": "scancode_push", "EventKey": "k", "ScanCodeInfo":
+    {"ScanType": "qrcode", "ScanResult": "x"}}; objects nest, lists repeat an element (§10).
+    ToUserName, FromUserName, CreateTime, MsgType and a message's MsgId are filled in as
+    WeChat does (SandboxWeChat.person_push has the rules). Answers once the push is delivered
+    or has run out of attempts, like /_sandbox/api/scan.
+    """
+    body = await json_object(request)
+    openid, msg_type = body.pop("openid", None), body.pop("msgType", None)
+    for name, value in (("openid", openid), ("msgType", msg_type)):
+        if not (isinstance(value, str) and value):
+            raise InvalidParameter(f"{name} is a non-empty string", field=name, value=value)
+    try:
+        record = await push.person(request, openid, msg_type, body)
+    except SandboxActionError as exc:
+        raise action_error(exc) from None
+    return web.json_response(push_answer(record))
+
+
+@routes.get("/_sandbox/ip-whitelist")
+async def ip_whitelist(request: web.Request) -> web.Response:
+    """The account's IP whitelist for cgi-bin/token and stable_token; [] is none configured."""
+    config = request.config_dict[SANDBOX_KEY].config
+    return web.json_response({"addresses": list(config.ip_whitelist)})
+
+
+@routes.put("/_sandbox/ip-whitelist")
+async def set_ip_whitelist(request: web.Request) -> web.Response:
+    """{"addresses": ["203.0.113.7", ...]}: callers elsewhere get 40164 (§6, §7); [] lifts it."""
+    body = await json_object(request)
+    unknown = set(body) - {"addresses"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidParameter(f"unknown field {name!r}", field=name, value=body[name])
+    addresses = body.get("addresses")
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise InvalidParameter(
+            "addresses is a list of IPv4 addresses", field="addresses", value=addresses
+        )
+    for address in addresses:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise InvalidParameter(
+                "addresses is a list of IPv4 addresses", field="addresses", value=address
+            ) from None
+    wechat = request.config_dict[SANDBOX_KEY]
+    wechat.config = dataclasses.replace(wechat.config, ip_whitelist=tuple(addresses))
+    return web.json_response({"addresses": addresses})
 
 
 @routes.get("/_sandbox/api/pushes")

@@ -1,12 +1,19 @@
-"""The sandbox user's phone: scan a parametric QR code, unfollow the account (§8, §10).
+"""The sandbox user's phone: scan a parametric QR code, follow or unfollow the account, chat
+with it and use its menu (§8, §10).
 
 A phone-sized page without JavaScript. The current sandbox user comes from the picker's cookie;
-each button is a form POST that performs the action, pushes the event to message_url, and
-shows what WeChat sent and what the account's server answered.
+each button is a form POST that performs the action, pushes what WeChat would to message_url
+(a scan's event, a plain follow's subscribe, a text message, a menu's scancode_push,
+location_select or pic_photo_or_album with their nested XML, or any push written as the JSON
+POST /_sandbox/api/push takes), and shows what WeChat sent and what the account's server
+answered.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +27,11 @@ from .state import SANDBOX_KEY, SandboxActionError
 
 routes = web.RouteTableDef()
 RECENT = 5
+MAX_PICTURES = 9  # WeChat's photo picker takes up to nine
+
+
+class PhoneFormError(ValueError):
+    """What the person typed cannot be sent; the page says why."""
 
 
 def parse_code(value: str) -> tuple[str | None, str | None]:
@@ -64,6 +76,8 @@ def phone_page(
             "message_mode": wechat.config.message_mode,
             "scan_url": router["sandbox_phone_scan"].url_for(),
             "unfollow_url": router["sandbox_phone_unfollow"].url_for(),
+            "follow_url": router["sandbox_phone_follow"].url_for(),
+            "push_url": router["sandbox_phone_push"].url_for(),
             "switch_url": router["sandbox_users"].url_for().with_query(next=here),
         },
     )
@@ -78,7 +92,92 @@ async def phone(request: web.Request) -> web.Response:
     return phone_page(request, code=code)
 
 
-async def _act(request: web.Request, action: str, code: str = "") -> web.Response:
+def _text(form: Mapping[str, Any], name: str, default: str = "") -> str:
+    return str(form.get(name, "")).strip() or default
+
+
+def _chat_text(form: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    content = str(form.get("content", ""))
+    if not content.strip():
+        raise PhoneFormError("Type a message first.")
+    return "text", {"Content": content}  # as typed: WeChat keeps the spaces
+
+
+def _menu_scan(form: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """扫码推事件: the menu's scanner read a code; WeChat pushes what it read."""
+    result = _text(form, "result")
+    if not result:
+        raise PhoneFormError("Say what the scanned code contained.")
+    return "event", {
+        "Event": "scancode_push",
+        "EventKey": _text(form, "key", "menu_scan"),
+        "ScanCodeInfo": {"ScanType": "qrcode", "ScanResult": result},
+    }
+
+
+def _menu_location(form: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """弹出地理位置选择器: the person picked a place on the map."""
+    x, y = _text(form, "latitude", "23.134521"), _text(form, "longitude", "113.358803")
+    try:
+        float(x), float(y)
+    except ValueError:
+        raise PhoneFormError("Latitude and longitude are numbers.") from None
+    return "event", {
+        "Event": "location_select",
+        "EventKey": _text(form, "key", "menu_location"),
+        "SendLocationInfo": {
+            "Location_X": x,
+            "Location_Y": y,
+            "Scale": "15",
+            "Label": _text(form, "label"),
+            "Poiname": "",
+        },
+    }
+
+
+def _menu_photo(form: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """弹出拍照或者相册发图: the person picked photos; WeChat pushes their MD5 sums."""
+    try:
+        count = int(_text(form, "count", "1"))
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_PICTURES:
+        raise PhoneFormError(f"Pick 1 to {MAX_PICTURES} photos.")
+    # A made-up photo's MD5 sum: 32 hex digits, as WeChat writes them.
+    pictures = [{"PicMd5Sum": secrets.token_hex(16)} for _ in range(count)]
+    return "event", {
+        "Event": "pic_photo_or_album",
+        "EventKey": _text(form, "key", "menu_photo"),
+        "SendPicsInfo": {"Count": count, "PicList": {"item": pictures}},
+    }
+
+
+def _any_push(form: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Any push, written as POST /_sandbox/api/push's JSON (without the openid)."""
+    try:
+        body = json.loads(str(form.get("json", "")))
+    except (ValueError, RecursionError):
+        raise PhoneFormError("Write the push as a JSON object.") from None
+    if not isinstance(body, dict) or not isinstance(body.get("msgType"), str):
+        raise PhoneFormError('Write the push as a JSON object with its "msgType".')
+    if "openid" in body:
+        raise PhoneFormError("The push comes from this phone's user: leave out openid.")
+    msg_type = body.pop("msgType")
+    return msg_type, body
+
+
+PHONE_PUSHES: dict[str, Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]]] = {
+    "text": _chat_text,
+    "scancode_push": _menu_scan,
+    "location_select": _menu_location,
+    "pic_photo_or_album": _menu_photo,
+    "json": _any_push,
+}
+
+
+async def _act(
+    request: web.Request, action: str, code: str = "", form: Mapping[str, Any] | None = None
+) -> web.Response:
     user = current_user(request)
     if user is None:
         return phone_page(request, code=code, error="Pick a sandbox user first.", status=400)
@@ -88,6 +187,18 @@ async def _act(request: web.Request, action: str, code: str = "") -> web.Respons
             if ticket is None and url is None:
                 return phone_page(request, error="Paste a QR code's url or ticket.", status=400)
             record = await push.scan(request, user.openid, ticket, url)
+        elif action == "follow":
+            record = await push.follow(request, user.openid)
+        elif action == "push":
+            form = form or {}
+            build = PHONE_PUSHES.get(str(form.get("kind", "")))
+            if build is None:
+                return phone_page(request, error="No such thing to send.", status=400)
+            try:
+                msg_type, extra = build(form)
+            except PhoneFormError as exc:
+                return phone_page(request, error=str(exc), status=400)
+            record = await push.person(request, user.openid, msg_type, extra)
         else:
             record = await push.unfollow(request, user.openid)
     except SandboxActionError as exc:
@@ -105,3 +216,15 @@ async def phone_scan(request: web.Request) -> web.Response:
 @routes.post("/_sandbox/phone/unfollow", name="sandbox_phone_unfollow")
 async def phone_unfollow(request: web.Request) -> web.Response:
     return await _act(request, "unfollow")
+
+
+@routes.post("/_sandbox/phone/follow", name="sandbox_phone_follow")
+async def phone_follow(request: web.Request) -> web.Response:
+    """关注: a plain follow, without a code."""
+    return await _act(request, "follow")
+
+
+@routes.post("/_sandbox/phone/push", name="sandbox_phone_push")
+async def phone_push(request: web.Request) -> web.Response:
+    """kind=text|scancode_push|location_select|pic_photo_or_album|json and that form's fields."""
+    return await _act(request, "push", form=await request.post())

@@ -1,9 +1,10 @@
-"""Event pushes to the account's server (§10, §11 of ../shared/wechat-api.md), as WeChat sends them.
+"""Pushes to the account's server (§10, §11 of ../shared/wechat-api.md), as WeChat sends them.
 
-SandboxWeChat decides what happened (scan, follow, unfollow) and which fields the event has;
-this module signs, encrypts and POSTs it to `message_url`, retries when no reply comes, judges
-the reply and records the push on the state. The HTTP session belongs to the sandbox app
-(push_session_ctx, PUSH_SESSION_KEY).
+SandboxWeChat decides what happened (a scan, a follow, an unfollow, a text or any other message,
+a menu event, nested ones included) and which fields the push has; this module signs, encrypts
+and POSTs it to `message_url`, retries when no reply comes (spaced as WeChat spaces them, see
+push()), judges the reply and records the push on the state. The HTTP session belongs to the
+sandbox app (push_session_ctx, PUSH_SESSION_KEY).
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ class PushRecord:
     delivered: bool
     status: int | None  # the last HTTP status received, None when none came
     reply: str  # the last reply's body ("" when none)
-    reply_fields: dict[str, str] | None  # an XML reply's fields, decrypted in safe mode
+    reply_fields: dict[str, Any] | None  # an XML reply's fields, decrypted in safe mode
     error: str  # why it was not delivered ("" when it was)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "at": self.at,
             "mode": self.mode,
+            "msgType": self.fields.get("MsgType", ""),
             "event": self.fields.get("Event", ""),
             "eventKey": self.fields.get("EventKey", ""),
             "openid": self.fields.get("FromUserName", ""),
@@ -102,7 +104,7 @@ def push_request(
 
 def judge_reply(
     mode: str, crypto: MessageCrypto | None, raw: bytes
-) -> tuple[bool, dict[str, str] | None, str]:
+) -> tuple[bool, dict[str, Any] | None, str]:
     """Whether WeChat takes this reply (§10, §11): (accepted, its fields, why not).
 
     `success` (surrounding whitespace allowed) and a zero-byte body acknowledge in every mode
@@ -128,9 +130,11 @@ def judge_reply(
         if mode == "safe":
             return False, fields, "safe mode: the reply must be encrypted (or a plain success)"
         return True, fields, ""
-    encrypted = fields["Encrypt"]
-    signature, timestamp = fields.get("MsgSignature", ""), fields.get("TimeStamp", "")
-    if not crypto.check_signature(signature, timestamp, fields.get("Nonce", ""), encrypted):
+    encrypted, signature = fields["Encrypt"], fields.get("MsgSignature", "")
+    timestamp, once = fields.get("TimeStamp", ""), fields.get("Nonce", "")
+    if not all(isinstance(v, str) for v in (encrypted, signature, timestamp, once)):
+        return False, fields, "the encrypted reply's elements must be text"
+    if not crypto.check_signature(signature, timestamp, once, encrypted):
         return False, fields, "the encrypted reply's MsgSignature does not match"
     try:
         return True, parse_message(crypto.decrypt(encrypted)), ""
@@ -141,14 +145,25 @@ def judge_reply(
 async def push(
     session: aiohttp.ClientSession, wechat: SandboxWeChat, fields: dict[str, Any]
 ) -> PushRecord:
-    """POST one event to message_url as WeChat does, and record how it went.
+    """POST one push to message_url as WeChat does, and record how it went.
 
     Each attempt waits push_timeout for a reply; a timeout, a refused connection or an HTTP
-    status of 500 or more counts as no reply and the same request goes again at once, up to
-    PUSH_ATTEMPTS in all. Emulator choice: every attempt is byte-for-byte the same, query
-    string included (same timestamp, nonce and signatures, same CreateTime), so the server's
-    FromUserName+CreateTime deduplication (§10) sees the same event. Any other reply ends the
-    push: delivered when judge_reply accepts it, not delivered (and not retried) otherwise.
+    status of 500 or more counts as no reply and the same request goes again, up to
+    PUSH_ATTEMPTS in all. Spacing: §10 documents only the timeout case ("微信服务器在五秒内收
+    不到响应会断掉连接，并且重新发起请求，总共重试三次"): WeChat drops the connection and asks
+    again, so after a timeout the retry goes at once, the 5 s wait being the spacing. How soon a
+    5xx or a refused connection is retried is documented nowhere (neither the official pages
+    nor the SDKs' issue trackers say; the only related note is the 2014 alarm rules' "MarkFail:
+    after repeated failures pushes pause for a minute"). Emulator choice: such a retry waits
+    push_retry_delay, by default push_timeout, so attempts come at WeChat's 5 s cadence
+    whichever way they fail. The pause goes through wechat.sleep, which tests replace.
+
+    Emulator choice (§10 [UNCONFIRMED] whether a retry reuses the first attempt's timestamp
+    and nonce): every attempt is byte-for-byte the same, query string included (same
+    timestamp, nonce and signatures, same CreateTime and MsgId), so the server's replay check
+    knows it for a retry and its de-duplication (MsgId, or FromUserName+CreateTime) sees the
+    same push. Any other reply ends the push: delivered when judge_reply accepts it, not
+    delivered (and not retried) otherwise.
     """
     config = wechat.config
     started = wechat.clock.now()
@@ -157,8 +172,13 @@ async def push(
     status: int | None = None
     reply, error = b"", ""
     delivered, reply_fields = False, None
-    attempts = 0
+    retry_delay = (
+        config.push_timeout if config.push_retry_delay is None else config.push_retry_delay
+    )
+    attempts, pause = 0, 0.0
     while attempts < PUSH_ATTEMPTS:
+        if attempts and pause > 0:
+            await wechat.sleep(pause)
         attempts += 1
         try:
             async with session.post(
@@ -172,13 +192,16 @@ async def push(
                 reply = await resp.read()
         except TimeoutError:
             status, reply, error = None, b"", f"no reply within {config.push_timeout:g} s"
+            pause = 0.0  # the timeout was the wait: WeChat asks again at once
             continue
         except (aiohttp.ClientError, OSError) as exc:
             status, reply = None, b""
             error = f"could not reach message_url ({type(exc).__name__})"
+            pause = retry_delay
             continue
         if status >= 500:
             error = f"HTTP {status}"
+            pause = retry_delay
             continue
         if not 200 <= status < 300:
             error = f"HTTP {status}"
@@ -213,4 +236,21 @@ async def unfollow(request: web.Request, openid: str | None) -> PushRecord:
     """The user `openid` unfollows the account: push `unsubscribe`."""
     wechat = request.config_dict[SANDBOX_KEY]
     fields = wechat.unsubscribe(openid)
+    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+
+
+async def follow(request: web.Request, openid: str | None) -> PushRecord:
+    """The user `openid` follows the account without a code: push `subscribe` (no scene)."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    fields = wechat.subscribe(openid)
+    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+
+
+async def person(
+    request: web.Request, openid: str | None, msg_type: str | None, extra: dict[str, Any]
+) -> PushRecord:
+    """The user `openid` sends a message or does something WeChat tells the account about
+    (SandboxWeChat.person_push): push it."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    fields = wechat.person_push(openid, msg_type, extra)
     return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)

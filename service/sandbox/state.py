@@ -7,10 +7,13 @@ made is the one that document lists under "Emulator choices".
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import secrets
 import string
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +21,7 @@ from aiohttp import web
 
 from ..clock import Clock
 from ..wechat.crypto import aes_key_from
+from ..wechat.xml import build_message
 from .faults import Faults
 from .qrcodes import (
     ACTION_NAMES,
@@ -53,6 +57,11 @@ STABLE_FORCE_SPACING = 30  # ...and at least 30 s apart
 USER_INFO_DAILY_QUOTA = 5_000_000  # cgi-bin/user/info
 QRCODE_DAILY_QUOTA = 100_000  # §8: cgi-bin/qrcode/create, 100,000 a day
 PUSH_MEMORY = 200  # pushes remembered for GET /_sandbox/api/pushes and the phone page
+# What a person sends an account (接收普通消息: text, image, voice, video, shortvideo, location,
+# link) and what WeChat tells it about them (event: menus, follows, popups, job reports).
+MSG_TYPES = ("text", "image", "voice", "video", "shortvideo", "location", "link", "event")
+# The fields WeChat itself fills in (§10): who, to whom, when, what, and a message's MsgId.
+PUSH_FILLED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId")
 MESSAGE_MODES = ("plain", "compatible", "safe")  # §11: 明文, 兼容, 安全模式
 CGI_CALLS_PER_MINUTE = 50_000  # not documented for these paths: the same allowance as sns/*
 BEIJING_OFFSET = 8 * 3600  # daily quotas reset at midnight Beijing time (UTC+8)
@@ -101,6 +110,9 @@ INVALID_ACTION_NAME = (40052, "invalid action name")
 INVALID_ACTION_INFO = (40053, "invalid action info, please check document")
 API_UNAUTHORIZED = (48001, "api unauthorized")
 USER_UNAUTHORIZED = (50001, "user unauthorized")
+# developers.weixin.qq.com/doc/subscription/api/base/api_getstableaccesstoken.html, errcode table
+# ("43002 require POST method 需要 POST 请求"); also in the global errcode list.
+REQUIRE_POST = (43002, "require POST method")
 
 ERRMSGS: dict[int, str] = dict(
     [
@@ -131,6 +143,7 @@ ERRMSGS: dict[int, str] = dict(
         INVALID_ACTION_INFO,
         API_UNAUTHORIZED,
         USER_UNAUTHORIZED,
+        REQUIRE_POST,
     ]
 )
 
@@ -156,6 +169,11 @@ def web_token_value() -> str:
     return secrets.token_urlsafe(64)
 
 
+def message_id() -> int:
+    """A message's MsgId: a 64-bit integer, 19 digits like the ones WeChat sends."""
+    return 10**18 + secrets.randbelow(2**63 - 10**18)
+
+
 def beijing_day(ts: float) -> int:
     """The day number, in Beijing time, that daily quotas count in (they reset at 00:00 UTC+8)."""
     return int((ts + BEIJING_OFFSET) // 86400)
@@ -165,7 +183,7 @@ class SandboxActionError(Exception):
     """A sandbox action (scan, unfollow) that cannot happen; the HTTP layer picks the status.
 
     reason: "unknown_user" | "unknown_ticket" | "expired_ticket" | "not_following" |
-    "no_message_url".
+    "already_following" | "bad_push" | "no_message_url".
     """
 
     def __init__(self, reason: str, message: str, field: str = "", value: Any = None) -> None:
@@ -180,7 +198,12 @@ class SandboxConfig:
     token, aes_key, message_url and message_mode are the account's 服务器配置 (§10, §11):
     message_url is where pushes go (empty: no pushes, and scans are refused); original_id is
     the account's 原始ID, the ToUserName of every push; push_timeout is how long WeChat waits
-    for a reply to each attempt (§10: 5 s).
+    for a reply to each attempt (§10: 5 s). push_retry_delay is the pause before retrying a
+    push that failed without waiting out push_timeout (an HTTP 5xx, a refused connection);
+    None means push_timeout (see push.push for why).
+
+    ip_whitelist is the account's IP白名单 for cgi-bin/token and cgi-bin/stable_token (§6, §7):
+    a caller whose address is not in it gets 40164. Empty: none configured, nobody refused.
     """
 
     appid: str
@@ -192,6 +215,8 @@ class SandboxConfig:
     message_mode: str = "plain"
     original_id: str = "gh_5a4db0c0ffee"
     push_timeout: float = 5.0
+    push_retry_delay: float | None = None
+    ip_whitelist: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.message_mode not in MESSAGE_MODES:
@@ -200,6 +225,11 @@ class SandboxConfig:
             aes_key_from(self.aes_key)  # §11: 43 characters that decode to 32 bytes
         if not self.push_timeout > 0:
             raise ValueError("push_timeout must be above 0 seconds")
+        if self.push_retry_delay is not None and not self.push_retry_delay >= 0:
+            raise ValueError("push_retry_delay must be 0 seconds or more")
+        for address in self.ip_whitelist:
+            # IPv4, as 40164's errmsg names callers (an IPv6 caller is named by its v4 mapping).
+            ipaddress.IPv4Address(address)  # ValueError names the bad entry
         if self.message_url and not self.message_url.startswith(("http://", "https://")):
             raise ValueError("message_url must be an http:// or https:// URL")
 
@@ -274,9 +304,15 @@ class BaseToken:
 class SandboxWeChat:
     """The emulator's state: users, codes, grants, injected faults and per-path call counts."""
 
-    def __init__(self, config: SandboxConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.sleep = sleep  # how push retries wait; tests pass one that moves a ManualClock
         self.users: dict[str, SandboxUser] = dict(USERS_BY_OPENID)
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
@@ -367,6 +403,21 @@ class SandboxWeChat:
         )
         self._base_tokens[token.value] = token
         return token
+
+    def check_caller_ip(self, ip: str) -> None:
+        """The account's IP whitelist (§6, §7), when one is configured: 40164 naming the caller.
+
+        `ip` is the caller's IPv4 address as 40164's errmsg writes it (api.caller_ipv4).
+        Emulator choice: checked before the appid and secret, so a caller off the list learns
+        nothing about them.
+        """
+        allowed = self.config.ip_whitelist
+        if not allowed:
+            return
+        caller = ipaddress.IPv4Address(ip)
+        if not any(caller == ipaddress.IPv4Address(address) for address in allowed):
+            errcode, errmsg = IP_NOT_IN_WHITELIST
+            raise ApiError(errcode, errmsg.format(ip=ip))
 
     def fetch_token(
         self, appid: str | None, secret: str | None, grant_type: str | None
@@ -654,6 +705,93 @@ class SandboxWeChat:
         self.unfollow(user.openid)
         return self.event_fields(user.openid, "unsubscribe", "")
 
+    def subscribe(self, openid: str | None) -> dict[str, Any]:
+        """The user follows without a parametric code (search, a shared card, the profile
+        page): `subscribe` with an empty EventKey (observed, §10), the follow applied (§9:
+        ADD_SCENE_OTHERS, no qr_scene). Someone who follows already cannot follow again."""
+        self._check_pushes()
+        user = self.user(openid)
+        if user.subscribed:
+            raise SandboxActionError(
+                "already_following", "the user follows the account already", "openid", openid
+            )
+        self.follow(user.openid)
+        return self.event_fields(user.openid, "subscribe", "")
+
+    def person_push(
+        self, openid: str | None, msg_type: str | None, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What a person does in the chat or its menus: the push WeChat sends (§10).
+
+        ToUserName, FromUserName, CreateTime and MsgType are filled in as WeChat does, then
+        `extra` in the order given (text, numbers, objects for nested elements, lists for
+        repeated ones: the shapes wechat.xml reads and writes). Messages (every msgType but
+        event) end with a MsgId, a 64-bit integer, and can only come from a follower: a chat
+        with an account opens once you follow it. Events: `subscribe` is a plain follow
+        (subscribe()), `unsubscribe` an unfollow (unsubscribe()); the state-changing QR events
+        (SCAN, subscribe with qrscene_) come from scanning a code, so they are refused here;
+        any other event (CLICK, scancode_push, pic_weixin, location_select, LOCATION,
+        TEMPLATESENDJOBFINISH, subscribe_msg_popup_event, …) is pushed as given.
+        """
+        self._check_pushes()
+        user = self.user(openid)
+        if msg_type not in MSG_TYPES:
+            raise SandboxActionError(
+                "bad_push", f"msgType is one of {', '.join(MSG_TYPES)}", "msgType", msg_type
+            )
+        for name in extra:
+            if name in PUSH_FILLED_FIELDS:
+                raise SandboxActionError(
+                    "bad_push", f"{name} is filled in by WeChat", name, extra[name]
+                )
+        if msg_type == "event":
+            event = extra.get("Event")
+            if not isinstance(event, str) or not event:
+                raise SandboxActionError(
+                    "bad_push", "an event push names its Event", "Event", event
+                )
+            key = extra.get("EventKey", "")
+            if event == "SCAN" or (event == "subscribe" and key):
+                raise SandboxActionError(
+                    "bad_push",
+                    "QR code events come from scanning the code: POST /_sandbox/api/scan",
+                    "Event",
+                    event,
+                )
+            if event in ("subscribe", "unsubscribe"):
+                if set(extra) - {"Event", "EventKey"}:
+                    raise SandboxActionError(
+                        "bad_push", f"{event} carries Event and EventKey only", "Event", event
+                    )
+                return self.subscribe(openid) if event == "subscribe" else self.unsubscribe(openid)
+        elif not user.subscribed:
+            raise SandboxActionError(
+                "not_following",
+                "only a follower can send the account messages",
+                "openid",
+                openid,
+            )
+        elif msg_type == "text" and not isinstance(extra.get("Content"), str):
+            raise SandboxActionError(
+                "bad_push", "a text message has its Content", "Content", extra.get("Content")
+            )
+        fields: dict[str, Any] = {
+            "ToUserName": self.config.original_id,
+            "FromUserName": user.openid,
+            "CreateTime": int(self.clock.now()),
+            "MsgType": msg_type,
+        }
+        if msg_type == "event":
+            fields["Event"] = extra["Event"]  # WeChat's order: Event right after MsgType
+        fields |= extra
+        if msg_type != "event":
+            fields["MsgId"] = message_id()
+        try:
+            build_message(fields)  # names, value types and depth that XML can carry
+        except ValueError as exc:
+            raise SandboxActionError("bad_push", str(exc), "body") from None
+        return fields
+
     def record_push(self, record: PushRecord) -> None:
         self.pushes.append(record)
 
@@ -682,8 +820,11 @@ class SandboxWeChat:
         answer = grant.token_answer(now)
         user = self.users[issued.openid]
         # §2: unionid only for snsapi_userinfo, and only for accounts bound to an Open Platform.
+        # A snapshot user's is virtual, like its openid (§1).
         if issued.scope == "snsapi_userinfo" and user.unionid:
             answer["unionid"] = user.unionid
+        if user.snapshot:
+            answer["is_snapshotuser"] = 1  # §2: present only for virtual users, value 1
         return answer
 
     def _grant(self, openid: str, scope: str, now: float) -> WebGrant:
@@ -754,6 +895,8 @@ class SandboxWeChat:
         if grant.scope != "snsapi_userinfo":
             raise fail(API_UNAUTHORIZED)
         user = self.users[grant.openid]
+        if user.snapshot:
+            raise fail(API_UNAUTHORIZED)  # §1: observed 48001 for a snapshot user's token
         answer: dict[str, Any] = {
             "openid": user.openid,
             "nickname": user.nickname,

@@ -28,6 +28,9 @@ class SandboxUser:
     qr_scene_str: str = ""
     remark: str = ""
     tagid_list: tuple[int, ...] = ()
+    # A virtual account from WeChat's snapshot page (快照页, wechat-api.md §1): its token
+    # exchange says is_snapshotuser 1 and sns/userinfo answers 48001.
+    snapshot: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,4 +77,17 @@ SANDBOX_USERS: tuple[SandboxUser, ...] = (
     ),
 )
 
-USERS_BY_OPENID = {user.openid: user for user in SANDBOX_USERS}
+# Not one of SANDBOX_USERS, which tests and flows take as real people by index: a person on
+# the snapshot page only, for the sign-in to refuse. Pick it in the user picker to see that.
+SNAPSHOT_USER = SandboxUser(
+    openid="oSbx05SnapshotVirtualUser0E5",
+    # Observed: one virtual unionid on several openids, so it names nobody.
+    unionid="oUnion05SnapshotVirtualShrE5",
+    nickname="微信用户 (snapshot page)",
+    headimgurl="",
+    subscribed=False,
+    subscribe_time=None,
+    snapshot=True,
+)
+
+USERS_BY_OPENID = {user.openid: user for user in (*SANDBOX_USERS, SNAPSHOT_USER)}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from flows import wait_healthy
 from service.config import SANDBOX_DEFAULTS, ConfigError, load_settings
 
 PRODUCTION_ENV = {
@@ -13,6 +18,8 @@ PRODUCTION_ENV = {
     "WECHAT_SECRET": "a-real-secret",
     "WECHAT_TOKEN": "a-real-token",
     "JWT_SECRET": "x" * 40,
+    # Outside sandbox mode the embedded store must be asked for by name.
+    "MONGODB_URI": "memory://",
 }
 
 
@@ -152,6 +159,53 @@ def test_the_default_lease_and_timeout_fit_and_so_does_exactly_three_times():
     defaults = load_settings(PRODUCTION_ENV)
     assert (defaults.lease_ttl, defaults.wechat_timeout) == (30, 5.0)
     assert load_settings({**PRODUCTION_ENV, "WECHAT_TIMEOUT": "10"}).lease_ttl == 30
+
+
+def test_outside_sandbox_mode_an_unset_mongodb_uri_stops_start_up_naming_memory():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "MONGODB_URI"}
+    with pytest.raises(ConfigError, match="MONGODB_URI") as refused:
+        load_settings(env)
+    assert "memory://" in str(refused.value)
+    with pytest.raises(ConfigError, match="MONGODB_URI"):
+        load_settings({**env, "MONGODB_URI": ""})
+
+
+def test_sandbox_mode_without_a_uri_keeps_the_embedded_store():
+    assert load_settings({"SANDBOX": "1"}).mongodb_uri == ""
+
+
+def test_the_embedded_store_asked_for_by_name_starts_and_warns_loudly(tmp_path):
+    """`python -m service` outside sandbox mode: no URI is a refusal naming memory://; with
+    MONGODB_URI=memory:// it serves, on the embedded store, and says so."""
+    import os
+
+    from aiohttp.test_utils import unused_port
+
+    base = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "SANDBOX")}
+    env = {**base, **PRODUCTION_ENV, "PORT": str(unused_port()), "HOST": "127.0.0.1"}
+    del env["MONGODB_URI"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "MONGODB_URI" in refused.stderr and "memory://" in refused.stderr
+
+    env |= {"MONGODB_URI": "memory://", "TOKEN_UPKEEP": "0", "SHUTDOWN_TIMEOUT": "5"}
+    log = tmp_path / "service.log"
+    process = start_process(env, log)
+    try:
+        asyncio.run(wait_healthy(f"http://127.0.0.1:{env['PORT']}", process, log))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "EMBEDDED IN-MEMORY store" in log.read_text()
+
+
+def start_process(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
 
 
 def test_token_upkeep_defaults():

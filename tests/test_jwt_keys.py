@@ -155,7 +155,12 @@ async def test_algorithm_confusion_and_none_are_refused(make_client, browser, tm
         assert resp.status == 401
 
 
-BASE_ENV = {"WECHAT_APPID": "wxabcdef0123456789", "WECHAT_SECRET": "s", "WECHAT_TOKEN": "t"}
+BASE_ENV = {
+    "WECHAT_APPID": "wxabcdef0123456789",
+    "WECHAT_SECRET": "s",
+    "WECHAT_TOKEN": "t",
+    "MONGODB_URI": "memory://",  # outside sandbox mode the embedded store is asked for by name
+}
 
 
 def test_key_configuration_is_checked_at_start_up(tmp_path):

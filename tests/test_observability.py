@@ -137,6 +137,7 @@ def test_log_format_setting(fmt):
         "WECHAT_TOKEN": "t",
         "JWT_SECRET": "x" * 32,
         "LOG_FORMAT": fmt,
+        "MONGODB_URI": "memory://",
     }
     assert load_settings(env).log_format == fmt
 

@@ -10,7 +10,7 @@ from yarl import URL
 
 from flows import APPID, SECRET, assert_error_shape
 from service.clock import SystemClock
-from service.sandbox import SANDBOX_USERS, SandboxConfig, create_sandbox_app
+from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER, SandboxConfig, create_sandbox_app
 from service.sandbox.state import SNS_CALLS_PER_MINUTE
 
 FOLLOWER, VISITOR, NO_UNIONID = SANDBOX_USERS[0], SANDBOX_USERS[1], SANDBOX_USERS[2]
@@ -448,7 +448,7 @@ async def test_the_clock_moves_over_http_only_when_it_is_manual(wechat, clock, a
 
 async def test_users_api_and_unknown_paths(wechat):
     users = (await (await wechat.get("/_sandbox/api/users")).json())["users"]
-    assert [u["openid"] for u in users] == [u.openid for u in SANDBOX_USERS]
+    assert [u["openid"] for u in users] == [u.openid for u in (*SANDBOX_USERS, SNAPSHOT_USER)]
     assert {u["subscribed"] for u in users} == {True, False}
     missing = await wechat.get("/cgi-bin/nothing")
     assert_error_shape(await missing.json(), 404, "NOT_FOUND", "path")

@@ -5,9 +5,16 @@
 
   function $(id) { return document.getElementById(id); }
 
+  // The value of a query parameter, "" when absent, null when its percent-escapes are broken
+  // (decodeURIComponent throws on "%" or "%E0%A4%A"; uncaught, the page would spin for ever).
   function param(name) {
     var match = new RegExp("[?&]" + name + "=([^&#]*)").exec(window.location.search);
-    return match ? decodeURIComponent(match[1].replace(/\+/g, " ")) : "";
+    if (!match) { return ""; }
+    try {
+      return decodeURIComponent(match[1].replace(/\+/g, " "));
+    } catch (e) {
+      return null;
+    }
   }
 
   function getJson(url, done) {
@@ -78,6 +85,19 @@
       if (name === "INVALID_STATE") {
         problem("This sign-in link has expired", "Each sign-in link works once and only for ten minutes.",
                 "Sign in again", restart, ref);
+      } else if (name === "STATE_NOT_BOUND") {
+        // Started in another browser: maybe a link someone sent. Never signed in as them.
+        problem("This sign-in was started elsewhere",
+                "This link belongs to a sign-in started in another browser, so it cannot sign you in here. " +
+                "Start again to sign in with your own WeChat account.",
+                "Sign in again", restart, ref);
+      } else if (name === "SNAPSHOT_USER") {
+        // WeChat's snapshot page (快照页) gives a virtual account, never the person's own.
+        problem("请点击屏幕下方的「使用完整服务」",
+                "微信以快照页打开了此页面，无法确认你的身份。请点击屏幕下方的「使用完整服务」后重新登录。 " +
+                "WeChat opened this page as a snapshot, which cannot tell who you are: tap " +
+                "\u201c使用完整服务\u201d (Use full service) at the bottom of the screen, then sign in again.",
+                "Sign in again", restart, ref);
       } else if (name === "INVALID_CODE") {
         problem("This sign-in was already used", "WeChat's authorization code was already used or has expired.",
                 "Sign in again", restart, ref);
@@ -91,7 +111,10 @@
     });
   }
 
-  if (!state) {
+  if (code === null || state === null) {
+    problem("This link is damaged", "The address of this page was changed or cut short on the way, " +
+            "so it cannot finish signing you in. Go back to the app and sign in again.", null, null, null);
+  } else if (!state) {
     problem("Nothing to sign in", "This page is where WeChat returns you after you authorize an app; it needs WeChat's code and state.",
             null, null, null);
   } else if (!code) {

@@ -5,7 +5,13 @@
   var params = {};
   fragment.split("&").forEach(function (pair) {
     var i = pair.indexOf("=");
-    if (i > 0) { params[pair.slice(0, i)] = decodeURIComponent(pair.slice(i + 1)); }
+    if (i > 0) {
+      try {
+        params[pair.slice(0, i)] = decodeURIComponent(pair.slice(i + 1));
+      } catch (e) {
+        params[pair.slice(0, i)] = "";  // a broken escape: treated as absent
+      }
+    }
   });
   var token = params.token;
   if (!token) {

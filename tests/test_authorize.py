@@ -222,3 +222,27 @@ async def test_expired_or_forged_bearer_token_means_authorize_again(client, cloc
         )
         assert resp.status == 401
         assert (await resp.json())["details"]["field"] == "authorization url"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # urlsplit NFKC-normalizes the netloc and refuses what turns into # or @ there.
+        f"{APP_ORIGIN}＃/x",
+        "https://attacker＠app.example.com/x",
+        # A broken IPv6 literal, a bracket alone, a port that is not a port.
+        "https://[app.example.com/x",
+        "https://app.example.com]/x",
+        "https://[::1/x",
+        "https://app.example.com:99999/x",
+        "https://app.example.com:x/y",
+    ],
+)
+@pytest.mark.parametrize("parameter", ["redirectUri", "callback"])
+async def test_a_malformed_url_is_a_400_naming_the_parameter(client, url, parameter):
+    params = {"redirectUri": REDIRECT_URI, "callback": CALLBACK, parameter: url}
+    resp = await client.get("/wechat/authorize", params=params)
+    assert resp.status == 400
+    body = await resp.json()
+    assert_error_shape(body, 400, "INVALID_PARAMETER", parameter)
+    assert body["details"]["fieldValue"] == url

@@ -7,12 +7,15 @@ calls /wechat/jwt and replaces itself with the landing page, whose script shows 
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import shutil
+from urllib.parse import quote
 
 import pytest
 
 from service import keys
-from service.sandbox import SANDBOX_USERS
+from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
@@ -115,3 +118,79 @@ async def test_the_desktop_page_signs_in_by_itself_after_a_scan(
     dom = await page
     assert 'id="claims"' in dom  # the landing page, showing the JWT's claims
     assert SANDBOX_USERS[1].openid in dom
+
+
+def picking_user_then(base: str, openid: str, next_path: str) -> str:
+    """A data: page that picks a sandbox user, as a person does once in the user picker, and
+    goes on to `next_path` on the service: the picker's form, submitted by itself."""
+    form = (
+        f'<form method="post" action="{base}/sandbox/_sandbox/users/select">'
+        f'<input type="hidden" name="openid" value="{openid}">'
+        f'<input type="hidden" name="next" value="{html.escape(next_path)}"></form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    return "data:text/html," + quote(form)
+
+
+async def demo_link(browser, base: str, element_id: str) -> str:
+    """The href of one of the demo page's sign-in buttons."""
+    page = await (await browser.get(f"{base}/")).text()
+    match = re.search(rf'id="{element_id}"\s+href="([^"]+)"', page)
+    assert match, page
+    return html.unescape(match.group(1))
+
+
+async def test_the_demo_button_signs_in_through_wechat_login(
+    sandbox_server, sandbox_service, browser, tmp_path
+):
+    """The demo's button is a link to /wechat/login: its cookie binds the state to Chromium,
+    which then finishes on the built-in callback page and lands with the JWT. (snsapi_base:
+    the userinfo button's consent page would need a tap.)"""
+    base = sandbox_service
+    link = await demo_link(browser, base, "sign-in-base")
+    assert link.startswith("/wechat/login?")
+    user = SANDBOX_USERS[0]
+    dom = await dump_dom(picking_user_then(base, user.openid, link), tmp_path)
+    assert 'id="claims"' in dom, dom
+    assert user.openid in dom
+    store = sandbox_server.app[keys.STORE]
+    (state,) = [doc async for doc in store.states.find({})]
+    assert state["bindingHash"] and state["usedAt"] is not None
+
+
+async def test_a_callback_link_from_another_browser_does_not_sign_in(
+    sandbox_service, browser, tmp_path
+):
+    """Login CSRF: the attacker's own callback link, opened in the victim's browser."""
+    base = sandbox_service
+    link = await demo_link(browser, base, "sign-in-base")
+    at_service = await browser.get(f"{base}{link}", allow_redirects=False)
+    wechat_url = at_service.headers["Location"].split("#")[0]
+    at_wechat = await browser.get(
+        f"{wechat_url}&sandbox_openid={SANDBOX_USERS[1].openid}", allow_redirects=False
+    )
+    dom = await dump_dom(at_wechat.headers["Location"], tmp_path)  # the victim's Chromium
+    assert "started elsewhere" in dom
+    assert SANDBOX_USERS[1].openid not in dom
+
+
+@pytest.mark.parametrize("query", ["code=%E0%A4%A&state=abc", "code=abc&state=%", "state=%zz"])
+async def test_a_malformed_percent_escape_shows_an_error_instead_of_spinning(
+    sandbox_service, tmp_path, query
+):
+    dom = await dump_dom(f"{sandbox_service}/wechat/callback?{query}", tmp_path)
+    assert "This link is damaged" in dom
+    assert re.search(r'<section id="progress"[^>]*class="hidden"', dom)  # no spinner left
+
+
+async def test_a_snapshot_page_user_is_told_to_use_the_full_service(
+    sandbox_service, browser, tmp_path
+):
+    base = sandbox_service
+    url = await authorization_url(browser, base, "snsapi_userinfo")
+    dom = await dump_dom(
+        f"{url}&sandbox_openid={SNAPSHOT_USER.openid}&sandbox_action=allow", tmp_path
+    )
+    assert "使用完整服务" in dom
+    assert "Use full service" in dom
+    assert 'id="claims"' not in dom

@@ -60,7 +60,9 @@ async def index(request: web.Request) -> web.Response:
                 ],
             }
         )
-    return page(request, "demo.html", {"appid": settings.wechat_appid})
+    # The landing page under PUBLIC_URL: the host the binding cookie and the callback share.
+    landing_url = settings.public_url.rstrip("/") + "/demo/landing"
+    return page(request, "demo.html", {"appid": settings.wechat_appid, "landing_url": landing_url})
 
 
 @routes.get("/demo/qr-login")

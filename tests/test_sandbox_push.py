@@ -711,3 +711,203 @@ async def test_the_phone_page_without_message_url(aiohttp_client, emulator_serve
         "/_sandbox/phone/scan", data={"code": code["url"]}, headers=as_user(VISITOR.openid)
     )
     assert resp.status == 409
+
+
+# What a person does besides scanning: POST /_sandbox/api/push and /_sandbox/api/follow (§10)
+
+
+async def person_push(wechat, openid: str, expect: int = 200, **body) -> dict:
+    resp = await wechat.post("/_sandbox/api/push", json={"openid": openid, **body})
+    assert resp.status == expect, await resp.text()
+    return await resp.json()
+
+
+async def test_a_text_message_is_pushed_as_wechat_sends_it(make_wechat, receiver, clock):
+    wechat, _ = await make_wechat()
+    answer = await person_push(wechat, FOLLOWER.openid, msgType="text", Content="  hi ]]> <&>\n")
+    [push] = receiver.received
+    assert list(push.fields) == [
+        "ToUserName",
+        "FromUserName",
+        "CreateTime",
+        "MsgType",
+        "Content",
+        "MsgId",
+    ]
+    assert push.fields["Content"] == "  hi ]]> <&>\n"  # as typed
+    assert (push.fields["FromUserName"], push.fields["CreateTime"]) == (
+        FOLLOWER.openid,
+        str(int(clock.now())),
+    )
+    msg_id = push.fields["MsgId"]
+    assert re.fullmatch(r"[1-9][0-9]{18}", msg_id) and int(msg_id) < 2**63
+    assert re.search(rf"<MsgId>{msg_id}</MsgId>", push.body)  # an integer, bare
+    assert answer == {
+        "msgType": "text",
+        "msgId": msg_id,
+        "delivered": True,
+        "attempts": 1,
+        "reply": "success",
+        "replyFields": None,
+        "status": 200,
+        "error": "",
+    }
+    again = await person_push(wechat, FOLLOWER.openid, msgType="text", Content="hi")
+    assert again["msgId"] != msg_id  # every message its own MsgId
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_nested_events_are_pushed_nested(make_wechat, receiver, mode):
+    wechat, _ = await make_wechat(mode)
+    pictures = [{"PicMd5Sum": "1b5f7c23b5bf75682a53e7b6d163e185"}, {"PicMd5Sum": "5a75aa"}]
+    answer = await person_push(
+        wechat,
+        FOLLOWER.openid,
+        msgType="event",
+        EventKey="6",
+        Event="pic_weixin",  # put back right after MsgType, where WeChat writes it
+        SendPicsInfo={"Count": 2, "PicList": {"item": pictures}},
+    )
+    assert (answer["msgType"], answer["event"], answer["eventKey"]) == ("event", "pic_weixin", "6")
+    assert "msgId" not in answer  # events have none
+    [push] = receiver.received
+    assert list(push.fields)[3:6] == ["MsgType", "Event", "EventKey"]
+    assert push.fields["SendPicsInfo"] == {"Count": "2", "PicList": {"item": pictures}}
+    plain = (
+        push.body
+        if mode == "plain"
+        else MessageCrypto(TOKEN, AES_KEY, APPID).decrypt(push.outer["Encrypt"])
+    )
+    assert "<SendPicsInfo><Count>2</Count><PicList><item><PicMd5Sum>" in plain
+
+
+async def test_a_plain_follow_pushes_subscribe_without_a_scene(make_wechat, receiver, clock):
+    wechat, emulator = await make_wechat()
+    resp = await wechat.post("/_sandbox/api/follow", json={"openid": VISITOR.openid})
+    assert resp.status == 200
+    assert (await resp.json())["event"] == "subscribe"
+    [push] = receiver.received
+    assert list(push.fields.items()) == expected_event(VISITOR.openid, clock.now(), "subscribe", "")
+    assert "<EventKey><![CDATA[]]></EventKey>" in push.body  # present and empty, as observed
+    info = await user_info(wechat, VISITOR.openid)
+    assert (info["subscribe"], info["subscribe_scene"], info["qr_scene_str"]) == (
+        1,
+        "ADD_SCENE_OTHERS",
+        "",
+    )
+    assert info["subscribe_time"] == int(clock.now())
+    # Following twice is not a thing; the push route's subscribe is the same follow.
+    resp = await wechat.post("/_sandbox/api/follow", json={"openid": VISITOR.openid})
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", "openid")
+    await unfollow(wechat, VISITOR.openid)
+    answer = await person_push(wechat, VISITOR.openid, msgType="event", Event="subscribe")
+    assert (answer["event"], answer["eventKey"], answer["delivered"]) == ("subscribe", "", True)
+    assert emulator.users[VISITOR.openid].subscribed
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"openid": "oSbxNobody", "msgType": "text", "Content": "hi"}, "openid"),
+        ({"msgType": "text", "Content": "hi"}, "openid"),
+        ({"openid": FOLLOWER.openid, "Content": "hi"}, "msgType"),
+        ({"openid": FOLLOWER.openid, "msgType": "fax"}, "msgType"),
+        ({"openid": FOLLOWER.openid, "msgType": "text"}, "Content"),
+        ({"openid": FOLLOWER.openid, "msgType": "event"}, "Event"),
+        ({"openid": FOLLOWER.openid, "msgType": "text", "Content": "x", "MsgId": 1}, "MsgId"),
+        (
+            {"openid": FOLLOWER.openid, "msgType": "text", "Content": "x", "ToUserName": "gh"},
+            "ToUserName",
+        ),
+        ({"openid": FOLLOWER.openid, "msgType": "event", "Event": "SCAN"}, "Event"),
+        (
+            {
+                "openid": VISITOR.openid,
+                "msgType": "event",
+                "Event": "subscribe",
+                "EventKey": "qrscene_1",
+            },
+            "Event",
+        ),
+        ({"openid": VISITOR.openid, "msgType": "event", "Event": "unsubscribe"}, "openid"),
+        ({"openid": VISITOR.openid, "msgType": "text", "Content": "hi"}, "openid"),  # no follow
+        ({"openid": FOLLOWER.openid, "msgType": "event", "Event": "X", "<a>": "1"}, "body"),
+        ({"openid": FOLLOWER.openid, "msgType": "event", "Event": "X", "A": None}, "body"),
+        ({"openid": FOLLOWER.openid, "msgType": "event", "Event": "X", "A": True}, "body"),
+        ({"openid": FOLLOWER.openid, "msgType": "event", "Event": "X", "A": [[1]]}, "body"),
+    ],
+)
+async def test_pushes_a_person_cannot_make_are_refused(make_wechat, receiver, body, field):
+    wechat, _ = await make_wechat()
+    resp = await wechat.post("/_sandbox/api/push", json=body)
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", field)
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[]", b"not json", b"\xff", b"[" * 30_000 + b"]" * 30_000],
+    ids=["array", "text", "bytes", "deep"],
+)
+async def test_push_bodies_that_are_not_json_objects_are_400s(make_wechat, receiver, raw):
+    wechat, _ = await make_wechat()
+    resp = await wechat.post("/_sandbox/api/push", data=raw)
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", "body")
+
+
+async def test_a_push_nested_too_deep_is_refused(make_wechat, receiver):
+    wechat, _ = await make_wechat()
+    deep: dict = {"Leaf": "x"}
+    for _ in range(8):
+        deep = {"A": deep}
+    resp = await wechat.post(
+        "/_sandbox/api/push",
+        json={"openid": FOLLOWER.openid, "msgType": "event", "Event": "X", **deep},
+    )
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", "body")
+    assert receiver.received == []
+
+
+async def test_the_phone_follows_chats_and_uses_the_menu(make_wechat, receiver):
+    wechat, emulator = await make_wechat()
+    me = as_user(VISITOR.openid)
+    page = await (await wechat.get("/_sandbox/phone", headers=me)).text()
+    assert 'action="/_sandbox/phone/follow"' in page  # a visitor can follow, not chat
+    assert 'name="kind" value="text"' not in page
+    resp = await wechat.post("/_sandbox/phone/follow", headers=me)
+    page = await resp.text()
+    assert re.search(r"<strong>subscribe</strong> pushed", page)
+    assert 'name="kind" value="text"' in page and emulator.users[VISITOR.openid].subscribed
+
+    forms = [
+        {"kind": "text", "content": "你好 "},
+        {"kind": "scancode_push", "result": "https://example.com/x", "key": ""},
+        {"kind": "location_select", "latitude": "23.1", "longitude": "113.3", "label": "广州"},
+        {"kind": "pic_photo_or_album", "count": "2"},
+        {"kind": "json", "json": '{"msgType": "event", "Event": "CLICK", "EventKey": "k"}'},
+    ]
+    for form in forms:
+        resp = await wechat.post("/_sandbox/phone/push", data=form, headers=me)
+        assert resp.status == 200, await resp.text()
+        assert "Delivered" in await resp.text()
+    text, scanned, located, photos, clicked = (r.fields for r in receiver.received[1:])
+    assert (text["MsgType"], text["Content"]) == ("text", "你好 ")
+    assert scanned["ScanCodeInfo"] == {"ScanType": "qrcode", "ScanResult": "https://example.com/x"}
+    assert located["SendLocationInfo"]["Label"] == "广州"
+    assert photos["SendPicsInfo"]["Count"] == "2"
+    assert [len(p["PicMd5Sum"]) for p in photos["SendPicsInfo"]["PicList"]["item"]] == [32, 32]
+    assert (clicked["Event"], clicked["EventKey"]) == ("CLICK", "k")
+
+    for form in (
+        {"kind": "text", "content": "  "},
+        {"kind": "pic_photo_or_album", "count": "10"},
+        {"kind": "location_select", "latitude": "north"},
+        {"kind": "json", "json": "[1]"},
+        {"kind": "json", "json": '{"msgType": "text", "openid": "x", "Content": "hi"}'},
+        {"kind": "json", "json": '{"msgType": "event", "Event": "SCAN"}'},
+        {"kind": "fax"},
+    ):
+        resp = await wechat.post("/_sandbox/phone/push", data=form, headers=me)
+        assert resp.status == 400, form
+        assert 'role="alert"' in await resp.text()
+    assert len(receiver.received) == 6

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from flows import APPID, SECRET, assert_error_shape
+from flows import ADMIN_KEY, APPID, SECRET, assert_error_shape
 from service.sandbox import SANDBOX_USERS
 from service.sandbox.state import (
     STABLE_FORCE_PER_DAY,
@@ -586,3 +586,23 @@ def test_the_command_line_takes_a_whitelist():
 
     with pytest.raises(SystemExit):
         main(["--ip-whitelist", "203.0.113.7,1.2.3"])  # a bad entry stops it at once
+
+
+async def test_the_service_reports_a_whitelist_refusal_and_recovers_once_listed(
+    client, wechat, clock
+):
+    """What an operator sees when the account's whitelist leaves the service's address out."""
+    await set_whitelist(wechat, ["203.0.113.7"])
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["details"]["field"] == "base_token"
+    assert "40164" in body["message"]
+    status = await client.get("/wechat/tokens/status", headers={"X-Admin-Key": ADMIN_KEY})
+    last_error = (await status.json())["baseToken"]["lastError"]
+    assert last_error["errcode"] == 40164
+    assert "127.0.0.1" in last_error["errmsg"]
+
+    await set_whitelist(wechat, ["203.0.113.7", "127.0.0.1"])  # the operator adds it
+    clock.advance(301)  # past the back-off a configuration refusal earns
+    assert (await client.get("/readyz")).status == 200

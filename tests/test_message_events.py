@@ -1,0 +1,238 @@
+"""Everything WeChat pushes to POST /wechat/message, nested XML included, is acknowledged once.
+
+WeChat's menu events (scancode_push, pic_weixin, location_select…), its mass-send report and the
+subscribe-message popups nest elements; a server that refuses them answers 400, the user sees
+"该公众号暂时无法提供服务" and WeChat retries (§10). The documented XML of each (tests/
+wechat_samples.py, from WeChat's documentation as reproduced in wechatpy's tests) is sent
+two ways: signed by hand as WeChat signs it, and pushed by the emulator playing the person
+(POST /_sandbox/api/push), which also carries the service's passive and encrypted replies back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+import pytest
+from wechat_samples import FLAT_EVENTS, MESSAGES, NESTED_EVENTS, SAMPLES
+
+from flows import APPID, TOKEN
+from service import keys
+from service.sandbox import SANDBOX_USERS
+from service.signature import wechat_signature
+from service.wechat.crypto import MessageCrypto
+from service.wechat.xml import build_message, parse_message
+
+FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+ALL = NESTED_EVENTS + FLAT_EVENTS + MESSAGES
+FILLED_BY_WECHAT = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId")
+REPLY = "Thanks! We read every message."
+
+
+def signed(clock, openid: str) -> dict[str, str]:
+    """One delivery's query as WeChat signs it: stamped now, a fresh decimal nonce. A retry of
+    the same delivery reuses this query and the same body, byte for byte."""
+    timestamp = str(int(clock.now()))
+    nonce = str(1_000_000_000 + secrets.randbelow(9_000_000_000))
+    return {
+        "signature": wechat_signature(TOKEN, timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "openid": openid,
+    }
+
+
+def sealed(xml: str, clock, openid: str) -> tuple[dict[str, str], str]:
+    """The same push in safe mode: the XML encrypted, msg_signature over it."""
+    crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
+    encrypted = crypto.encrypt(xml)
+    query = signed(clock, openid)
+    query |= {
+        "encrypt_type": "aes",
+        "msg_signature": crypto.signature(query["timestamp"], query["nonce"], encrypted),
+    }
+    to = parse_message(xml)["ToUserName"]
+    return query, build_message({"ToUserName": to, "Encrypt": encrypted})
+
+
+async def deliver(client, query: dict[str, str], body: str) -> str:
+    resp = await client.post("/wechat/message", params=query, data=body.encode())
+    assert resp.status == 200, await resp.text()
+    return await resp.text()
+
+
+async def stored_pushes(client) -> int:
+    return await client.app[keys.STORE].pushed_messages.count_documents({})
+
+
+def person_fields(name: str) -> tuple[str, dict]:
+    """The sample as the emulator's push route takes it: what the person did, without what
+    WeChat fills in (ToUserName, FromUserName, CreateTime, MsgType, MsgId)."""
+    fields = parse_message(SAMPLES[name])
+    extra = {k: v for k, v in fields.items() if k not in FILLED_BY_WECHAT}
+    return fields["MsgType"], extra
+
+
+@pytest.fixture
+def connect(emulator, aiohttp_client, emulator_server):
+    """Point the emulator's pushes at a service under test, as 服务器配置 does for WeChat."""
+
+    async def wire(client, mode: str = "plain"):
+        emulator.config = dataclasses.replace(
+            emulator.config,
+            message_url=str(client.make_url("/wechat/message")),
+            token=TOKEN,
+            aes_key=AES_KEY,
+            message_mode=mode,
+        )
+        return await aiohttp_client(emulator_server)
+
+    return wire
+
+
+async def person_push(phone, openid: str, msg_type: str, **fields) -> dict:
+    resp = await phone.post(
+        "/_sandbox/api/push", json={"openid": openid, "msgType": msg_type, **fields}
+    )
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+# WeChat's documented XML, signed by hand
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_every_documented_push_is_acknowledged_and_a_retry_is_not_processed_again(
+    client, clock, name
+):
+    xml = SAMPLES[name]
+    query = signed(clock, parse_message(xml)["FromUserName"])
+    assert await deliver(client, query, xml) == "success"
+    clock.advance(5)  # WeChat waited its 5 s for an answer that got lost, and asks again
+    assert await deliver(client, query, xml) == "success"  # the same query, the same bytes
+    assert await stored_pushes(client) == 1
+
+
+@pytest.mark.parametrize("name", NESTED_EVENTS)
+async def test_nested_events_are_read_after_decryption_in_safe_mode(make_client, clock, name):
+    client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
+    query, body = sealed(SAMPLES[name], clock, "o1")
+    assert await deliver(client, query, body) == "success"
+    assert await deliver(client, query, body) == "success"
+    assert await stored_pushes(client) == 1
+
+
+async def test_a_redelivery_under_a_new_nonce_is_still_processed_once(client, clock):
+    """Whether WeChat's retry reuses the nonce is not documented (§10): either way the event
+    is the same FromUserName + CreateTime, so it is answered and not processed twice."""
+    xml = SAMPLES["scancode_push"]
+    openid = parse_message(xml)["FromUserName"]
+    assert await deliver(client, signed(clock, openid), xml) == "success"
+    assert await deliver(client, signed(clock, openid), xml) == "success"
+    assert await stored_pushes(client) == 1
+
+
+async def test_hostile_nesting_is_refused(client, clock):
+    head = (
+        "<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName>"
+        f"<CreateTime>{int(clock.now())}</CreateTime>"
+    )
+    for body in (
+        # Far deeper than WeChat's deepest (four below <xml>), or thousands of elements.
+        head + "<MsgType>event</MsgType><Event>X</Event>" + "<A>" * 20 + "</A>" * 20 + "</xml>",
+        head + "<MsgType>event</MsgType><Event>X</Event>" + "<A/>" * 2000 + "</xml>",
+        # A field the service reads, made a tree.
+        head + "<MsgType><Type>text</Type></MsgType><Content>x</Content><MsgId>1</MsgId></xml>",
+    ):
+        resp = await client.post("/wechat/message", params=signed(clock, "o1"), data=body)
+        assert resp.status == 400
+        assert (await resp.json())["name"] == "INVALID_MESSAGE"
+    assert await stored_pushes(client) == 0
+
+
+# The same pushes made by the emulator, as the person would (sandbox)
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+@pytest.mark.parametrize("name", NESTED_EVENTS + FLAT_EVENTS + MESSAGES)
+async def test_the_emulator_pushes_each_documented_push_and_the_service_acknowledges_it(
+    make_client, connect, emulator, name, mode
+):
+    overrides = {"wechat_message_mode": mode, "wechat_aes_key": AES_KEY} if mode != "plain" else {}
+    client = await make_client(**overrides)
+    phone = await connect(client, mode)
+    msg_type, extra = person_fields(name)
+    answer = await person_push(phone, FOLLOWER.openid, msg_type, **extra)
+    assert (answer["delivered"], answer["attempts"], answer["reply"]) == (True, 1, "success")
+    assert answer["msgType"] == msg_type
+    [record] = emulator.pushes
+    # What the emulator sent reads back as the documented push, nesting and all.
+    assert {k: v for k, v in record.fields.items() if k not in FILLED_BY_WECHAT} == extra
+    assert await stored_pushes(client) == 1
+
+
+@pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
+async def test_a_passive_text_reply_comes_back_through_the_emulator(
+    make_client, connect, clock, mode
+):
+    overrides = {"wechat_message_mode": mode, "wechat_aes_key": AES_KEY} if mode != "plain" else {}
+    client = await make_client(message_text_reply=REPLY, **overrides)
+    phone = await connect(client, mode)
+    answer = await person_push(phone, FOLLOWER.openid, "text", Content="hello")
+    assert answer["delivered"] is True, answer
+    # replyFields: the reply as WeChat reads it (decrypted in safe mode).
+    assert answer["replyFields"] == {
+        "ToUserName": FOLLOWER.openid,
+        "FromUserName": "gh_5a4db0c0ffee",
+        "CreateTime": str(int(clock.now())),
+        "MsgType": "text",
+        "Content": REPLY,
+    }
+    if mode == "plain":
+        assert parse_message(answer["reply"])["Content"] == REPLY
+    else:
+        # §11: an encrypted push gets an encrypted reply; nothing of it in the clear.
+        outer = parse_message(answer["reply"])
+        assert set(outer) == {"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}
+        assert REPLY not in answer["reply"]
+
+
+async def test_a_follow_without_a_scene_records_the_user_as_following(
+    client, connect, emulator, clock
+):
+    phone = await connect(client)
+    resp = await phone.post("/_sandbox/api/follow", json={"openid": VISITOR.openid})
+    answer = await resp.json()
+    assert (answer["event"], answer["eventKey"], answer["delivered"]) == ("subscribe", "", True)
+    user = await client.app[keys.STORE].get_user(VISITOR.openid)
+    assert user["subscribed"] is True
+    assert user["subscribeTime"].timestamp() == int(clock.now())
+    assert emulator.users[VISITOR.openid].subscribed  # and WeChat's user/info agrees (§9)
+
+    clock.advance(60)
+    answer = await person_push(phone, VISITOR.openid, "event", Event="unsubscribe")
+    assert answer["delivered"] is True
+    assert (await client.app[keys.STORE].get_user(VISITOR.openid))["subscribed"] is False
+
+
+async def test_the_mounted_emulator_pushes_to_the_service_it_runs_in(sandbox_server, browser):
+    """`make run`: the control route sits at /sandbox/_sandbox/api/push."""
+    base = f"http://127.0.0.1:{sandbox_server.port}/sandbox"
+    async with browser.post(
+        f"{base}/_sandbox/api/push",
+        json={
+            "openid": FOLLOWER.openid,
+            "msgType": "event",
+            "Event": "scancode_waitmsg",
+            "EventKey": "k",
+            "ScanCodeInfo": {"ScanType": "qrcode", "ScanResult": "x"},
+        },
+    ) as resp:
+        assert resp.status == 200
+        answer = await resp.json()
+    assert (answer["event"], answer["delivered"], answer["reply"]) == (
+        "scancode_waitmsg",
+        True,
+        "success",
+    )

@@ -190,6 +190,20 @@ STATE_PARAM = query(
     text_param(pattern="^[A-Za-z0-9]{1,128}$"),
     required=True,
 )
+SCOPE_PARAM = query(
+    "scope",
+    "snsapi_base: silent, openid only; snsapi_userinfo: consent page, nickname and avatar.",
+    {**SCOPE, "default": "snsapi_base"},
+)
+BINDING_COOKIE_DESCRIPTION = (
+    "The binding cookie `wechat_oa_auth_binding` (`__Host-wechat_oa_auth_binding` with Secure "
+    "when PUBLIC_URL is https): a random secret, HttpOnly, SameSite=Lax, Path=/, Max-Age "
+    "STATE_TTL; the state stores only its SHA-256."
+)
+SET_BINDING_COOKIE = {
+    "description": BINDING_COOKIE_DESCRIPTION,
+    "schema": {"type": "string", "pattern": "^(__Host-)?wechat_oa_auth_binding=.*HttpOnly"},
+}
 
 # -- success bodies ---------------------------------------------------------------------------
 
@@ -208,7 +222,6 @@ USER_SCHEMA: Schema = {
         "province": STRING,
         "city": STRING,
         "country": STRING,
-        "isSnapshotUser": {"type": "boolean"},
         "firstLoginAt": DATE_TIME,
         "lastLoginAt": DATE_TIME,
         "loginCount": {"type": "integer", "minimum": 1},
@@ -500,7 +513,11 @@ def paths() -> Schema:
                 "operationId": "authorize",
                 "summary": "Start WeChat web authorization (or confirm an app JWT)",
                 "description": "Stores a single-use state remembering redirectUri, callback and "
-                "scope, and answers 401 with WeChat's authorization URL. With an "
+                "scope, and answers 401 with WeChat's authorization URL. With `codeChallenge` "
+                "and `codeChallengeMethod=S256` (PKCE, RFC 7636) the state completes only when "
+                "/wechat/jwt gets the matching `codeVerifier`, which protects an app with its "
+                "own callback page against login CSRF; STATE_BINDING=required makes them "
+                "mandatory. With an "
                 "`Authorization: Bearer <app JWT>` header whose token is valid and whose scope "
                 "covers the requested one (snsapi_userinfo covers snsapi_base) it answers 200 "
                 "with the token's claims instead; an invalid or expired token is ignored.",
@@ -516,11 +533,19 @@ def paths() -> Schema:
                         {**APP_URL, "example": "https://app.example.com/wechat-callback"},
                         required=True,
                     ),
+                    SCOPE_PARAM,
                     query(
-                        "scope",
-                        "snsapi_base: silent, openid only; snsapi_userinfo: consent page, "
-                        "nickname and avatar.",
-                        {**SCOPE, "default": "snsapi_base"},
+                        "codeChallenge",
+                        "PKCE: BASE64URL(SHA-256(codeVerifier)) without padding. The app keeps "
+                        "the verifier (43 to 128 of A-Z a-z 0-9 - . _ ~) and sends it to "
+                        "/wechat/jwt. Required when STATE_BINDING=required.",
+                        text_param(43, pattern="^[A-Za-z0-9_-]{43}$"),
+                    ),
+                    query(
+                        "codeChallengeMethod",
+                        "Must be S256 and is required with codeChallenge (plain, RFC 7636's "
+                        "default, is refused).",
+                        {"type": "string", "enum": ["S256"]},
                     ),
                 ],
                 "responses": {
@@ -531,12 +556,16 @@ def paths() -> Schema:
                     },
                     "400": error(
                         400,
-                        "MISSING_PARAMETER, INVALID_PARAMETER (not an absolute http(s) URL, "
-                        "javascript:, credentials, a fragment, equal URLs, unknown scope, a "
-                        "parameter given twice or too long), ORIGIN_NOT_ALLOWED.",
+                        "MISSING_PARAMETER (also codeChallengeMethod without codeChallenge and "
+                        "vice versa), INVALID_PARAMETER (not an absolute http(s) URL, a host or "
+                        "port that cannot be parsed, javascript:, credentials, a fragment, equal "
+                        "URLs, unknown scope, codeChallengeMethod not S256, a malformed "
+                        "codeChallenge, a parameter given twice or too long), ORIGIN_NOT_ALLOWED, "
+                        "CODE_CHALLENGE_REQUIRED (STATE_BINDING=required and no codeChallenge).",
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",
                         "ORIGIN_NOT_ALLOWED",
+                        "CODE_CHALLENGE_REQUIRED",
                     ),
                     "401": authorization_needed(),
                     "500": INTERNAL_ERROR,
@@ -550,20 +579,30 @@ def paths() -> Schema:
                 "summary": "Start again after a denial, an expired state or a used code",
                 "description": "A new authorization for the same redirectUri, callback and "
                 "scope as the earlier state (kept STATE_RETENTION, an hour by default, after "
-                "it expires). Answers like /wechat/authorize.",
+                "it expires), bound as that one was: the same codeChallenge, or (a state from "
+                "/wechat/login) the binding cookie, set on this answer for the asking browser. "
+                "Answers like /wechat/authorize.",
                 "parameters": [STATE_PARAM],
                 "responses": {
                     "400": error(
                         400,
                         "MISSING_PARAMETER (no state), INVALID_STATE (malformed or unknown), "
                         "INVALID_PARAMETER (given twice), ORIGIN_NOT_ALLOWED (the stored URLs' "
-                        "origins are no longer allowed).",
+                        "origins are no longer allowed), CODE_CHALLENGE_REQUIRED "
+                        "(STATE_BINDING=required and the earlier state was unbound).",
                         "MISSING_PARAMETER",
                         "INVALID_STATE",
                         "INVALID_PARAMETER",
                         "ORIGIN_NOT_ALLOWED",
+                        "CODE_CHALLENGE_REQUIRED",
                     ),
-                    "401": authorization_needed(),
+                    "401": {
+                        **authorization_needed(),
+                        "headers": {
+                            **authorization_needed()["headers"],
+                            "Set-Cookie": SET_BINDING_COOKIE,
+                        },
+                    },
                     "500": INTERNAL_ERROR,
                 },
             }
@@ -573,10 +612,14 @@ def paths() -> Schema:
                 "tags": ["sign-in"],
                 "operationId": "exchangeCode",
                 "summary": "Finish sign-in: exchange WeChat's code for the app's JWT",
-                "description": "Consumes the state (a replay, or a concurrent second request, "
-                "is refused), exchanges the code with WeChat, fetches the profile for "
-                "snsapi_userinfo, upserts the user and web token, and answers the app's JWT. If "
-                "WeChat is unavailable the state is kept, so the same request can be retried.",
+                "description": "Checks the state's binding, consumes the state (a replay, or a "
+                "concurrent second request, is refused), exchanges the code with WeChat, "
+                "fetches the profile for snsapi_userinfo, upserts the user and web token, and "
+                "answers the app's JWT. A state started with a codeChallenge needs its "
+                "codeVerifier; one started by /wechat/login needs its binding cookie (sent by "
+                "the built-in callback page's same-origin request). A failed binding check "
+                "leaves the state usable. If WeChat is unavailable, or refuses the code as "
+                "invalid (40029, e.g. a forged code), the state is kept too.",
                 "parameters": [
                     {**STATE_PARAM, "description": "The state WeChat sent back to the callback."},
                     query(
@@ -585,11 +628,27 @@ def paths() -> Schema:
                         text_param(pattern="^[A-Za-z0-9_-]{1,512}$"),
                         required=True,
                     ),
+                    query(
+                        "codeVerifier",
+                        "PKCE: the verifier whose S256 challenge started this sign-in (RFC 7636 "
+                        "§4.1); only for such states.",
+                        text_param(128, pattern="^[A-Za-z0-9._~-]{43,128}$"),
+                    ),
                 ],
                 "responses": {
                     "200": {
-                        "description": "Signed in.",
-                        "headers": NO_STORE,
+                        "description": "Signed in. A state from /wechat/login also clears the "
+                        "binding cookie (Max-Age=0).",
+                        "headers": {
+                            **NO_STORE,
+                            "Set-Cookie": {
+                                "description": "Clears the binding cookie (Max-Age=0).",
+                                "schema": {
+                                    "type": "string",
+                                    "pattern": "^(__Host-)?wechat_oa_auth_binding=.*Max-Age=0",
+                                },
+                            },
+                        },
                         "content": json_content(ref("SignedIn")),
                     },
                     "400": error(
@@ -597,13 +656,74 @@ def paths() -> Schema:
                         "MISSING_PARAMETER (state or code absent), INVALID_PARAMETER (given "
                         "twice), INVALID_STATE (malformed, unknown, expired or already used), "
                         "INVALID_CODE (WeChat refused the code: 40029 invalid or expired, 40163 "
-                        "already used).",
+                        "already used), INVALID_CODE_VERIFIER (the state's codeChallenge needs a "
+                        "matching codeVerifier: missing and wrong get the same answer; or a "
+                        "verifier for a state without one), STATE_NOT_BOUND (a /wechat/login "
+                        "state, and this browser lacks its cookie: started in another browser).",
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",
                         "INVALID_STATE",
                         "INVALID_CODE",
+                        "INVALID_CODE_VERIFIER",
+                        "STATE_NOT_BOUND",
+                    ),
+                    "403": error(
+                        403,
+                        "SNAPSHOT_USER: WeChat answered for a virtual account of its snapshot "
+                        "page (快照页, is_snapshotuser 1). Nobody is signed in or stored; the "
+                        "person must tap 「使用完整服务」 at the bottom of the screen. The "
+                        "state is kept for the real code that follows.",
+                        "SNAPSHOT_USER",
                     ),
                     **upstream_errors(),
+                    "500": INTERNAL_ERROR,
+                },
+            }
+        },
+        "/wechat/login": {
+            "get": {
+                "tags": ["sign-in"],
+                "operationId": "login",
+                "summary": "Start a browser-bound sign-in that ends on the built-in callback page",
+                "description": "A top-level navigation (a link or a redirect, not a fetch): "
+                "stores a single-use state whose callback is PUBLIC_URL/wechat/callback, binds "
+                "it to this browser with a cookie, and redirects to WeChat. The callback page "
+                "completes it only in the browser holding the cookie, so a callback link from "
+                "someone else's sign-in cannot sign this browser in (login CSRF). Reach it on "
+                "PUBLIC_URL's host: the cookie belongs to that host. A browser's second "
+                "sign-in reuses its cookie's secret.",
+                "parameters": [
+                    query("redirectUri", REDIRECT_URI_DESCRIPTION, APP_URL, required=True),
+                    SCOPE_PARAM,
+                ],
+                "responses": {
+                    "302": {
+                        "description": "To WeChat's authorization page.",
+                        "headers": {
+                            "Location": {
+                                "description": "WeChat's authorization URL, callback "
+                                "PUBLIC_URL/wechat/callback.",
+                                "schema": {
+                                    "type": "string",
+                                    "pattern": "/connect/oauth2/authorize\\?appid=.*"
+                                    "#wechat_redirect$",
+                                },
+                                "required": True,
+                            },
+                            "Set-Cookie": {**SET_BINDING_COOKIE, "required": True},
+                            **NO_STORE,
+                        },
+                        "content": {"text/plain": {"schema": STRING}},
+                    },
+                    "400": error(
+                        400,
+                        "Before any redirect, in the JSON error shape: MISSING_PARAMETER, "
+                        "INVALID_PARAMETER (as for /wechat/authorize's redirectUri and scope), "
+                        "ORIGIN_NOT_ALLOWED. No cookie is set.",
+                        "MISSING_PARAMETER",
+                        "INVALID_PARAMETER",
+                        "ORIGIN_NOT_ALLOWED",
+                    ),
                     "500": INTERNAL_ERROR,
                 },
             }
@@ -636,10 +756,13 @@ def paths() -> Schema:
                 "tags": ["sign-in", "pages"],
                 "operationId": "callbackPage",
                 "summary": "The built-in callback page",
-                "description": "Use https://<service>/wechat/callback as `callback` if the app "
-                "has no page of its own. In the browser it reads code and state, calls "
-                "/wechat/jwt and replaces itself with redirectUri#token=…&tokenType=Bearer"
-                "&expiresIn=…. Strict CSP, Referrer-Policy: no-referrer.",
+                "description": "Where /wechat/login's sign-ins return (or use "
+                "https://<service>/wechat/callback as /wechat/authorize's `callback` if the app "
+                "has no page of its own; such states are not browser-bound). In the browser it "
+                "reads code and state, calls /wechat/jwt (same-origin, so the binding cookie "
+                "goes along) and replaces itself with redirectUri#token=…&tokenType=Bearer"
+                "&expiresIn=…; it explains STATE_NOT_BOUND, SNAPSHOT_USER and a damaged link. "
+                "Strict CSP, Referrer-Policy: no-referrer.",
                 "parameters": [
                     query("code", "WeChat's code (read by the page's script).", text_param()),
                     query("state", "The state (read by the page's script).", text_param()),

@@ -25,6 +25,7 @@ MAX_BUCKETS = 100_000
 ROUTE_GROUPS = {
     "/wechat/authorize": "authorize",
     "/wechat/authorize/retry": "authorize",
+    "/wechat/login": "authorize",
     "/wechat/jwt": "jwt",
     "/wechat/qrcode": "qrcode",
     "/wechat/qrcode/login": "qrcode",

@@ -39,7 +39,7 @@ from flows import (
 from service import keys
 from service.openapi import build_openapi
 from service.ratelimit import ROUTE_GROUPS
-from service.sandbox import SANDBOX_USERS
+from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
 from service.signature import wechat_signature
 from service.wechat.xml import build_message
 
@@ -287,6 +287,13 @@ async def test_jwt_answers_as_documented(client, make_client, browser, emulator,
     wrong_code = {**query, "code": "0" * 32}
     resp = await client.get("/wechat/jwt", params=wrong_code)
     assert (await contract.check(resp, *JWT))["name"] == "INVALID_CODE"
+    with_verifier = {**query, "codeVerifier": "v" * 43}  # the state has no challenge
+    resp = await client.get("/wechat/jwt", params=with_verifier)
+    assert (await contract.check(resp, *JWT))["name"] == "INVALID_CODE_VERIFIER"
+
+    query = await authorize_at_wechat(browser, await start_sign_in(client), SNAPSHOT_USER.openid)
+    resp = await client.get("/wechat/jwt", params=query)
+    assert (await contract.check(resp, *JWT))["name"] == "SNAPSHOT_USER"
 
     query = await authorize_at_wechat(browser, await start_sign_in(client), VISITOR.openid)
     for kind, errcode, name in (
@@ -303,6 +310,38 @@ async def test_jwt_answers_as_documented(client, make_client, browser, emulator,
     resp = await impatient.get("/wechat/jwt", params=query)
     assert (await contract.check(resp, *JWT))["name"] == "WECHAT_TIMEOUT"
     contract.assert_all_answers_seen(*JWT)
+
+
+@exercises("GET /wechat/login")
+async def test_login_answers_as_documented(make_client, browser, contract):
+    # The emulator's authorized domain is app.example.com: the built-in callback lives there.
+    client = await make_client(public_url="https://app.example.com")
+    login = ("get", "/wechat/login")
+    resp = await client.get(
+        "/wechat/login", params={"redirectUri": REDIRECT_URI}, allow_redirects=False
+    )
+    assert (await contract.check(resp, *login)).startswith("Continue")
+    for bad in ({}, {"redirectUri": "https://evil.example/x"}):
+        resp = await client.get("/wechat/login", params=bad, allow_redirects=False)
+        assert (await contract.check(resp, *login))["status"] == 400
+    contract.assert_all_answers_seen(*login)
+
+    # Finishing it: /wechat/jwt's 200 then clears the cookie.
+    resp = await client.get(
+        "/wechat/login", params={"redirectUri": REDIRECT_URI}, allow_redirects=False
+    )
+    url, secret = resp.headers["Location"], resp.cookies["__Host-wechat_oa_auth_binding"].value
+    target = url.split("#")[0] + f"&sandbox_openid={FOLLOWER.openid}"
+    async with browser.get(target, allow_redirects=False) as at_wechat:
+        query = dict(parse_qs(urlsplit(at_wechat.headers["Location"]).query))
+    params = {k: v[0] for k, v in query.items()}
+    client.session.cookie_jar.clear()
+    resp = await client.get("/wechat/jwt", params=params)
+    assert (await contract.check(resp, *JWT))["name"] == "STATE_NOT_BOUND"
+    cookie = {"Cookie": f"__Host-wechat_oa_auth_binding={secret}"}
+    resp = await client.get("/wechat/jwt", params=params, headers=cookie)
+    assert (await contract.check(resp, *JWT))["openid"] == FOLLOWER.openid
+    assert "Max-Age=0" in resp.headers["Set-Cookie"]
 
 
 @exercises("GET /.well-known/jwks.json")

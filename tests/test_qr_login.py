@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import secrets
+import time
 
 import jwt as pyjwt
 import pytest
@@ -14,6 +16,8 @@ import pytest
 from flows import APP_ORIGIN, JWT_SECRET, TOKEN, assert_error_shape
 from service import keys
 from service.sandbox import SANDBOX_USERS
+from service.signature import wechat_signature
+from service.wechat.xml import build_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -154,3 +158,97 @@ async def test_image_formats_and_bad_input(client, connect):
     assert_error_shape(await unknown.json(), 404, "QR_LOGIN_NOT_FOUND", "scene")
     too_long = await poll(client, "login_x", wait=31)
     assert_error_shape(await too_long.json(), 400, "INVALID_PARAMETER", "wait")
+
+
+# -- a scan confirms only what WeChat's user/info confirms (issue 11 §1) ----------------------
+
+STRANGER = "oAttackerForgedOpenid0000000"  # an openid this account's WeChat never issued
+
+
+async def forged_scan(client, clock, scene: str, openid: str):
+    """A SCAN push the test signs itself with the server-URL token, as anyone holding one
+    signed (signature, timestamp, nonce) triple can in plain mode: the body is not signed."""
+    timestamp, nonce = str(int(clock.now())), str(secrets.randbelow(10**10))
+    body = build_message(
+        {
+            "ToUserName": "gh_5a4db0c0ffee",
+            "FromUserName": openid,
+            "CreateTime": int(clock.now()),
+            "MsgType": "event",
+            "Event": "SCAN",
+            "EventKey": scene,
+            "Ticket": "forged",
+        }
+    )
+    params = {
+        "signature": wechat_signature(TOKEN, timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "openid": openid,
+    }
+    resp = await client.post("/wechat/message", params=params, data=body)
+    assert resp.status == 200, await resp.text()
+
+
+async def test_a_forged_scan_naming_an_unknown_openid_signs_nobody_in(client, clock):
+    """The attack: start a sign-in, push a SCAN for one's own scene naming someone else's
+    openid. WeChat answers 40003 for it, so the session is never confirmed."""
+    session = await start(client)
+    await forged_scan(client, clock, session["scene"], STRANGER)
+    await drained(client)
+    body = await (await poll(client, session["scene"], wait=1)).json()
+    assert body["status"] == "scanned"
+    assert "token" not in body
+    assert body["problem"]["code"] == "UNKNOWN_OPENID"
+    assert "40003" in body["problem"]["message"]
+    assert await client.app[keys.STORE].get_user(STRANGER) is None
+    # It stays so until it expires: never a JWT.
+    clock.advance(300)
+    assert (await (await poll(client, session["scene"])).json())["status"] == "expired"
+
+
+async def test_a_scan_by_someone_who_does_not_follow_is_not_confirmed(client, clock):
+    session = await start(client)
+    await forged_scan(client, clock, session["scene"], VISITOR.openid)
+    await drained(client)
+    body = await (await poll(client, session["scene"])).json()
+    assert (body["status"], body["subscribed"]) == ("scanned", False)
+    assert body["problem"]["code"] == "NOT_FOLLOWING"
+    assert (await client.app[keys.STORE].get_user(VISITOR.openid)).get("loginCount") is None
+
+
+async def test_wechat_failing_the_follow_check_leaves_the_session_scanned(
+    client, connect, emulator
+):
+    phone = await connect(client)
+    session = await start(client)
+    emulator.faults.set("http_error", paths=["cgi-bin/user/info"], status=503)
+    await scan(phone, FOLLOWER.openid, session["ticket"])
+    await drained(client)
+    body = await (await poll(client, session["scene"])).json()
+    assert (body["status"], body["subscribed"]) == ("scanned", True)
+    assert body["problem"]["code"] == "FOLLOW_CHECK_FAILED"
+
+
+# -- long polls ------------------------------------------------------------------------------
+
+
+async def test_many_long_polls_on_a_scanned_session_wait_without_spinning(
+    client, connect, emulator
+):
+    """Ten browsers' polls on a session that is scanned but not yet confirmed (WeChat's
+    user/info is slow) must sleep until their time is up, not spin the event loop."""
+    phone = await connect(client)
+    session = await start(client)
+    emulator.faults.set("slow", paths=["cgi-bin/user/info"], delay=3)
+    polls = [asyncio.create_task(poll(client, session["scene"], wait=2)) for _ in range(10)]
+    await asyncio.sleep(0.2)  # the polls are waiting on the pending session
+    await scan(phone, FOLLOWER.openid, session["ticket"])  # wakes them: now scanned
+    wall, cpu = time.monotonic(), time.process_time()
+    answers = await asyncio.gather(*polls)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    assert [(await resp.json())["status"] for resp in answers] == ["scanned"] * 10
+    assert wall > 1.0  # they waited out their time
+    assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
+    emulator.faults.clear()
+    await drained(client)

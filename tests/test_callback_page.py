@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 from flows import REDIRECT_URI, assert_error_shape, authorize_at_wechat, start_sign_in
@@ -79,3 +81,22 @@ async def test_demo_pages_exist_only_in_sandbox_mode(client):
     assert resp.status == 404
     index = await client.get("/")
     assert index.content_type == "application/json"
+
+
+async def test_the_demo_signs_in_through_wechat_login(sandbox_service, browser):
+    """The demo's buttons are plain links (top-level navigations) to /wechat/login, so the
+    demo's own sign-ins are bound to the browser; no script is needed for them."""
+    async with browser.get(f"{sandbox_service}/") as resp:
+        page = await resp.text()
+    links = [html.unescape(href) for href in re.findall(r'href="(/wechat/login\?[^"]+)"', page)]
+    scopes = {dict(parse_qsl(urlsplit(link).query))["scope"] for link in links}
+    assert scopes == {"snsapi_base", "snsapi_userinfo"}
+    for link in links:
+        assert dict(parse_qsl(urlsplit(link).query))["redirectUri"] == (
+            f"{sandbox_service}/demo/landing"
+        )
+        async with browser.get(f"{sandbox_service}{link}", allow_redirects=False) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"].startswith(f"{sandbox_service}/sandbox/connect/")
+            assert "HttpOnly" in resp.headers["Set-Cookie"]
+    assert "/wechat/authorize" not in page

@@ -1,5 +1,6 @@
 """SIGTERM, as an orchestrator sends it on a rolling restart: stop accepting, let in-flight
-requests finish, then stop cleanly (exit code 0, nothing logged as an error)."""
+requests finish (long polls answer their current state at once), then stop cleanly (exit
+code 0, nothing logged as an error)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aiohttp.test_utils import unused_port
 from flows import start_service, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
-LONG_POLL = 2  # seconds the in-flight request holds on
+SLOW_CALL = 2  # seconds the in-flight request holds on
 
 
 async def refuses_connections(base: str, within: float) -> bool:
@@ -38,26 +39,64 @@ async def test_sigterm_lets_an_in_flight_request_finish_and_refuses_new_ones(tmp
     try:
         await wait_healthy(base, process, log)
         async with aiohttp.ClientSession() as http:
+            # The emulator (WeChat) takes SLOW_CALL seconds to create a QR code, so the
+            # request for one is in flight when the signal comes.
+            fault = {"kind": "slow", "paths": ["cgi-bin/qrcode/create"], "delay": SLOW_CALL}
+            async with http.post(f"{base}/sandbox/_sandbox/faults", json=fault) as resp:
+                assert resp.status in (200, 201), await resp.text()
+
+            async def slow_request() -> tuple[int, bytes]:
+                async with http.get(f"{base}/wechat/qrcode?scene=door") as resp:
+                    return resp.status, await resp.read()
+
+            started = time.monotonic()
+            in_flight = asyncio.create_task(slow_request())
+            # No signal tells a client its request has reached the handler; a quarter of the
+            # call is ample on loopback, and the request's length is checked below.
+            await asyncio.sleep(SLOW_CALL / 4)
+            process.send_signal(signal.SIGTERM)
+
+            assert await refuses_connections(base, within=1.0), "still accepting after SIGTERM"
+            status, body = await in_flight
+            assert status == 200 and body.startswith(b"\x89PNG")
+            assert time.monotonic() - started >= SLOW_CALL * 0.9  # ran its course, not cut off
+        returncode = await asyncio.to_thread(process.wait, 30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert returncode == 0, text
+    assert "Traceback" not in text and '"level": "ERROR"' not in text, text
+
+
+async def test_sigterm_answers_long_polls_with_their_state_before_closing(tmp_path):
+    """A long poll may hold a request 30 s, longer than SHUTDOWN_TIMEOUT: on SIGTERM each one
+    answers its session's current state at once, so the browser polls again elsewhere
+    instead of seeing its connection cut."""
+    port = unused_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "service.log"
+    process = start_service(ROOT, port, log, SHUTDOWN_TIMEOUT="1")
+    try:
+        await wait_healthy(base, process, log)
+        async with aiohttp.ClientSession() as http:
             async with http.post(f"{base}/wechat/qrcode/login") as resp:
                 assert resp.status == 201, await resp.text()
                 scene = (await resp.json())["scene"]
 
             async def long_poll() -> tuple[int, dict]:
-                url = f"{base}/wechat/qrcode/login/{scene}?wait={LONG_POLL}"
-                async with http.get(url) as resp:
+                async with http.get(f"{base}/wechat/qrcode/login/{scene}?wait=30") as resp:
                     return resp.status, await resp.json()
 
-            started = time.monotonic()
-            in_flight = asyncio.create_task(long_poll())
-            # No signal tells a client its request has reached the handler; a quarter of the
-            # long poll is ample on loopback, and the poll's length is checked below.
-            await asyncio.sleep(LONG_POLL / 4)
+            polls = [asyncio.create_task(long_poll()) for _ in range(3)]
+            await asyncio.sleep(0.5)  # the polls are waiting
+            signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
-
-            assert await refuses_connections(base, within=1.0), "still accepting after SIGTERM"
-            status, body = await in_flight
-            assert status == 200 and body["status"] == "pending"
-            assert time.monotonic() - started >= LONG_POLL * 0.9  # ran its course, not cut off
+            answers = await asyncio.wait_for(asyncio.gather(*polls), 10)
+            assert answers == [(200, answers[0][1])] * 3
+            assert answers[0][1]["status"] == "pending"
+            assert time.monotonic() - signalled < 1.0  # answered, not cut by SHUTDOWN_TIMEOUT
         returncode = await asyncio.to_thread(process.wait, 30)
     finally:
         if process.poll() is None:

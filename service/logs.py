@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web_urldispatcher import AbstractResource, DynamicResource
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept only if it is short and plain, so it cannot forge log lines.
@@ -45,23 +46,36 @@ def begin_request(request: web.Request) -> tuple[str, Token[str]]:
     return request_id, request_id_var.set(request_id)
 
 
+def _resource(request: BaseRequest) -> AbstractResource | None:
+    try:
+        return request.match_info.route.resource  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):  # a request refused before routing
+        return None
+
+
 def route_of(request: BaseRequest) -> str:
     """The route's pattern (/wechat/qrcode/login/{scene}), not the path, so ids stay out."""
-    try:
-        resource = request.match_info.route.resource  # type: ignore[attr-defined]
-    except (AttributeError, AssertionError):  # a request refused before routing
-        return "unmatched"
+    resource = _resource(request)
     return resource.canonical if resource is not None else "unmatched"
 
 
 def logged_path(request: BaseRequest) -> str:
-    """The path as sent (percent-encoded, without the query): it cannot carry a newline
-    that would forge a log line, nor the codes and tokens query strings carry."""
+    """What an access line names as the path.
+
+    For a route with variable parts, its pattern: a part may be a bearer capability (the
+    QR sign-in scene: whoever holds it receives that sign-in's JWT), and log readers must not
+    be able to take it. Otherwise the path as sent (percent-encoded, without the query), kept
+    for debugging unrouted requests: it cannot carry a newline that would forge a log line,
+    nor the codes and tokens query strings carry."""
+    resource = _resource(request)
+    if isinstance(resource, DynamicResource):
+        return resource.canonical
     return request.rel_url.raw_path
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: method, path without its query, route, status, latency, id."""
+    """One line per request: method, path (a route's pattern if it has variable parts) without
+    its query, route, status, latency, id."""
 
     @property
     def enabled(self) -> bool:

@@ -911,3 +911,31 @@ async def test_the_phone_follows_chats_and_uses_the_menu(make_wechat, receiver):
         assert resp.status == 400, form
         assert 'role="alert"' in await resp.text()
     assert len(receiver.received) == 6
+
+
+async def test_a_news_reply_with_nested_articles_is_accepted(make_wechat, receiver):
+    """被动回复图文消息: <Articles><item>…</item></Articles> is XML WeChat takes (nested)."""
+    wechat, _ = await make_wechat()
+
+    def news(push: Received) -> str:
+        article = {
+            "Title": "t",
+            "Description": "d",
+            "PicUrl": "https://x/p.png",
+            "Url": "https://x",
+        }
+        return build_message(
+            {
+                "ToUserName": push.fields["FromUserName"],
+                "FromUserName": push.fields["ToUserName"],
+                "CreateTime": int(push.fields["CreateTime"]),
+                "MsgType": "news",
+                "ArticleCount": 2,
+                "Articles": {"item": [article, article | {"Title": "u"}]},
+            }
+        )
+
+    receiver.replies = [news]
+    answer = await person_push(wechat, FOLLOWER.openid, msgType="text", Content="news?")
+    assert answer["delivered"] is True, answer
+    assert [a["Title"] for a in answer["replyFields"]["Articles"]["item"]] == ["t", "u"]

@@ -21,7 +21,7 @@ from service import keys
 from service.sandbox import SANDBOX_USERS
 from service.signature import wechat_signature
 from service.wechat.crypto import MessageCrypto
-from service.wechat.xml import build_message, parse_message
+from service.wechat.xml import as_list, build_message, parse_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -236,3 +236,11 @@ async def test_the_mounted_emulator_pushes_to_the_service_it_runs_in(sandbox_ser
         True,
         "success",
     )
+
+
+def test_a_repeated_element_reads_as_a_list_once_or_many():
+    one = parse_message(SAMPLES["pic_sysphoto"])["SendPicsInfo"]["PicList"]["item"]
+    two = parse_message(SAMPLES["MASSSENDJOBFINISH"])["CopyrightCheckResult"]["ResultList"]
+    assert [p["PicMd5Sum"] for p in as_list(one)] == ["1b5f7c23b5bf75682a53e7b6d163e185"]
+    assert [i["OriginalArticleUrl"] for i in as_list(two["item"])] == ["Url_1", "Url_2"]
+    assert as_list(None) == []

@@ -24,7 +24,7 @@ from service.sandbox.push import PushRecord
 from service.sandbox.state import PUSH_MEMORY
 from service.signature import wechat_signature
 from service.wechat.crypto import MessageCrypto
-from service.wechat.xml import build_message, parse_message
+from service.wechat.xml import as_list, build_message, parse_message
 
 FOLLOWER, VISITOR, NO_UNIONID, ANONYMOUS = SANDBOX_USERS
 TOKEN = "pushtoken"
@@ -895,7 +895,10 @@ async def test_the_phone_follows_chats_and_uses_the_menu(make_wechat, receiver):
     assert scanned["ScanCodeInfo"] == {"ScanType": "qrcode", "ScanResult": "https://example.com/x"}
     assert located["SendLocationInfo"]["Label"] == "广州"
     assert photos["SendPicsInfo"]["Count"] == "2"
-    assert [len(p["PicMd5Sum"]) for p in photos["SendPicsInfo"]["PicList"]["item"]] == [32, 32]
+    assert [len(p["PicMd5Sum"]) for p in as_list(photos["SendPicsInfo"]["PicList"]["item"])] == [
+        32,
+        32,
+    ]
     assert (clicked["Event"], clicked["EventKey"]) == ("CLICK", "k")
 
     for form in (

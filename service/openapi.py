@@ -338,14 +338,42 @@ QR_LOGIN_STATUS_SCHEMA: Schema = {
         {
             "title": "scanned",
             "type": "object",
-            "required": ["status", "scene", "expiresAt", "subscribed", "newFollower"],
+            "required": ["status", "scene", "expiresAt", "subscribed", "newFollower", "problem"],
             "additionalProperties": False,
             "properties": {
                 "status": {"const": "scanned"},
                 "scene": STRING,
                 "expiresAt": DATE_TIME,
-                "subscribed": {"const": True},
+                "subscribed": {
+                    "type": "boolean",
+                    "description": "false only when WeChat said the scanner does not follow.",
+                },
                 "newFollower": {"type": "boolean"},
+                "problem": {
+                    "description": "null while the follow check runs (or passed); otherwise "
+                    "why the sign-in was not confirmed: NOT_FOLLOWING (user/info said "
+                    "subscribe 0), UNKNOWN_OPENID (errcode 40003: not this account's user, "
+                    "e.g. a forged push), FOLLOW_CHECK_FAILED (WeChat failed or timed out). "
+                    "The session then stays scanned until it expires: show a new code.",
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "code": {
+                                    "enum": [
+                                        "NOT_FOLLOWING",
+                                        "UNKNOWN_OPENID",
+                                        "FOLLOW_CHECK_FAILED",
+                                    ]
+                                },
+                                "message": STRING,
+                            },
+                        },
+                    ],
+                },
             },
         },
         {
@@ -380,7 +408,7 @@ NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 TOKEN_STATUS_SCHEMA: Schema = {
     "type": "object",
     "description": "Never a token value.",
-    "required": ["instance", "baseToken", "webTokens", "scheduler"],
+    "required": ["instance", "baseToken", "webTokens", "scheduler", "qrcodeBudget"],
     "additionalProperties": False,
     "properties": {
         "instance": STRING,
@@ -449,6 +477,18 @@ TOKEN_STATUS_SCHEMA: Schema = {
                         "properties": {"id": STRING, "nextRunAt": NULLABLE_DATE_TIME},
                     },
                 },
+            },
+        },
+        "qrcodeBudget": {
+            "type": "object",
+            "description": "This instance's qrcode/create calls today (QRCODE_DAILY_BUDGET; the "
+            "day ends at 00:00 Beijing time, as WeChat's quotas do).",
+            "required": ["used", "budget", "resetsAt"],
+            "additionalProperties": False,
+            "properties": {
+                "used": {"type": "integer", "minimum": 0},
+                "budget": {"type": "integer", "minimum": 1},
+                "resetsAt": DATE_TIME,
             },
         },
     },
@@ -899,7 +939,12 @@ def paths() -> Schema:
                 "summary": "The account's parametric QR code (生成带参数的二维码)",
                 "description": "Created with cgi-bin/qrcode/create and drawn locally from the "
                 "url WeChat returns. Tickets are kept per (type, scene) and reused while they "
-                "have at least half the asked-for life (and a minute) left.",
+                "have at least half the asked-for life (and a minute) left; concurrent requests "
+                "for one (type, scene) share one qrcode/create call, across instances too. "
+                "Temporary codes are open to anyone; `type=permanent` needs `X-Admin-Key` "
+                "(the account may hold only 100,000 permanent codes in its life). Each "
+                "instance makes at most QRCODE_DAILY_BUDGET qrcode/create calls a day.",
+                "security": [{}, {"adminKey": []}],
                 "parameters": [
                     query(
                         "scene",
@@ -938,6 +983,19 @@ def paths() -> Schema:
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",
                     ),
+                    "401": error(
+                        401,
+                        "`type=permanent` without an X-Admin-Key header.",
+                        "UNAUTHORIZED",
+                        details={"properties": {"field": {"const": "X-Admin-Key"}}},
+                    ),
+                    "403": error(
+                        403,
+                        "`type=permanent` with a wrong X-Admin-Key, or ADMIN_KEY is unset "
+                        "(permanent codes are then disabled).",
+                        "FORBIDDEN",
+                        details={"properties": {"field": {"const": "X-Admin-Key"}}},
+                    ),
                     **upstream_errors(),
                     "500": INTERNAL_ERROR,
                 },
@@ -949,7 +1007,9 @@ def paths() -> Schema:
                 "operationId": "startQrLogin",
                 "summary": 'Start a desktop "scan to follow and sign in" session',
                 "description": "A random scene and a temporary QR code living QR_LOGIN_TTL "
-                "seconds. Poll the Location URL for the outcome. No request body.",
+                "seconds (one qrcode/create call, out of QRCODE_DAILY_BUDGET). Poll the "
+                "Location URL for the outcome. The scene is a bearer capability: whoever holds "
+                "it receives the sign-in's JWT. No request body.",
                 "parameters": [
                     query("redirectUri", REDIRECT_URI_DESCRIPTION + " Optional here.", APP_URL),
                     query(
@@ -990,7 +1050,12 @@ def paths() -> Schema:
                 "operationId": "qrLoginStatus",
                 "summary": "A sign-in session's state; long-polls with wait",
                 "description": "pending, scanned, expired, or confirmed with the app's JWT "
-                "(handed out once; afterwards 404).",
+                "(handed out once; afterwards 404). A scan is confirmed only once WeChat's "
+                "cgi-bin/user/info answers `subscribe: 1` for the openid that scanned; if it "
+                "does not (not a follower, an openid WeChat does not know, WeChat failing), "
+                "the session stays scanned, with `problem` saying why, until it expires. A "
+                "long poll answers at once, with the current state, when the service shuts "
+                "down.",
                 "parameters": [
                     {
                         "name": "scene",
@@ -1059,7 +1124,8 @@ def paths() -> Schema:
                 "summary": "Token upkeep status, for operators",
                 "description": "The base token's source, age, remaining life, who fetched it "
                 "and when, the last error and any back-off, the lease holder, web tokens by "
-                "state, the scheduler's jobs. Never a token value.",
+                "state, the scheduler's jobs, this instance's qrcode/create budget "
+                "(QRCODE_DAILY_BUDGET). Never a token value.",
                 "security": [{"adminKey": []}],
                 "responses": {
                     "200": {
@@ -1265,15 +1331,35 @@ REQUEST_ID_RESPONSE_HEADER: Schema = {
 }
 
 
-def rate_limited() -> Schema:
-    response = error(
-        429,
-        "Too many requests from this client address to this group of endpoints "
-        "(RATE_LIMIT_AUTHORIZE, RATE_LIMIT_JWT, RATE_LIMIT_QRCODE per minute, bursts of "
-        "RATE_LIMIT_BURST). `details.fieldValue` is the client address.",
-        "RATE_LIMITED",
-        details={"properties": {"field": {"const": "client"}}},
-    )
+# Routes that call qrcode/create, and so answer 429 QRCODE_BUDGET_EXHAUSTED too.
+QRCODE_BUDGET_ROUTES = ("/wechat/qrcode", "/wechat/qrcode/login")
+
+
+def rate_limited(qrcode_budget: bool = False) -> Schema:
+    if qrcode_budget:
+        response = error(
+            429,
+            "`RATE_LIMITED`: too many requests from this client address to this group of "
+            "endpoints (RATE_LIMIT_QRCODE per minute, bursts of RATE_LIMIT_BURST); "
+            "`details.field` is `client`, `details.fieldValue` the client address. "
+            "`QRCODE_BUDGET_EXHAUSTED`: this instance has made its QRCODE_DAILY_BUDGET "
+            "qrcode/create calls today (the day ends at 00:00 Beijing time, as WeChat's "
+            "quotas do); stored, reusable tickets are still served. `details.field` is "
+            "`QRCODE_DAILY_BUDGET`, `details.fieldValue` the budget; Retry-After runs to the "
+            "reset.",
+            "RATE_LIMITED",
+            "QRCODE_BUDGET_EXHAUSTED",
+            details={"properties": {"field": {"enum": ["client", "QRCODE_DAILY_BUDGET"]}}},
+        )
+    else:
+        response = error(
+            429,
+            "Too many requests from this client address to this group of endpoints "
+            "(RATE_LIMIT_AUTHORIZE, RATE_LIMIT_JWT, RATE_LIMIT_QRCODE per minute, bursts of "
+            "RATE_LIMIT_BURST). `details.fieldValue` is the client address.",
+            "RATE_LIMITED",
+            details={"properties": {"field": {"const": "client"}}},
+        )
     response["headers"] = {
         "Retry-After": {
             "description": "Seconds until the next request is accepted.",
@@ -1295,7 +1381,7 @@ def finished_paths() -> Schema:
                 continue
             responses = operation["responses"]
             if template in ROUTE_GROUPS:
-                responses["429"] = rate_limited()
+                responses["429"] = rate_limited(template in QRCODE_BUDGET_ROUTES)
             for response in responses.values():
                 if "$ref" not in response:
                     response.setdefault("headers", {})[REQUEST_ID_HEADER] = (
@@ -1359,7 +1445,8 @@ def build_openapi(public_url: str) -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "X-Admin-Key",
-                    "description": "ADMIN_KEY; the status endpoint is disabled while it is unset.",
+                    "description": "ADMIN_KEY; the status endpoint and permanent QR codes are "
+                    "disabled while it is unset.",
                 },
             },
         },

@@ -472,8 +472,20 @@ async def test_qr_codes_answer_as_documented(client, make_client, emulator, cont
     resp = await client.get("/wechat/qrcode", params={"scene": "door", "format": "svg"})
     assert "<svg" in await contract.check(resp, *QR)
     params = {"scene": "42", "type": "permanent", "format": "json", "scale": "2"}
-    body = await contract.check(await client.get("/wechat/qrcode", params=params), *QR)
+    admin = {"X-Admin-Key": ADMIN_KEY}
+    resp = await client.get("/wechat/qrcode", params=params, headers=admin)
+    body = await contract.check(resp, *QR)
     assert (body["type"], body["scene"], body["expiresAt"]) == ("permanent", 42, None)
+    resp = await client.get("/wechat/qrcode", params=params)
+    assert (await contract.check(resp, *QR))["name"] == "UNAUTHORIZED"
+    resp = await client.get("/wechat/qrcode", params=params, headers={"X-Admin-Key": "w" * 20})
+    assert (await contract.check(resp, *QR))["name"] == "FORBIDDEN"
+    frugal = await make_client(qrcode_daily_budget=1)
+    assert await contract.check(await frugal.get("/wechat/qrcode", params={"scene": "a"}), *QR)
+    resp = await frugal.get("/wechat/qrcode", params={"scene": "b"})
+    assert (await contract.check(resp, *QR))["name"] == "QRCODE_BUDGET_EXHAUSTED"
+    resp = await frugal.post("/wechat/qrcode/login")
+    assert (await contract.check(resp, *QR_LOGIN))["name"] == "QRCODE_BUDGET_EXHAUSTED"
     for params in ({}, {"scene": "1", "format": "gif"}, {"scene": "1", "expireSeconds": "5"}):
         resp = await client.get("/wechat/qrcode", params=params)
         assert (await contract.check(resp, *QR))["status"] == 400
@@ -542,6 +554,15 @@ async def test_qr_sign_in_answers_as_documented(
     resp = await client.get(status_path)  # handed out once
     assert (await contract.check(resp, *QR_STATUS))["name"] == "QR_LOGIN_NOT_FOUND"
 
+    # WeChat failing the follow check leaves the session scanned, saying why.
+    failed = await contract.check(await client.post("/wechat/qrcode/login"), *QR_LOGIN)
+    emulator.faults.set("http_error", paths=["cgi-bin/user/info"], status=503, count=1)
+    scan = {"openid": FOLLOWER.openid, "ticket": failed["ticket"]}
+    assert (await handset.post("/_sandbox/api/scan", json=scan)).status == 200
+    await client.app[keys.BACKGROUND].drain(5)
+    resp = await client.get(f"/wechat/qrcode/login/{failed['scene']}")
+    assert (await contract.check(resp, *QR_STATUS))["problem"]["code"] == "FOLLOW_CHECK_FAILED"
+
     later = await contract.check(await client.post("/wechat/qrcode/login"), *QR_LOGIN)
     clock.advance(client.app[keys.SETTINGS].qr_login_ttl + 1)
     resp = await client.get(f"/wechat/qrcode/login/{later['scene']}")
@@ -581,6 +602,7 @@ async def test_token_status_answers_as_documented(client, make_client, emulator,
     resp = await client.get("/wechat/tokens/status", headers={"X-Admin-Key": ADMIN_KEY})
     body = await contract.check(resp, *STATUS)
     assert body["baseToken"]["lastError"]["errcode"] == 45009
+    assert body["qrcodeBudget"]["used"] == 0
     resp = await client.get("/wechat/tokens/status")
     assert (await contract.check(resp, *STATUS))["name"] == "UNAUTHORIZED"
     resp = await client.get("/wechat/tokens/status", headers={"X-Admin-Key": "wrong" * 4})

@@ -99,6 +99,14 @@ def parse_authorization_request(
             value=callback,
         )
     challenge = _code_challenge(settings, code_challenge, code_challenge_method)
+    if challenge and callback == builtin_callback(settings):
+        # That page has no verifier to send: the sign-in could never finish.
+        raise InvalidParameter(
+            "the built-in callback page cannot send a codeVerifier: start browser-bound "
+            "sign-ins for it with /wechat/login instead",
+            field="codeChallenge",
+            value=challenge,
+        )
     return AuthorizationRequest(redirect_uri, callback, scope, challenge)
 
 
@@ -107,7 +115,14 @@ def parse_login_request(
 ) -> AuthorizationRequest:
     """/wechat/login's input: WeChat returns the user to the built-in callback page."""
     redirect_uri = app_url(settings, "redirectUri", redirect_uri)
-    return AuthorizationRequest(redirect_uri, builtin_callback(settings), _scope(scope))
+    callback = builtin_callback(settings)
+    if redirect_uri == callback:
+        raise InvalidParameter(
+            "redirectUri must be the app's page, not the built-in callback page",
+            field="redirectUri",
+            value=redirect_uri,
+        )
+    return AuthorizationRequest(redirect_uri, callback, _scope(scope))
 
 
 def builtin_callback(settings: Settings) -> str:

@@ -600,7 +600,9 @@ def paths() -> Schema:
                         "vice versa), INVALID_PARAMETER (not an absolute http(s) URL, a host or "
                         "port that cannot be parsed, javascript:, credentials, a fragment, equal "
                         "URLs, unknown scope, codeChallengeMethod not S256, a malformed "
-                        "codeChallenge, a parameter given twice or too long), ORIGIN_NOT_ALLOWED, "
+                        "codeChallenge or one for the built-in callback page, which has no "
+                        "verifier to send, a parameter given twice or too long), "
+                        "ORIGIN_NOT_ALLOWED, "
                         "CODE_CHALLENGE_REQUIRED (STATE_BINDING=required and no codeChallenge).",
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",
@@ -758,7 +760,8 @@ def paths() -> Schema:
                     "400": error(
                         400,
                         "Before any redirect, in the JSON error shape: MISSING_PARAMETER, "
-                        "INVALID_PARAMETER (as for /wechat/authorize's redirectUri and scope), "
+                        "INVALID_PARAMETER (as for /wechat/authorize's redirectUri and scope; "
+                        "redirectUri the callback page itself), "
                         "ORIGIN_NOT_ALLOWED. No cookie is set.",
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",

@@ -160,6 +160,23 @@ async def test_state_binding_required_refuses_authorize_without_a_challenge(make
     assert login.status == 302  # always bound, so always allowed
 
 
+async def test_a_challenge_for_the_built_in_callback_page_is_refused(make_client):
+    """That page has no verifier to send, so such a sign-in could never finish."""
+    client = await make_client(public_url=APP_ORIGIN)
+    resp = await client.get(
+        "/wechat/authorize",
+        params={
+            "redirectUri": REDIRECT_URI,
+            "callback": f"{APP_ORIGIN}/wechat/callback",
+            "codeChallenge": GOOD_CHALLENGE,
+            "codeChallengeMethod": "S256",
+        },
+    )
+    body = await resp.json()
+    assert_error_shape(body, 400, "INVALID_PARAMETER", "codeChallenge")
+    assert "/wechat/login" in body["message"]
+
+
 async def test_a_retried_pkce_state_keeps_its_challenge(client, browser):
     verifier, challenge = pkce_pair()
     denied = await authorize_at_wechat(
@@ -324,6 +341,16 @@ async def test_login_refusals_are_json_errors_and_set_no_cookie(service, params,
     assert_error_shape(await resp.json(), 400, name, field)
     assert "Set-Cookie" not in resp.headers
     assert await service.app[keys.STORE].states.count_documents({}) == 0
+
+
+async def test_login_refuses_the_callback_page_itself_as_redirect_uri(make_client):
+    client = await make_client(public_url=APP_ORIGIN)
+    resp = await client.get(
+        "/wechat/login",
+        params={"redirectUri": f"{APP_ORIGIN}/wechat/callback"},
+        allow_redirects=False,
+    )
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", "redirectUri")
 
 
 async def test_retrying_a_cookie_bound_state_binds_the_new_one_to_the_asking_browser(

@@ -146,8 +146,10 @@ async def login_status(
     scene: str,
     wait: float,
 ) -> dict[str, Any]:
-    """The session's state; waits up to `wait` seconds while it is pending or scanned."""
+    """The session's state; waits up to `wait` seconds for it to change (pending to scanned,
+    a problem found, confirmed, expired), answering at once when the service shuts down."""
     deadline = time.monotonic() + min(wait, MAX_WAIT)
+    first: dict[str, Any] | None = None
     while True:
         doc = await store.get_qr_login(scene)
         if doc is None or (doc["status"] == "confirmed" and doc["handedOut"]):
@@ -159,9 +161,12 @@ async def login_status(
         status = _status(doc, clock.now())
         if status == "confirmed":
             return await _hand_out(store, issuer, scene)
+        answer = _public(doc, status)
+        if first is None:
+            first = answer
         remaining = deadline - time.monotonic()
-        if status == "expired" or remaining <= 0 or waiters.closing:
-            return _public(doc, status)
+        if status == "expired" or answer != first or remaining <= 0 or waiters.closing:
+            return answer
         await waiters.wait(scene, min(remaining, 1.0))
 
 

@@ -39,6 +39,11 @@
         status.textContent = "This code has expired.";
         image.className = "hidden";
         renew.className = "primary";
+      } else if (code === 200 && body && body.status === "scanned" && body.problem) {
+        // WeChat did not confirm that the scanner follows the account: this code is done.
+        status.textContent = "Scanned, but not signed in.";
+        image.className = "hidden";
+        fail(body.problem.message);
       } else if (code === 200 && body) {
         status.textContent = body.status === "scanned" ?
           "Scanned: finishing the sign-in…" : "Waiting for the scan…";

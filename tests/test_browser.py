@@ -194,3 +194,31 @@ async def test_a_snapshot_page_user_is_told_to_use_the_full_service(
     assert "使用完整服务" in dom
     assert "Use full service" in dom
     assert 'id="claims"' not in dom
+
+
+async def test_the_desktop_page_says_why_a_scan_did_not_sign_in(
+    sandbox_server, sandbox_service, browser, tmp_path
+):
+    """WeChat fails the follow check after the scan: the page says so and offers a new code."""
+    store = sandbox_server.app[keys.STORE]
+    fault = {"kind": "http_error", "paths": ["cgi-bin/user/info"], "status": 503}
+    resp = await browser.post(f"{sandbox_service}/sandbox/_sandbox/faults", json=fault)
+    assert resp.status in (200, 201), await resp.text()
+    page = asyncio.create_task(dump_dom(f"{sandbox_service}/demo/qr-login", tmp_path))
+    session = None
+    for _ in range(200):
+        session = await store.qr_logins.find_one({"status": "pending"})
+        if session or page.done():
+            break
+        await asyncio.sleep(0.05)
+    assert session, "the page never asked for a QR code"
+    scan = await browser.post(
+        f"{sandbox_service}/sandbox/_sandbox/api/scan",
+        json={"openid": SANDBOX_USERS[0].openid, "ticket": session["ticket"]},
+    )
+    assert (await scan.json())["delivered"] is True
+    dom = await page
+    assert "Scanned, but not signed in." in dom
+    assert "WeChat could not confirm" in dom
+    assert 'id="qr-renew" class=""' in dom  # the "Show a new code" button
+    assert 'id="claims"' not in dom

@@ -76,6 +76,12 @@ class Metrics:
             "to a message for this account (a wrong WECHAT_AES_KEY, or someone probing)",
             registry=self.registry,
         )
+        self.qrcode_budget_remaining = Gauge(
+            "wechat_qrcode_budget_remaining",
+            "qrcode/create calls this instance may still make today (QRCODE_DAILY_BUDGET, "
+            "reset at 00:00 Beijing time)",
+            registry=self.registry,
+        )
         # (route, method, status) -> the counter's and the histogram's children: looking them
         # up by labels takes a lock and builds a tuple, twice a request.
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -111,6 +117,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     counts = await app[keys.STORE].count_web_tokens_by_status()
     for state in ("active", "reauth_required", *counts):
         metrics.web_tokens.labels(state).set(counts.get(state, 0))
+    budget = app[keys.QR_MAKER].budget.status()
+    metrics.qrcode_budget_remaining.set(budget["budget"] - budget["used"])
     return web.Response(
         body=generate_latest(metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},

@@ -253,6 +253,8 @@ async def test_a_daily_budget_caps_create_calls_until_midnight_in_beijing(
     assert emulator.stats[CREATE] == 2
     budget = await status_of(client)
     assert budget["used"] == 2 and budget["budget"] == 2
+    metrics = await (await client.get("/metrics")).text()
+    assert "wechat_qrcode_budget_remaining 0.0" in metrics
     assert budget["resetsAt"] == datetime.fromtimestamp(reset, UTC).isoformat()
 
     clock.advance(reset - clock.now() - 1)  # 23:59:59 in Beijing: still spent

@@ -1,9 +1,11 @@
-"""Desktop "scan to follow and sign in": a session per QR code, confirmed by WeChat's push.
+"""Desktop "scan to follow and sign in": a session per QR code, scanned by WeChat's push,
+confirmed by WeChat's cgi-bin/user/info.
 
 The browser shows a temporary QR code whose scene names the session. The user scans it with
 WeChat; WeChat pushes `subscribe` (with `qrscene_<scene>`, for a new follower) or `SCAN` (a
-follower) to /wechat/message, which marks the session scanned at once and confirms it after
-reading the profile; the browser, long-polling, then receives the app's JWT, once.
+follower) to /wechat/message, which marks the session scanned at once and, after the reply,
+confirms it only if user/info says that openid follows the account (else the session stays
+scanned, with the reason); the browser, long-polling, then receives the app's JWT, once.
 """
 
 from __future__ import annotations

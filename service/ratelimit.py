@@ -3,7 +3,8 @@
 A token bucket per (client IP, route group): `per_minute` tokens a minute, up to `burst` at
 once. Buckets live in this instance's memory (bounded, least recently used evicted first), so
 with N instances behind a load balancer a client gets up to N times the limit; that still stops
-one client from filling MongoDB with states or WeChat's quota with QR codes.
+one client from filling MongoDB with states or WeChat's quota with QR codes. A client is an IPv4
+address or an IPv6 /64 (see client_ip).
 """
 
 from __future__ import annotations
@@ -88,27 +89,72 @@ def parse_networks(
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# An unparsable X-Forwarded-For entry still names a bucket, but not an unbounded one.
+MAX_RAW_CLIENT = 64
+
+
 def client_ip(
     request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 ) -> str:
-    """The peer's address, or, when the peer is a trusted proxy, the nearest untrusted address
-    in X-Forwarded-For (the leftmost entries are whatever the client chose to send)."""
+    """The client's bucket: the peer's address, or, when the peer is a trusted proxy, the
+    nearest untrusted address in X-Forwarded-For (the leftmost entries are whatever the client
+    chose to send). IPv6 clients are keyed by their /64: one subscriber usually holds a whole
+    /64, so per-address buckets would hand an attacker 2^64 of them."""
     remote = request.remote or "unknown"
-    if not trusted or not _is_trusted(remote, trusted):
-        return remote
-    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
-    for hop in reversed([hop for hop in hops if hop]):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return remote
+    if not trusted:
+        # The hot path: an IPv4 peer (no colon) is its own key, without parsing.
+        return remote if ":" not in remote else _bucket(parse_address(remote), remote)
+    peer = parse_address(remote)
+    if peer is None or not _is_trusted(peer, trusted):
+        return _bucket(peer, remote)
+    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
+        hop = hop.strip()
+        if not hop:
+            continue
+        address = parse_address(hop)
+        if address is None:
+            # Cannot say whether it is one of ours, so it is the client, as written.
+            return hop[:MAX_RAW_CLIENT]
+        if not _is_trusted(address, trusted):
+            return _bucket(address, hop)
+    return _bucket(peer, remote)
 
 
-def _is_trusted(address: str, trusted: tuple) -> bool:
+def parse_address(text: str) -> Address | None:
+    """An address as proxies write it in X-Forwarded-For: `203.0.113.7`, `203.0.113.7:4711`,
+    `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:4711`; None if it is none of these.
+    An IPv4-mapped IPv6 address (`::ffff:203.0.113.7`, a dual-stack socket's view of an IPv4
+    client) is that IPv4 address, so one client cannot use both forms for two buckets."""
+    host = text.strip()
+    if host.startswith("["):
+        host, bracket, port = host[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and port[1:].isdecimal())):
+            return None
+    elif host.count(":") == 1:  # IPv4 and a port; an IPv6 address has at least two colons
+        host, _, port = host.partition(":")
+        if not port.isdecimal():
+            return None
     try:
-        ip = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _bucket(address: Address | None, written: str) -> str:
+    if address is None:
+        return written[:MAX_RAW_CLIENT]
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    # The network part only (a zone such as %eth0 dropped with the interface id).
+    return f"{ipaddress.IPv6Address(int(address) >> 64 << 64)}/64"
+
+
+def _is_trusted(address: Address, trusted: tuple) -> bool:
+    return any(address in network for network in trusted)
 
 
 def check_rate_limit(request: web.Request) -> None:

@@ -70,3 +70,46 @@ async def test_zero_turns_a_limit_off(make_client):
     client = await make_client(rate_limit_authorize=0, rate_limit_burst=1)
     for _ in range(5):
         assert (await authorize(client)).status == 401
+
+
+async def limited_as(client, forwarded_for: str) -> tuple[int, str | None]:
+    """The status behind a trusted proxy, and the bucket a 429 names."""
+    resp = await authorize(client, {"X-Forwarded-For": forwarded_for})
+    body = await resp.json()
+    return resp.status, body["details"]["fieldValue"] if resp.status == 429 else None
+
+
+async def test_a_port_in_forwarded_for_does_not_make_a_new_bucket(make_client):
+    client = await make_client(rate_limit_burst=1, trusted_proxies=("127.0.0.1",))
+    assert (await limited_as(client, "203.0.113.7:4711"))[0] == 401
+    assert await limited_as(client, "203.0.113.7:4712") == (429, "203.0.113.7")
+    assert await limited_as(client, "203.0.113.7") == (429, "203.0.113.7")
+
+
+async def test_ipv6_clients_share_a_bucket_per_64(make_client):
+    client = await make_client(rate_limit_burst=1, trusted_proxies=("127.0.0.1",))
+    assert (await limited_as(client, "[2001:db8:1:2::1]:4711"))[0] == 401
+    # Another address of the same /64, written without brackets or port: the same client.
+    assert await limited_as(client, "2001:db8:1:2:ffff::9") == (429, "2001:db8:1:2::/64")
+    assert await limited_as(client, "[2001:DB8:1:2::77]") == (429, "2001:db8:1:2::/64")
+    # The next /64 is someone else.
+    assert (await limited_as(client, "2001:db8:1:3::1"))[0] == 401
+
+
+async def test_an_ipv4_mapped_address_is_the_ipv4_client(make_client):
+    client = await make_client(rate_limit_burst=1, trusted_proxies=("127.0.0.1",))
+    assert (await limited_as(client, "::ffff:203.0.113.9"))[0] == 401
+    assert await limited_as(client, "203.0.113.9") == (429, "203.0.113.9")
+    assert await limited_as(client, "[::ffff:203.0.113.9]:80") == (429, "203.0.113.9")
+
+
+async def test_trusted_proxies_written_with_ports_are_still_skipped(make_client):
+    client = await make_client(
+        rate_limit_burst=1, trusted_proxies=("127.0.0.1", "10.0.0.0/8", "fd00::/8")
+    )
+    assert (await limited_as(client, "203.0.113.5, 10.1.2.3:8080, [fd00::5]:443"))[0] == 401
+    # The same client through other proxy hops, and with made-up entries prepended.
+    assert await limited_as(client, "198.51.100.1, 203.0.113.5:1, 10.9.9.9") == (
+        429,
+        "203.0.113.5",
+    )

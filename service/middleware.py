@@ -9,7 +9,9 @@ to aiohttp.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,6 +20,26 @@ from . import keys
 from .errors import response_for
 from .logs import REQUEST_ID_HEADER, begin_request, request_id_var
 from .ratelimit import check_rate_limit
+
+# One year, the value browsers' preload lists ask for. includeSubDomains covers only hosts
+# below PUBLIC_URL's own (auth.example.com's subdomains, never example.com's siblings), which
+# nobody serves over plain http on purpose; "preload" is left to the operator, since it is
+# hard to undo.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+@functools.lru_cache(maxsize=8)
+def security_headers(public_url: str) -> Mapping[str, str]:
+    """Headers every answer carries, computed once per configuration (authorize is hot).
+
+    nosniff: a JSON error or a text answer is never run as a script or a style sheet, whatever
+    a browser guesses from its bytes. HSTS only when the service is public over https (browsers
+    ignore it over http, and sending it there would suggest a protection that is not there).
+    """
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if public_url.lower().startswith("https://"):
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
 
 
 @web.middleware
@@ -33,10 +55,12 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = response_for(request, exc)  # re-raises redirects
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers.update(security_headers(request.app[keys.SETTINGS].public_url))
         return response
     except web.HTTPException as redirect:
         status = redirect.status
         redirect.headers[REQUEST_ID_HEADER] = request_id
+        redirect.headers.update(security_headers(request.app[keys.SETTINGS].public_url))
         raise
     finally:
         # request.app is this (the main) app here, also for requests routed to the emulator.

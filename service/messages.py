@@ -170,7 +170,7 @@ def verify_push(
 
 def _check_age(timestamp: str, now: float, max_age: int) -> None:
     """WeChat's timestamp is seconds since the epoch, stamped when it sends the push."""
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise StalePush(
             "timestamp must be WeChat's seconds since the epoch", field="timestamp", value=timestamp
         )
@@ -198,7 +198,10 @@ def _check_fields(fields: Mapping[str, Any]) -> None:
             raise InvalidMessage(f"<{name}> has child elements", field=name)
     created = fields.get("CreateTime")
     if created is not None and not (
-        isinstance(created, str) and created.isdigit() and int(created) <= MAX_CREATE_TIME
+        isinstance(created, str)
+        and created.isascii()
+        and created.isdigit()
+        and int(created) <= MAX_CREATE_TIME
     ):
         raise InvalidMessage(
             "CreateTime is WeChat's whole seconds since the epoch",

@@ -129,11 +129,13 @@ def parse_address(text: str) -> Address | None:
     host = text.strip()
     if host.startswith("["):
         host, bracket, port = host[1:].partition("]")
-        if not bracket or (port and not (port[0] == ":" and port[1:].isdecimal())):
+        if not bracket or (
+            port and not (port[0] == ":" and port[1:].isascii() and port[1:].isdecimal())
+        ):
             return None
     elif host.count(":") == 1:  # IPv4 and a port; an IPv6 address has at least two colons
         host, _, port = host.partition(":")
-        if not port.isdecimal():
+        if not (port.isascii() and port.isdecimal()):
             return None
     try:
         address = ipaddress.ip_address(host)

@@ -273,8 +273,9 @@ async def test_pushes_older_or_newer_than_push_max_age_are_stale(client, clock):
         resp = await push(client, event("subscribe", now), signed(clock, timestamp=str(timestamp)))
         assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
     # A timestamp that is not WeChat's seconds at all, correctly signed, is no better.
-    resp = await push(client, event("subscribe", now), signed(clock, timestamp="12e4"))
-    assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
+    for not_seconds in ("12e4", "²", "١٧١٤٠٣٦٥٠٤"):  # str.isdigit() takes the last two
+        resp = await push(client, event("subscribe", now), signed(clock, timestamp=not_seconds))
+        assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
     assert await stored_pushes(client) == 0
     assert await client.app[keys.STORE].get_user(OPENID) is None
 
@@ -331,7 +332,9 @@ async def test_a_nonce_used_on_one_instance_is_refused_on_another(make_client, s
     assert (await one.app[keys.STORE].get_user(OPENID))["subscribed"] is True
 
 
-@pytest.mark.parametrize("created", ["soon", "1.5", "-1", "99999999999999999999", ""])
+@pytest.mark.parametrize(
+    "created", ["soon", "1.5", "-1", "99999999999999999999", "", "²", "¹²³", "١٧١٤٠٣٦٥٠٤"]
+)
 async def test_an_event_with_a_bad_create_time_is_400_not_500(client, clock, created):
     body = event("subscribe", 0).replace(
         "<CreateTime>0</CreateTime>", f"<CreateTime>{created}</CreateTime>"

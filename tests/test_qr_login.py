@@ -156,8 +156,9 @@ async def test_image_formats_and_bad_input(client, connect):
     assert_error_shape(await bad.json(), 400, "ORIGIN_NOT_ALLOWED", "redirectUri")
     unknown = await poll(client, "login_doesnotexist")
     assert_error_shape(await unknown.json(), 404, "QR_LOGIN_NOT_FOUND", "scene")
-    too_long = await poll(client, "login_x", wait=31)
-    assert_error_shape(await too_long.json(), 400, "INVALID_PARAMETER", "wait")
+    for wait in (31, "²", "١", "-1"):  # str.isdigit() takes superscripts and other scripts' digits
+        bad_wait = await poll(client, "login_x", wait=wait)
+        assert_error_shape(await bad_wait.json(), 400, "INVALID_PARAMETER", "wait")
 
 
 # -- a scan confirms only what WeChat's user/info confirms (issue 11 §1) ----------------------

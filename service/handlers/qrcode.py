@@ -102,7 +102,7 @@ async def login_state(request: web.Request) -> web.Response:
     """pending, scanned, expired, or confirmed with the JWT (handed out once); `wait` long-polls."""
     app = request.app
     raw_wait = query(request, "wait") or "0"
-    if not raw_wait.isdigit() or int(raw_wait) > MAX_WAIT:
+    if not (raw_wait.isascii() and raw_wait.isdigit()) or int(raw_wait) > MAX_WAIT:
         raise InvalidParameter(
             f"wait is a whole number of seconds from 0 to {MAX_WAIT}", field="wait", value=raw_wait
         )

@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .logs import logged_path
+
 log = logging.getLogger(__name__)
 
 
@@ -177,12 +179,13 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
             message = exc.text or "request body too large"
         return error_response(exc.status, _http_name(exc), message, field, value, headers)
     body = error_body(500, "INTERNAL_ERROR", "internal error; quote the id when reporting it")
-    # The id ties the client's answer to the traceback in our logs.
+    # The id ties the client's answer to the traceback in our logs; the path as access lines
+    # name it (a route's pattern), so a crash on a capability URL does not log the capability.
     log.error(
         "unhandled error %s on %s %s",
         body["id"],
         request.method,
-        request.path,
+        logged_path(request),
         exc_info=(type(exc), exc, exc.__traceback__),
     )
     return web.json_response(body, status=500)

@@ -63,6 +63,7 @@ async def echo(request: web.Request) -> web.Response:
 
 
 @probe_routes.get("/probe/crash")
+@probe_routes.get("/probe/crash/{scene}")
 async def crash(request: web.Request) -> web.Response:
     raise RuntimeError("secret internals")
 
@@ -87,3 +88,14 @@ async def test_an_unexpected_exception_is_a_generic_500_without_traceback(make_c
     assert "Traceback" not in text
     # The id in the answer finds the traceback in the logs.
     assert body["id"] in caplog.text
+
+
+async def test_a_crash_on_a_capability_url_logs_the_routes_pattern(make_client, caplog):
+    """A path part may be a bearer capability (the QR sign-in scene): not even the error log
+    of a crash may carry it."""
+    client = await make_client(extra_routes=probe_routes)
+    resp = await client.get("/probe/crash/login_capability0000000000000")
+    assert resp.status == 500
+    assert (await resp.json())["id"] in caplog.text
+    assert "/probe/crash/{scene}" in caplog.text
+    assert "login_capability" not in caplog.text

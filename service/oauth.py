@@ -201,8 +201,9 @@ def _binding_hash(secret: str) -> str:
 
 
 def browser_secret(presented: str | None) -> str:
-    """The browser's binding secret: the one its cookie already holds, so two sign-ins started
-    in two tabs both complete, or a fresh one."""
+    """The browser's binding secret: the one its cookie already holds, so a sign-in started in
+    a second tab does not unbind the first (whichever completes first clears the cookie; the
+    other then starts again), or a fresh one."""
     if presented and BINDING_SECRET_PATTERN.fullmatch(presented):
         return presented
     return secrets.token_urlsafe(32)
@@ -364,17 +365,26 @@ def check_state_format(state: str | None) -> str:
 
 
 async def retry_authorization(
-    store: Store, settings: Settings, state: str | None, presented: str | None
+    store: Store,
+    settings: Settings,
+    state: str | None,
+    presented: str | None,
+    code_verifier: str | None = None,
 ) -> Started:
     """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
-    bound as that one was: the same codeChallenge (the app's page still holds the verifier), or
-    the requesting browser's cookie (so the new state completes only where it was asked for)."""
+    bound as that one was: the same codeChallenge, or the requesting browser's cookie (so the
+    new state completes only where it was asked for).
+
+    A PKCE state is renewed only for whoever shows its verifier: a state string is no secret
+    (it travels in URLs), and a renewed challenge in anyone's hands would let them start a
+    sign-in of their own that the victim's page, holding the verifier, then completes."""
     state = check_state_format(state)
     doc = await store.find_state(state)
     if doc is None:
         raise InvalidState(
             "unknown state: start signing in again from the app", field="state", value=state
         )
+    _check_verifier(doc, code_verifier)
     if doc.get("bindingHash"):
         request = parse_login_request(settings, doc["redirectUri"], doc["scope"])
         return await begin_login(store, settings, request, presented)
@@ -484,10 +494,14 @@ async def complete_authorization(
 def _check_binding(
     doc: dict[str, Any], verifier: str | None, presented: str | None, cookie_name: str
 ) -> None:
-    """The state completes only for whoever started it: PKCE's verifier, or the cookie.
+    """The state completes only for whoever started it: PKCE's verifier, or the cookie."""
+    _check_verifier(doc, verifier)
+    _check_cookie(doc, presented, cookie_name)
 
-    Comparisons are constant-time, and a missing, malformed or wrong verifier gets one and the
-    same answer (the value is never echoed), so answers teach an attacker nothing."""
+
+def _check_verifier(doc: dict[str, Any], verifier: str | None) -> None:
+    """Constant-time, and a missing, malformed or wrong verifier gets one and the same answer
+    (the value is never echoed), so answers teach an attacker nothing."""
     challenge = doc.get("codeChallenge")
     if challenge:
         computed = s256_challenge(verifier) if _verifier_format_ok(verifier) else ""
@@ -505,6 +519,9 @@ def _check_binding(
             field="codeVerifier",
             value=None,
         )
+
+
+def _check_cookie(doc: dict[str, Any], presented: str | None, cookie_name: str) -> None:
     expected = doc.get("bindingHash")
     if expected:
         computed = _binding_hash(presented) if presented and presented.isascii() else ""

@@ -623,20 +623,33 @@ def paths() -> Schema:
                 "scope as the earlier state (kept STATE_RETENTION, an hour by default, after "
                 "it expires), bound as that one was: the same codeChallenge, or (a state from "
                 "/wechat/login) the binding cookie, set on this answer for the asking browser. "
-                "Answers like /wechat/authorize.",
-                "parameters": [STATE_PARAM],
+                "A PKCE state is renewed only with its codeVerifier: a state string is no "
+                "secret, and a challenge renewed for anyone would let them start a sign-in "
+                "that the page holding the verifier completes. Answers like /wechat/authorize.",
+                "parameters": [
+                    STATE_PARAM,
+                    query(
+                        "codeVerifier",
+                        "PKCE: the earlier state's verifier; required for a state started with "
+                        "a codeChallenge, refused for any other.",
+                        text_param(128, pattern="^[A-Za-z0-9._~-]{43,128}$"),
+                    ),
+                ],
                 "responses": {
                     "400": error(
                         400,
                         "MISSING_PARAMETER (no state), INVALID_STATE (malformed or unknown), "
                         "INVALID_PARAMETER (given twice), ORIGIN_NOT_ALLOWED (the stored URLs' "
                         "origins are no longer allowed), CODE_CHALLENGE_REQUIRED "
-                        "(STATE_BINDING=required and the earlier state was unbound).",
+                        "(STATE_BINDING=required and the earlier state was unbound), "
+                        "INVALID_CODE_VERIFIER (a PKCE state without its matching codeVerifier, "
+                        "or a codeVerifier for a state without a challenge).",
                         "MISSING_PARAMETER",
                         "INVALID_STATE",
                         "INVALID_PARAMETER",
                         "ORIGIN_NOT_ALLOWED",
                         "CODE_CHALLENGE_REQUIRED",
+                        "INVALID_CODE_VERIFIER",
                     ),
                     "401": {
                         **authorization_needed(),

@@ -182,7 +182,8 @@ async def test_a_retried_pkce_state_keeps_its_challenge(client, browser):
     denied = await authorize_at_wechat(
         browser, await start_pkce(client, challenge, "snsapi_userinfo"), VICTIM.openid, "deny"
     )
-    resp = await client.get("/wechat/authorize/retry", params={"state": denied["state"]})
+    retry = {"state": denied["state"], "codeVerifier": verifier}
+    resp = await client.get("/wechat/authorize/retry", params=retry)
     again = await authorize_at_wechat(
         browser, (await resp.json())["details"]["fieldValue"], VICTIM.openid
     )
@@ -190,6 +191,28 @@ async def test_a_retried_pkce_state_keeps_its_challenge(client, browser):
     assert (await unbound.json())["name"] == "INVALID_CODE_VERIFIER"
     done = await client.get("/wechat/jwt", params={**again, "codeVerifier": verifier})
     assert done.status == 200
+
+
+async def test_a_pkce_state_is_renewed_only_for_the_holder_of_its_verifier(client, browser):
+    """A state string travels in URLs. Renewed for anyone, it would hand an attacker a fresh
+    state bound to the victim's challenge: the attacker authorizes as themself, and the
+    victim's page, which still holds the verifier, completes the attacker's sign-in."""
+    verifier, challenge = pkce_pair()
+    used = await authorize_at_wechat(browser, await start_pkce(client, challenge), VICTIM.openid)
+    assert (await client.get("/wechat/jwt", params={**used, "codeVerifier": verifier})).ok
+    before = await client.app[keys.STORE].states.count_documents({})
+    for attempt in ({}, {"codeVerifier": pkce_pair()[0]}, {"codeVerifier": "short"}):
+        resp = await client.get(
+            "/wechat/authorize/retry", params={"state": used["state"], **attempt}
+        )
+        assert_error_shape(await resp.json(), 400, "INVALID_CODE_VERIFIER", "codeVerifier")
+    assert await client.app[keys.STORE].states.count_documents({}) == before
+    # Nor may a verifier renew a state that had no challenge: the app would think it bound.
+    unbound = state_of(await start_sign_in(client))
+    resp = await client.get(
+        "/wechat/authorize/retry", params={"state": unbound, "codeVerifier": verifier}
+    )
+    assert_error_shape(await resp.json(), 400, "INVALID_CODE_VERIFIER", "codeVerifier")
 
 
 async def test_required_binding_refuses_to_retry_an_unbound_state(

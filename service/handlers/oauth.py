@@ -102,6 +102,7 @@ async def retry(request: web.Request) -> web.Response:
         settings,
         query(request, "state"),
         request.cookies.get(oauth.binding_cookie_name(settings)),
+        query(request, "codeVerifier"),
     )
     _authorization_needed(started)
 

@@ -33,6 +33,9 @@ from .wechat.xml import MessageXmlError, build_message, parse_message
 log = logging.getLogger(__name__)
 
 DEDUP_RETENTION = 3600  # WeChat's retries come within about 15 s; an hour is ample
+# A delivery still unfinished after this long was abandoned (its instance stopped mid-way): a
+# retry then processes it. WeChat gives up on an answer after 5 s and retries within ~15 s.
+ABANDONED_AFTER = 8.0
 # A retry that finds the first delivery still being processed waits this long for its outcome,
 # inside WeChat's 5 s (§10), then answers 503 so that WeChat asks again.
 IN_PROGRESS_WAIT = 3.0
@@ -266,7 +269,7 @@ async def handle_push(services: MessageServices, push: Push) -> str:
     reply = _text_reply(services, fields) if msg_type == "text" else None
     deadline = time.monotonic() + IN_PROGRESS_WAIT
     while True:
-        earlier = await services.store.first_delivery(key, DEDUP_RETENTION, reply)
+        earlier = await services.store.first_delivery(key, DEDUP_RETENTION, reply, ABANDONED_AFTER)
         if earlier is None:
             break  # ours to process
         if earlier.get("done", True):
@@ -287,9 +290,10 @@ async def handle_push(services: MessageServices, push: Push) -> str:
             await _on_event(services, fields)
         elif msg_type != "text":
             log.info("push of message type %r acknowledged", msg_type)
-    except Exception:
-        # Not processed after all: let WeChat's retry be processed rather than skipped.
-        await services.store.forget_delivery(key)
+    except BaseException:
+        # Not processed after all (an error, or cancelled at shutdown): let WeChat's retry be
+        # processed rather than skipped.
+        await asyncio.shield(services.store.forget_delivery(key))
         raise
     await services.store.delivery_done(key)
     return _seal(services, push, reply)

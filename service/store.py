@@ -605,10 +605,12 @@ class Store:
     # -- pushed messages ------------------------------------------------------------------------
 
     async def first_delivery(
-        self, key: str, retention: int, reply: str | None = None
+        self, key: str, retention: int, reply: str | None = None, abandoned_after: float = 30
     ) -> dict[str, Any] | None:
-        """None the first time a push is seen (recording it, unfinished, with our reply, if
-        any); the earlier delivery's record for a retry (`done` False while it is processed)."""
+        """None when the push is ours to process: seen for the first time (recorded unfinished,
+        with our reply, if any), or taken over from a delivery left unfinished for
+        `abandoned_after` seconds (its instance died mid-way). Otherwise the earlier
+        delivery's record (`done` False while it is processed)."""
         now = self.clock.now()
         record = {
             "_id": key,
@@ -622,8 +624,17 @@ class Store:
             await self.delivery_writer.insert(record)
         except DuplicateKeyError:
             earlier = await self.pushed_messages.find_one({"_id": key})
-            # Gone meanwhile: the first delivery failed and was forgotten; try to take it.
-            return earlier if earlier is not None else {"done": False}
+            if earlier is None:
+                # Gone meanwhile: the first delivery failed and was forgotten; try to take it.
+                return {"done": False}
+            if earlier.get("done", True) or earlier["receivedAt"] > utc(now - abandoned_after):
+                return earlier
+            # Matching the receivedAt we read: of several retries, one takes it over.
+            taken = await self.pushed_messages.update_one(
+                {"_id": key, "done": False, "receivedAt": earlier["receivedAt"]},
+                {"$set": {"receivedAt": utc(now), "purgeAt": utc(now + retention)}},
+            )
+            return None if taken.modified_count == 1 else {"done": False}
         return None
 
     async def delivery_done(self, key: str) -> None:

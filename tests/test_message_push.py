@@ -363,6 +363,23 @@ async def test_a_retry_during_processing_waits_for_the_first_deliverys_outcome(c
     assert (await store.get_user(OPENID))["subscribed"] is True
 
 
+async def test_a_delivery_its_instance_abandoned_is_processed_by_a_later_retry(client, clock):
+    """The instance processing the first delivery stopped mid-way (crashed, killed): its
+    record stays unfinished, and WeChat's retries must not all be turned away until the
+    record expires an hour later, losing the push."""
+    store = client.app[keys.STORE]
+    created = int(clock.now())
+    key = f"event:{OPENID}:{created}:subscribe"
+    await store.first_delivery(key, 3600)  # the dead instance's delivery, never finished
+    clock.advance(9)  # WeChat's next retry: the first delivery is past any live processing
+    resp = await push(client, event("subscribe", created), signed(clock))
+    assert resp.status == 200 and await resp.text() == "success"
+    assert (await store.get_user(OPENID))["subscribed"] is True
+    # Taken over and finished: the next retry is answered, not processed again.
+    again = await push(client, event("subscribe", created), signed(clock))
+    assert await again.text() == "success"
+
+
 async def test_a_retry_during_processing_answers_what_the_first_delivery_answered(client, clock):
     store = client.app[keys.STORE]
     created = int(clock.now())

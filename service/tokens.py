@@ -267,7 +267,9 @@ class BaseTokenKeeper:
                 break
             except WeChatAPIError as exc:
                 if exc.errcode == -1 and busy < BUSY_RETRIES:
-                    await self._sleep(self._settings.wechat_retry_delay * 2**busy)
+                    delay = self._settings.wechat_retry_delay * 2**busy
+                    await self._extend_lease(delay)  # held through the pause, however long
+                    await self._sleep(delay)
                     busy += 1
                     await self._extend_lease()
                     continue
@@ -295,9 +297,9 @@ class BaseTokenKeeper:
         )
         return fetched.access_token
 
-    async def _extend_lease(self) -> None:
+    async def _extend_lease(self, pause: float = 0) -> None:
         if not await self._store.acquire_lease(
-            self.lease_name, self.instance_id, self._settings.lease_ttl
+            self.lease_name, self.instance_id, self._settings.lease_ttl + pause
         ):
             log.warning(
                 "the base-token lease ran out during a fetch and %s no longer holds it; "

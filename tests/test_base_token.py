@@ -17,6 +17,7 @@ from flows import APPID, SECRET
 from service import keys
 from service.sandbox import SANDBOX_USERS
 from service.sandbox.state import SandboxWeChat
+from service.tokens import BaseTokenKeeper
 
 FOLLOWER = SANDBOX_USERS[0].openid
 
@@ -270,6 +271,35 @@ async def test_the_lease_is_extended_while_a_slow_fetch_is_retried(
     token = (await stored(other))["accessToken"]
     assert (await stored(holder_client))["fetchedBy"] == holder.instance_id
     assert emulator.base_token_valid(token)
+
+
+async def test_the_lease_covers_a_pause_between_retries_longer_than_lease_ttl(
+    make_client, shared_mongo, emulator, clock, settings
+):
+    """WECHAT_RETRY_DELAY is a setting: a pause longer than one LEASE_TTL must not leave the
+    lease free for a second instance to take and fetch a token of its own."""
+    (holder_client, _), _ = await instances(
+        make_client, shared_mongo, 2, wechat_retry_delay=settings.lease_ttl + 10
+    )
+    store = holder_client.app[keys.STORE]
+    taken_during_pause: list[bool] = []
+
+    async def pause(seconds: float) -> None:
+        clock.advance(seconds)  # the pause passes on the manual clock
+        taken_during_pause.append(await store.acquire_lease(keeper.lease_name, "other", 30))
+
+    keeper = BaseTokenKeeper(
+        store,
+        holder_client.app[keys.WECHAT],
+        holder_client.app[keys.SETTINGS],
+        clock,
+        "holder",
+        sleep=pause,
+    )
+    emulator.faults.set("busy", paths=["cgi-bin/stable_token"], count=1)
+    assert await keeper.renew_if_due() is True
+    assert taken_during_pause == [False]
+    assert fetches(emulator) == 2  # the busy answer and the holder's one real fetch
 
 
 async def test_a_holder_that_lost_its_lease_leaves_the_fetch_to_the_new_holder(

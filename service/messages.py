@@ -41,7 +41,10 @@ ABANDONED_AFTER = 8.0
 IN_PROGRESS_WAIT = 3.0
 IN_PROGRESS_POLL = 0.05
 # The fields handling reads; nested elements (scancode_push's ScanCodeInfo…) are only logged.
-TEXT_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "Event", "EventKey", "MsgId")
+# Who sent a push and when: de-duplication and the reply need them as text. Other fields may
+# nest in pushes WeChat adds later; a push whose MsgType, Event or EventKey nests is
+# acknowledged without being acted on.
+IDENTITY_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgId")
 MAX_CREATE_TIME = 2**32 - 1  # WeChat's CreateTime is a 32-bit count of seconds
 QR_SCENE_PREFIX = "qrscene_"
 
@@ -196,7 +199,7 @@ def _parse(body: bytes) -> dict[str, Any]:
 
 def _check_fields(fields: Mapping[str, Any]) -> None:
     """What handling relies on: who sent it, and when, as WeChat writes them (§10)."""
-    for name in TEXT_FIELDS:
+    for name in IDENTITY_FIELDS:
         if not isinstance(fields.get(name, ""), str):
             raise InvalidMessage(f"<{name}> has child elements", field=name)
     created = fields.get("CreateTime")
@@ -263,7 +266,7 @@ async def handle_push(services: MessageServices, push: Push) -> str:
     fields = push.fields
     key = dedup_key(fields)
     assert key is not None  # verify_push refuses pushes without one
-    msg_type = fields.get("MsgType", "")
+    msg_type = text_of(fields, "MsgType")
     # Known before anything is stored, so it is stored with the delivery in one write, and a
     # retry arriving while the first delivery is processed already gets the same answer.
     reply = _text_reply(services, fields) if msg_type == "text" else None
@@ -285,11 +288,12 @@ async def handle_push(services: MessageServices, push: Push) -> str:
                 field="MsgId" if fields.get("MsgId") else "CreateTime",
             )
         await asyncio.sleep(IN_PROGRESS_POLL)
+    # The kind of push only (%r: no line breaks): its fields carry openids and sign-in scenes.
+    kind = f"event/{text_of(fields, 'Event')}" if msg_type == "event" else msg_type
+    log.info("push received: %r", kind)
     try:
         if msg_type == "event":
             await _on_event(services, fields)
-        elif msg_type != "text":
-            log.info("push of message type %r acknowledged", msg_type)
     except BaseException:
         # Not processed after all (an error, or cancelled at shutdown): let WeChat's retry be
         # processed rather than skipped.
@@ -308,10 +312,16 @@ def _seal(services: MessageServices, push: Push, reply: str | None) -> str:
     return reply
 
 
-async def _on_event(services: MessageServices, fields: Mapping[str, str]) -> None:
-    event = fields.get("Event", "")
+def text_of(fields: Mapping[str, Any], name: str) -> str:
+    """A field's text; "" when absent or when it nests elements."""
+    value = fields.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+async def _on_event(services: MessageServices, fields: Mapping[str, Any]) -> None:
+    event = text_of(fields, "Event")
     openid = fields.get("FromUserName", "")
-    key = fields.get("EventKey", "")
+    key = text_of(fields, "EventKey")
     created = int(fields.get("CreateTime") or services.clock.now())  # digits: _check_fields
     if event == "subscribe":
         scene = key[len(QR_SCENE_PREFIX) :] if key.startswith(QR_SCENE_PREFIX) else None
@@ -330,8 +340,6 @@ async def _on_event(services: MessageServices, fields: Mapping[str, str]) -> Non
         await services.store.record_follow_state(
             openid, subscribed=False, subscribe_time=None, subscribe_scene=None, unionid=None
         )
-    else:
-        log.info("WeChat event %r acknowledged", event)
 
 
 async def _on_scan(services: MessageServices, scene: str, openid: str, new_follower: bool) -> None:

@@ -11,6 +11,7 @@ two ways: signed by hand as WeChat signs it, and pushed by the emulator playing 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 
 import pytest
@@ -104,14 +105,39 @@ async def person_push(phone, openid: str, msg_type: str, **fields) -> dict:
 
 @pytest.mark.parametrize("name", ALL)
 async def test_every_documented_push_is_acknowledged_and_a_retry_is_not_processed_again(
-    client, clock, name
+    client, clock, caplog, name
 ):
+    caplog.set_level(logging.INFO, logger="service.messages")
     xml = SAMPLES[name]
-    query = signed(clock, parse_message(xml)["FromUserName"])
+    fields = parse_message(xml)
+    query = signed(clock, fields["FromUserName"])
     assert await deliver(client, query, xml) == "success"
     clock.advance(5)  # WeChat waited its 5 s for an answer that got lost, and asks again
     assert await deliver(client, query, xml) == "success"  # the same query, the same bytes
     assert await stored_pushes(client) == 1
+    # Its type is logged once, when it is processed; who sent it is not.
+    kind = f"event/{fields['Event']}" if fields["MsgType"] == "event" else fields["MsgType"]
+    received = [r.getMessage() for r in caplog.records if "push received" in r.getMessage()]
+    assert received == [f"push received: {kind!r}"]
+    assert fields["FromUserName"] not in caplog.text
+
+
+async def test_a_push_whose_event_fields_nest_is_acknowledged_without_acting(client, clock):
+    """A well-formed push of a shape no documentation shows yet (Event or EventKey with child
+    elements) is acknowledged, so WeChat neither retries nor tells the person the account
+    cannot serve them; it is not acted on, since its meaning is unknown."""
+    openid = FOLLOWER.openid
+    created = int(clock.now())
+    xml = (
+        f"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+        f"</FromUserName><CreateTime>{created}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[subscribe]]></Event><EventKey><Scene>qrscene_1</Scene></EventKey></xml>"
+    )
+    assert await deliver(client, signed(clock, openid), xml) == "success"
+    nested_event = xml.replace("<Event><![CDATA[subscribe]]></Event>", "<Event><A>1</A></Event>")
+    nested_event = nested_event.replace(f"<CreateTime>{created}", f"<CreateTime>{created + 1}")
+    assert await deliver(client, signed(clock, openid), nested_event) == "success"
+    assert await stored_pushes(client) == 2
 
 
 @pytest.mark.parametrize("name", NESTED_EVENTS)
@@ -142,8 +168,9 @@ async def test_hostile_nesting_is_refused(client, clock):
         # Far deeper than WeChat's deepest (four below <xml>), or thousands of elements.
         head + "<MsgType>event</MsgType><Event>X</Event>" + "<A>" * 20 + "</A>" * 20 + "</xml>",
         head + "<MsgType>event</MsgType><Event>X</Event>" + "<A/>" * 2000 + "</xml>",
-        # A field the service reads, made a tree.
-        head + "<MsgType><Type>text</Type></MsgType><Content>x</Content><MsgId>1</MsgId></xml>",
+        # Who sent it, made a tree: nothing to de-duplicate or reply by.
+        head.replace("<FromUserName>o1</FromUserName>", "<FromUserName><A>o1</A></FromUserName>")
+        + "<MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId></xml>",
     ):
         resp = await client.post("/wechat/message", params=signed(clock, "o1"), data=body)
         assert resp.status == 400

@@ -50,7 +50,9 @@ async def get_code(wechat, user=FOLLOWER, scope="snsapi_base") -> str:
 async def api(wechat, path: str, /, **params: str) -> dict:
     resp = await wechat.get(f"/{path}", params=params)
     assert resp.status == 200
-    assert resp.headers["Content-Type"] == "application/json; encoding=utf-8"
+    # wechat-api.md §1: the sns endpoints label their JSON text/plain, the others JSON.
+    expected = "text/plain" if path.startswith("sns/") else "application/json; encoding=utf-8"
+    assert resp.headers["Content-Type"] == expected
     return await resp.json(content_type=None)
 
 

@@ -39,6 +39,7 @@ from .state import (
 )
 
 CONTENT_TYPE = "application/json; encoding=utf-8"
+SNS_CONTENT_TYPE = "text/plain"  # §1: the sns endpoints label their JSON so; decode it anyway
 
 ApiHandler = Callable[[web.Request, SandboxWeChat], Awaitable[dict[str, Any]]]
 
@@ -49,13 +50,13 @@ def rid() -> str:
     return "-".join(secrets.token_hex(4) for _ in range(3))
 
 
-def wechat_json(body: dict[str, Any]) -> web.Response:
+def wechat_json(body: dict[str, Any], content_type: str = CONTENT_TYPE) -> web.Response:
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+    return web.Response(body=text.encode(), headers={"Content-Type": content_type})
 
 
-def wechat_error(errcode: int, errmsg: str) -> web.Response:
-    return wechat_json({"errcode": errcode, "errmsg": f"{errmsg} rid: {rid()}"})
+def wechat_error(errcode: int, errmsg: str, content_type: str = CONTENT_TYPE) -> web.Response:
+    return wechat_json({"errcode": errcode, "errmsg": f"{errmsg} rid: {rid()}"}, content_type)
 
 
 def caller_ipv4(request: web.Request) -> str:
@@ -72,6 +73,8 @@ def caller_ipv4(request: web.Request) -> str:
 def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandler], ApiHandler]:
     """Register `path` (WeChat's, without a leading slash) with the conventions above."""
 
+    content_type = SNS_CONTENT_TYPE if path.startswith("sns/") else CONTENT_TYPE
+
     def register(handler: ApiHandler) -> ApiHandler:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             wechat = request.config_dict[SANDBOX_KEY]
@@ -81,7 +84,7 @@ def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandl
                 if fault.errcode is not None:  # busy (-1) and errcode faults
                     wechat.stats[path] += 1
                     errmsg = errmsg_for(fault.errcode, caller_ipv4(request))
-                    return wechat_error(fault.errcode, errmsg)
+                    return wechat_error(fault.errcode, errmsg, content_type)
                 if fault.kind == "http_error":
                     wechat.stats[path] += 1
                     return web.Response(
@@ -92,9 +95,9 @@ def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandl
                 await asyncio.sleep(fault.delay)
             try:
                 wechat.count_call(path, per_minute)
-                return wechat_json(await handler(request, wechat))
+                return wechat_json(await handler(request, wechat), content_type)
             except ApiError as exc:
-                return wechat_error(exc.errcode, exc.errmsg)
+                return wechat_error(exc.errcode, exc.errmsg, content_type)
 
         routes.route(method, f"/{path}")(endpoint)
         return handler

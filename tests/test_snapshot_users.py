@@ -1,12 +1,10 @@
 """Snapshot-page users (快照页, wechat-api.md §1): WeChat's virtual accounts are never signed in.
 
 The emulator's SNAPSHOT_USER answers as WeChat does for one: the token exchange flags it with
-is_snapshotuser 1 (and a virtual unionid with snsapi_userinfo), sns/userinfo answers 48001.
+is_snapshotuser 1 and a virtual unionid, sns/userinfo answers 48001; only for snsapi_userinfo.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from flows import APPID, SECRET, assert_error_shape, authorize_at_wechat, start_sign_in
 from service import keys
@@ -47,9 +45,18 @@ async def test_the_user_picker_offers_the_snapshot_user(emulator_server, browser
     assert "快照页" in page
 
 
-@pytest.mark.parametrize("scope", ["snsapi_base", "snsapi_userinfo"])
-async def test_a_snapshot_user_is_not_signed_in_nor_stored(client, browser, scope):
-    url = await start_sign_in(client, scope)
+async def test_the_snapshot_page_exists_for_snsapi_userinfo_only(client, browser):
+    """§1: irregular snsapi_userinfo requests open it; a silent snsapi_base authorization
+    names the person's real account, so the emulator will not play a snapshot user there."""
+    url = await start_sign_in(client, "snsapi_base")
+    target = url.split("#", 1)[0] + f"&sandbox_openid={SNAPSHOT_USER.openid}"
+    async with browser.get(target, allow_redirects=False) as resp:
+        assert resp.status == 200  # a page at WeChat, no redirect with a code
+        assert "No snapshot page for snsapi_base" in await resp.text()
+
+
+async def test_a_snapshot_user_is_not_signed_in_nor_stored(client, browser):
+    url = await start_sign_in(client, "snsapi_userinfo")
     query = await authorize_at_wechat(browser, url, SNAPSHOT_USER.openid)
     resp = await client.get("/wechat/jwt", params=query)
     assert resp.status == 403

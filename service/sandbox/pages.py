@@ -139,6 +139,16 @@ async def authorize(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound(location=str(users))
 
     redirect_uri, scope, state = query["redirect_uri"], query["scope"], query.get("state", "")
+    if user.snapshot and scope != "snsapi_userinfo":
+        # §1: WeChat opens the snapshot page for irregular snsapi_userinfo requests only; a
+        # silent snsapi_base authorization always names the person's real account.
+        error = AuthorizePageError(
+            "",
+            "No snapshot page for snsapi_base",
+            "WeChat shows the snapshot page (快照页) only for snsapi_userinfo; snsapi_base "
+            "answers with the person's real account. Pick a real sandbox user.",
+        )
+        return render(request, "sandbox/error.html", {"error": error})
     if scope == "snsapi_userinfo" and action != "allow":
         if action == "deny":
             raise back_to_app(redirect_uri, state=state)

@@ -334,6 +334,9 @@ class SandboxWeChat:
 
     def issue_code(self, openid: str, scope: str) -> str:
         """A new code for every authorization (§1), valid five minutes, single use."""
+        user = self.users.get(openid)
+        if user is not None and user.snapshot and scope != "snsapi_userinfo":
+            raise ValueError("WeChat's snapshot page exists for snsapi_userinfo only (§1)")
         now = self.clock.now()
         self._forget_stale_codes(now)
         code = random_token(32)

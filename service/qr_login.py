@@ -221,7 +221,11 @@ async def confirm(
     The push alone proves nothing about the openid: in plain mode its signature covers no
     body, so anyone holding one signed query could name any openid. WeChat's own answer does.
     """
-    problem = await _follow_problem(keeper, wechat, store, openid)
+    try:
+        problem = await _follow_problem(keeper, wechat, store, openid)
+    except Exception:  # a fault of ours: the waiting page must still learn why, not hang
+        log.exception("QR sign-in follow check failed unexpectedly")
+        problem = _check_failed(ServiceError("an internal error; see the service's log"))
     if problem is not None:
         log.warning("QR sign-in not confirmed: %s", problem["code"])
         await store.qr_login_problem(scene, openid, problem)

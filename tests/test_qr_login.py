@@ -221,12 +221,28 @@ async def test_a_scan_by_someone_who_does_not_follow_is_not_confirmed(client, cl
     assert (await client.app[keys.STORE].get_user(VISITOR.openid)).get("loginCount") is None
 
 
+def user_info_down(emulator) -> None:
+    emulator.faults.set("http_error", paths=["cgi-bin/user/info"], status=503)
+
+
+def user_info_over_quota(emulator) -> None:
+    emulator.faults.set("errcode", paths=["cgi-bin/user/info"], errcode=45009)
+
+
+def no_base_token(emulator) -> None:
+    # The token is refused as stale (40001), and a new one cannot be had (IP not whitelisted).
+    emulator.faults.set("errcode", paths=["cgi-bin/user/info"], errcode=40001, count=1)
+    token_paths = ["cgi-bin/stable_token", "cgi-bin/token"]
+    emulator.faults.set("errcode", paths=token_paths, errcode=40164)
+
+
+@pytest.mark.parametrize("failure", [user_info_down, user_info_over_quota, no_base_token])
 async def test_wechat_failing_the_follow_check_leaves_the_session_scanned(
-    client, connect, emulator
+    client, connect, emulator, failure
 ):
     phone = await connect(client)
     session = await start(client)
-    emulator.faults.set("http_error", paths=["cgi-bin/user/info"], status=503)
+    failure(emulator)
     await scan(phone, FOLLOWER.openid, session["ticket"])
     await drained(client)
     body = await (await poll(client, session["scene"])).json()

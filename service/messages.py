@@ -218,23 +218,48 @@ def _check_fields(fields: Mapping[str, Any]) -> None:
         raise InvalidMessage("a push names its sender and time", field="FromUserName")
 
 
-async def claim_nonce(store: Store, settings: Settings, push: Push, body: bytes) -> None:
-    """Remember the push's (timestamp, nonce) for as long as its timestamp is accepted.
+async def claim_nonce(
+    store: Store, settings: Settings, timestamp: str, nonce: str, content: bytes
+) -> None:
+    """Remember a signed request's (timestamp, nonce) for as long as its timestamp is accepted.
 
-    A second push with the same pair is a replay, unless it is WeChat's retry of the same
+    A second request with the same pair is a replay, unless it is WeChat's retry of the same
     message, byte for byte, which goes on to be answered as the first was (de-duplication).
-    Shared by every instance through MongoDB's unique _id.
+    Shared by every instance through MongoDB's unique _id. Kept twice PUSH_MAX_AGE past the
+    timestamp: MongoDB expires records by its own clock, and one running ahead of ours must not
+    free a pair that is still accepted here.
     """
-    digest = hashlib.sha256(body).hexdigest()
+    digest = hashlib.sha256(content).hexdigest()
     earlier = await store.claim_push_nonce(
-        push.timestamp, push.nonce, digest, int(push.timestamp) + settings.push_max_age
+        timestamp, nonce, digest, int(timestamp) + 2 * settings.push_max_age
     )
     if earlier is not None and not hmac.compare_digest(earlier, digest):
         raise ReplayedPush(
             "this timestamp and nonce were already used by another push",
             field="nonce",
-            value=push.nonce,
+            value=nonce,
         )
+
+
+async def verify_server_url(
+    settings: Settings, store: Store, params: Mapping[str, str | None], now: float
+) -> str:
+    """WeChat's server-URL check (§10): its echostr, once signature, age and nonce pass.
+
+    The GET's signed (timestamp, nonce) is claimed like a push's, so a copy of its query from
+    an access log cannot carry a forged POST; WeChat asking again with the same echostr is
+    answered again."""
+    timestamp, nonce, signature, echostr = (
+        _required(params, name) for name in ("timestamp", "nonce", "signature", "echostr")
+    )
+    expected = wechat_signature(settings.wechat_token, timestamp, nonce)
+    if not signature_matches(expected, signature):
+        raise InvalidSignature(
+            "signature does not match WECHAT_TOKEN", field="signature", value=signature
+        )
+    _check_age(timestamp, now, settings.push_max_age)
+    await claim_nonce(store, settings, timestamp, nonce, b"echostr:" + echostr.encode())
+    return echostr
 
 
 def dedup_key(fields: Mapping[str, str]) -> str | None:
@@ -257,7 +282,7 @@ async def receive(services: MessageServices, params: Mapping[str, str | None], b
         services.clock.now(),
         services.metrics,
     )
-    await claim_nonce(services.store, services.settings, push, body)
+    await claim_nonce(services.store, services.settings, push.timestamp, push.nonce, body)
     return await handle_push(services, push)
 
 

@@ -831,6 +831,10 @@ def paths() -> Schema:
                 "tags": ["messages"],
                 "operationId": "verifyServerUrl",
                 "summary": "WeChat's server-URL check (服务器配置)",
+                "description": "The timestamp must lie within PUSH_MAX_AGE of the server's "
+                "clock, and its (timestamp, nonce) is claimed like a push's: a second check "
+                "with the same pair and echostr is answered again, anything else with that "
+                "pair (another echostr, a push) is a replay.",
                 "parameters": [
                     query(
                         "signature",
@@ -858,7 +862,15 @@ def paths() -> Schema:
                         "MISSING_PARAMETER",
                         "INVALID_PARAMETER",
                     ),
-                    "403": error(403, "The signature does not match.", "INVALID_SIGNATURE"),
+                    "403": error(
+                        403,
+                        "INVALID_SIGNATURE (the signature does not match), STALE_PUSH (the "
+                        "timestamp is not within PUSH_MAX_AGE of now), REPLAYED_PUSH (the "
+                        "timestamp and nonce were used by another request).",
+                        "INVALID_SIGNATURE",
+                        "STALE_PUSH",
+                        "REPLAYED_PUSH",
+                    ),
                     "500": INTERNAL_ERROR,
                 },
             },

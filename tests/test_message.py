@@ -18,16 +18,50 @@ def test_signature_matches_wechats_published_vectors():
     )
 
 
-async def test_valid_signature_echoes_echostr_as_plain_text(client):
-    params = {"timestamp": "1714036504", "nonce": "1514711492", "echostr": "5837397758203254286"}
+def check_query(clock, echostr: str = "5837397758203254286", **overrides: str) -> dict:
+    """The GET WeChat sends when the server URL is saved: stamped now, a fresh nonce."""
+    params = {"timestamp": str(int(clock.now())), "nonce": "1514711492", "echostr": echostr}
+    params |= overrides
     params["signature"] = wechat_signature(TOKEN, params["timestamp"], params["nonce"])
-    resp = await client.get("/wechat/message", params=params)
+    return params
+
+
+async def test_valid_signature_echoes_echostr_as_plain_text(client, clock):
+    resp = await client.get("/wechat/message", params=check_query(clock))
     assert resp.status == 200
     assert resp.content_type == "text/plain"
     assert await resp.text() == "5837397758203254286"
+    # WeChat asking again with the same query is answered again.
+    again = await client.get("/wechat/message", params=check_query(clock))
+    assert await again.text() == "5837397758203254286"
 
 
-async def test_the_published_vector_passes_with_its_token(make_client):
+async def test_a_check_querys_signature_cannot_carry_a_push_or_be_used_late(client, clock):
+    """The check's signed (timestamp, nonce), read from an access log, is claimed like a
+    push's: in plain mode it would otherwise sign any body POSTed within PUSH_MAX_AGE."""
+    captured = check_query(clock)
+    assert (await client.get("/wechat/message", params=captured)).status == 200
+    forged = (
+        "<xml><ToUserName>gh_1</ToUserName><FromUserName>oVictim</FromUserName>"
+        f"<CreateTime>{int(clock.now())}</CreateTime><MsgType>event</MsgType>"
+        "<Event>unsubscribe</Event></xml>"
+    )
+    push = {k: v for k, v in captured.items() if k != "echostr"}
+    resp = await client.post("/wechat/message", params=push, data=forged.encode())
+    assert_error_shape(await resp.json(), 403, "REPLAYED_PUSH", "nonce")
+    other_echo = await client.get("/wechat/message", params=check_query(clock, "1"))
+    assert_error_shape(await other_echo.json(), 403, "REPLAYED_PUSH", "nonce")
+    old = check_query(clock, nonce="77", timestamp=str(int(clock.now()) - 301))
+    assert_error_shape(
+        await (await client.get("/wechat/message", params=old)).json(),
+        403,
+        "STALE_PUSH",
+        "timestamp",
+    )
+
+
+async def test_the_published_vector_passes_with_its_token(make_client, clock):
+    clock.advance(1714036504 - clock.now())  # the vector's own time
     client = await make_client(wechat_token="AAAAA")
     resp = await client.get(
         "/wechat/message",

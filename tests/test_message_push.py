@@ -284,6 +284,39 @@ async def test_pushes_older_or_newer_than_push_max_age_are_stale(client, clock):
         assert resp.status == 200 and await resp.text() == "success"
 
 
+@pytest.mark.parametrize("mode", ["safe", "compatible"])
+async def test_encrypted_pushes_must_be_fresh_too(make_client, clock, mode):
+    """msg_signature covers the ciphertext, but a captured push is still a captured push."""
+    client = await make_client(wechat_message_mode=mode, wechat_aes_key=AES_KEY)
+    now = int(clock.now())
+    for timestamp in (now - 301, now + 301):
+        params, body = sealed(event("subscribe", now), clock, timestamp=str(timestamp))
+        assert_error_shape(
+            await (await push(client, body, params)).json(), 403, "STALE_PUSH", "timestamp"
+        )
+    assert await client.app[keys.STORE].get_user(OPENID) is None
+    params, body = sealed(event("subscribe", now), clock, timestamp=str(now - 299))
+    assert (await push(client, body, params)).status == 200
+
+
+async def test_a_used_pair_is_remembered_past_the_window_on_the_databases_clock(client, clock):
+    """MongoDB expires records by its own clock (a TTL index on purgeAt). Kept only until the
+    last moment the timestamp is accepted, a database clock running ahead would free the pair
+    while a replay of it is still fresh here."""
+    query = signed(clock)
+    assert (await push(client, event("subscribe", int(clock.now())), query)).status == 200
+    nonces = client.app[keys.STORE].push_nonces
+    record = await nonces.find_one({"_id": f"{query['timestamp']}:{query['nonce']}"})
+    last_accepted = int(query["timestamp"]) + 300
+    assert record["purgeAt"].timestamp() >= last_accepted + 300
+    ttl = [
+        index
+        for index in (await nonces.index_information()).values()
+        if index["key"] == [("purgeAt", 1)]
+    ]
+    assert ttl and ttl[0]["expireAfterSeconds"] == 0
+
+
 async def test_push_max_age_is_a_setting(make_client, clock):
     strict = await make_client(push_max_age=60)
     old = signed(clock, timestamp=str(int(clock.now()) - 61))

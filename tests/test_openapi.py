@@ -291,7 +291,9 @@ async def test_jwt_answers_as_documented(client, make_client, browser, emulator,
     resp = await client.get("/wechat/jwt", params=with_verifier)
     assert (await contract.check(resp, *JWT))["name"] == "INVALID_CODE_VERIFIER"
 
-    query = await authorize_at_wechat(browser, await start_sign_in(client), SNAPSHOT_USER.openid)
+    query = await authorize_at_wechat(
+        browser, await start_sign_in(client, "snsapi_userinfo"), SNAPSHOT_USER.openid
+    )
     resp = await client.get("/wechat/jwt", params=query)
     assert (await contract.check(resp, *JWT))["name"] == "SNAPSHOT_USER"
 

@@ -101,8 +101,8 @@ class TicketMaker:
         self.clock = clock
         self.budget = DailyBudget(clock, budget)
         self.owner = owner  # names this instance's claims in MongoDB
-        # How long a claim holds off other instances: a create with its token fetch and
-        # retries fits in it; a dead claimant's claim lapses after it.
+        # How long a claim holds off other instances: a create call with its token fetch fits
+        # in it, and it is renewed before each retried call; a dead claimant's claim lapses.
         self.claim_ttl = claim_ttl
         self.flights: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
@@ -239,6 +239,10 @@ async def obtain_ticket(
     return doc
 
 
+class ClaimLost(Exception):
+    """This instance's claim on a creation lapsed and another instance took it."""
+
+
 def _landed(maker: TicketMaker, key: str, flight: asyncio.Future[dict[str, Any]]) -> None:
     if maker.flights.get(key) is flight:
         del maker.flights[key]
@@ -269,7 +273,11 @@ async def _claim_and_create(
                 if reusable(stored, expire_seconds, maker.clock.now()):
                     assert stored is not None
                     return stored
-                return await _create(store, keeper, wechat, maker, kind, scene, expire_seconds)
+                return await _create(
+                    store, keeper, wechat, maker, kind, scene, expire_seconds, claimed=True
+                )
+            except ClaimLost:
+                pass  # it lapsed during a retry and another instance creates it: wait for that
             finally:
                 await store.release_qr_claim(key, maker.owner)
         stored = await store.get_qr_ticket(kind, scene)
@@ -294,10 +302,17 @@ async def _create(
     kind: str,
     scene: str | int,
     expire_seconds: int | None,
+    *,
+    claimed: bool = False,
 ) -> dict[str, Any]:
     body = create_body(kind, scene, expire_seconds)
+    key = f"{kind}:{scene}"
 
     async def create(token: str) -> dict[str, Any]:
+        # A claim is renewed before each call, a retry's too: however long the retries take,
+        # no other instance creates the same code meanwhile (if one did, this one stops).
+        if claimed and not await store.extend_qr_claim(key, maker.owner, maker.claim_ttl):
+            raise ClaimLost(key)
         maker.budget.spend()  # each call WeChat counts, a retry's too
         return await wechat.create_qrcode(token, body)
 

@@ -536,6 +536,16 @@ class Store:
             return False
         return True
 
+    async def extend_qr_claim(self, key: str, owner: str, ttl: float) -> bool:
+        """Hold our claim `ttl` seconds more; False once it is not ours: it lapsed and another
+        instance took it (and may have finished and released it since)."""
+        now = self.clock.now()
+        result = await self.qr_claims.update_one(
+            {"_id": key, "owner": owner},
+            {"$set": {"expiresAt": utc(now + ttl), "purgeAt": utc(now + ttl + 60)}},
+        )
+        return result.matched_count == 1
+
     async def release_qr_claim(self, key: str, owner: str) -> None:
         await self.qr_claims.delete_one({"_id": key, "owner": owner})
 

@@ -190,6 +190,28 @@ async def test_instances_sharing_a_store_make_one_create_call(make_client, share
     assert emulator.stats[CREATE] == 1
 
 
+async def test_a_claimant_whose_claim_lapsed_during_retries_does_not_create_again(
+    make_client, shared_mongo, emulator, clock
+):
+    """WeChat answers busy and the claimant pauses before retrying; meanwhile its claim lapses
+    (a long pause) and another instance takes the creation over. The first must not call
+    qrcode/create again: it waits for the other's ticket."""
+    slow_retry = await make_client(mongo_client=shared_mongo, wechat_retry_delay=0.5)
+    other = await make_client(mongo_client=shared_mongo)
+    maker = slow_retry.app[keys.QR_MAKER]
+    emulator.faults.set("busy", paths=[CREATE], count=1)
+    first = asyncio.create_task(qr(slow_retry, scene="lapsed", format="json"))
+    await asyncio.sleep(0.2)  # the busy answer is in; the claimant is pausing
+    assert emulator.stats[CREATE] == 1
+    clock.advance(maker.claim_ttl + 1)
+    second = await qr(other, scene="lapsed", format="json")
+    assert second.status == 200
+    answer = await first
+    assert answer.status == 200
+    assert (await answer.json())["ticket"] == (await second.json())["ticket"]
+    assert emulator.stats[CREATE] == 2  # the busy answer and the other instance's one code
+
+
 async def test_a_failed_claimant_leaves_the_code_to_the_next(make_client, shared_mongo, emulator):
     impatient = await make_client(mongo_client=shared_mongo, wechat_timeout=0.3)
     other = await make_client(mongo_client=shared_mongo)

@@ -40,7 +40,6 @@ ABANDONED_AFTER = 8.0
 # inside WeChat's 5 s (§10), then answers 503 so that WeChat asks again.
 IN_PROGRESS_WAIT = 3.0
 IN_PROGRESS_POLL = 0.05
-# The fields handling reads; nested elements (scancode_push's ScanCodeInfo…) are only logged.
 # Who sent a push and when: de-duplication and the reply need them as text. Other fields may
 # nest in pushes WeChat adds later; a push whose MsgType, Event or EventKey nests is
 # acknowledged without being acted on.
@@ -235,7 +234,7 @@ async def claim_nonce(
     )
     if earlier is not None and not hmac.compare_digest(earlier, digest):
         raise ReplayedPush(
-            "this timestamp and nonce were already used by another push",
+            "this timestamp and nonce were already used by another request from WeChat",
             field="nonce",
             value=nonce,
         )

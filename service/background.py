@@ -32,7 +32,8 @@ class Background:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log.error("background %s failed: %s: %s", task.get_name(), type(exc).__name__, exc)
+            # With its traceback: nobody awaits this task, so the log is the only trace.
+            log.error("background %s failed", task.get_name(), exc_info=exc)
 
     async def drain(self, grace: float) -> None:
         """Wait for running work (tests use it to see its effects); cancel what overruns."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pymongo.errors import PyMongoError
 
 from . import keys
 from .clock import Clock, utc
@@ -526,11 +527,14 @@ class WebTokenSweeper:
 
 
 async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:
-    """A scheduler job never dies of an exception; it logs one line and tries next time."""
+    """A scheduler job never dies of an exception; it logs it and tries next time. WeChat or
+    MongoDB being unavailable is one line; anything else is a bug, logged with its traceback."""
     try:
         await job()
-    except Exception as exc:
+    except (WeChatError, UpstreamError, PyMongoError) as exc:
         log.warning("%s: %s: %s", name, type(exc).__name__, exc)
+    except Exception:
+        log.exception("%s failed unexpectedly", name)
 
 
 def start_scheduler(

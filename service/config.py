@@ -131,10 +131,6 @@ class Settings:
     qrcode_daily_budget: int = 20000
 
     @property
-    def public_origin(self) -> str:
-        return origin_of(self.public_url)
-
-    @property
     def redirect_origins(self) -> frozenset[str]:
         """Origins redirectUri/callback may use; sandbox mode adds the service's own."""
         return _redirect_origins(self.allowed_redirect_origins, self.sandbox, self.public_url)

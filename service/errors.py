@@ -59,10 +59,6 @@ class InvalidCode(BadRequest):
     name = "INVALID_CODE"
 
 
-class AuthorizationDenied(BadRequest):
-    name = "AUTHORIZATION_DENIED"
-
-
 class InvalidCodeVerifier(BadRequest):
     """PKCE (RFC 7636): the codeVerifier does not match the state's codeChallenge, is missing,
     or was sent for a state started without one. One answer for all, and the state is kept."""

@@ -19,8 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-ALGORITHMS = ("HS256", "RS256", "ES256")
-
 
 class JwtKeyError(ValueError):
     """A key file or secret that cannot serve; the message says which and why."""

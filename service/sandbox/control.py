@@ -18,6 +18,7 @@ from aiohttp import web
 from ..clock import ManualClock
 from ..errors import BadRequest, InvalidParameter, ServiceError
 from . import push
+from .records import PushRecord
 from .state import SANDBOX_KEY, SCOPES, SandboxActionError
 
 MAX_GRANTS = 1_000_000
@@ -50,7 +51,7 @@ def action_error(exc: SandboxActionError) -> ServiceError:
     return InvalidParameter(exc.message, field=exc.field, value=exc.value)
 
 
-def scan_answer(record: push.PushRecord) -> dict[str, Any]:
+def scan_answer(record: PushRecord) -> dict[str, Any]:
     """What a scripted scan or unfollow answers: the event pushed and how delivery went."""
     return {
         "event": record.fields["Event"],
@@ -64,7 +65,7 @@ def scan_answer(record: push.PushRecord) -> dict[str, Any]:
     }
 
 
-def push_answer(record: push.PushRecord) -> dict[str, Any]:
+def push_answer(record: PushRecord) -> dict[str, Any]:
     """What POST /_sandbox/api/push answers: a scan's answer, with the message's type, and
     its MsgId for a message (an event has none) or its Event and EventKey for an event."""
     fields = record.fields

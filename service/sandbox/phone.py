@@ -23,6 +23,7 @@ from yarl import URL
 from . import push
 from .control import action_error
 from .pages import current_user, render
+from .records import PushRecord
 from .state import SANDBOX_KEY, SandboxActionError
 
 routes = web.RouteTableDef()
@@ -50,7 +51,7 @@ def phone_page(
     request: web.Request,
     *,
     code: str = "",
-    result: push.PushRecord | None = None,
+    result: PushRecord | None = None,
     error: str = "",
     status: int = 200,
 ) -> web.Response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -21,6 +20,7 @@ from yarl import URL
 from ..signature import wechat_signature
 from ..wechat.crypto import MessageCrypto, MessageCryptoError
 from ..wechat.xml import MessageXmlError, build_message, parse_message
+from .records import PushRecord
 from .state import SANDBOX_KEY, SandboxWeChat
 
 # Emulator choice (§10 [AMBIGUOUS] "three times in total"): the first attempt and up to 3
@@ -37,38 +37,6 @@ async def push_session_ctx(app: web.Application) -> AsyncIterator[None]:
     ) as session:
         app[PUSH_SESSION_KEY] = session
         yield
-
-
-@dataclass(frozen=True, slots=True)
-class PushRecord:
-    """One event push and how it went."""
-
-    at: float  # the emulator's clock when the push started
-    mode: str  # plain | compatible | safe
-    fields: dict[str, Any]  # the event, as in the plaintext XML
-    attempts: int
-    delivered: bool
-    status: int | None  # the last HTTP status received, None when none came
-    reply: str  # the last reply's body ("" when none)
-    reply_fields: dict[str, Any] | None  # an XML reply's fields, decrypted in safe mode
-    error: str  # why it was not delivered ("" when it was)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "mode": self.mode,
-            "msgType": self.fields.get("MsgType", ""),
-            "event": self.fields.get("Event", ""),
-            "eventKey": self.fields.get("EventKey", ""),
-            "openid": self.fields.get("FromUserName", ""),
-            "fields": self.fields,
-            "attempts": self.attempts,
-            "delivered": self.delivered,
-            "status": self.status,
-            "reply": self.reply,
-            "replyFields": self.reply_fields,
-            "error": self.error,
-        }
 
 
 def nonce() -> str:

@@ -15,7 +15,7 @@ import string
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -36,10 +36,8 @@ from .qrcodes import (
     QrCodes,
     QrTicket,
 )
+from .records import PushRecord
 from .users import USERS_BY_OPENID, SandboxUser
-
-if TYPE_CHECKING:
-    from .push import PushRecord
 
 CODE_TTL = 300  # §1: a code expires after 5 minutes if unused
 WEB_ACCESS_TOKEN_TTL = 7200  # §2: expires_in 7200

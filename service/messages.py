@@ -41,9 +41,10 @@ ABANDONED_AFTER = 8.0
 IN_PROGRESS_WAIT = 3.0
 IN_PROGRESS_POLL = 0.05
 # Who sent a push and when: de-duplication and the reply need them as text. Other fields may
-# nest in pushes WeChat adds later; a push whose MsgType, Event or EventKey nests is
-# acknowledged without being acted on.
+# nest in pushes WeChat adds later: a nested MsgType or Event is acknowledged without being
+# acted on, a nested EventKey reads as no key (text_of).
 IDENTITY_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgId")
+MAX_LOGGED_KIND = 80  # WeChat's event names are short; a signed sender's need not be
 MAX_CREATE_TIME = 2**32 - 1  # WeChat's CreateTime is a 32-bit count of seconds
 QR_SCENE_PREFIX = "qrscene_"
 
@@ -314,7 +315,7 @@ async def handle_push(services: MessageServices, push: Push) -> str:
         await asyncio.sleep(IN_PROGRESS_POLL)
     # The kind of push only (%r: no line breaks): its fields carry openids and sign-in scenes.
     kind = f"event/{text_of(fields, 'Event')}" if msg_type == "event" else msg_type
-    log.info("push received: %r", kind)
+    log.info("push received: %r", kind[:MAX_LOGGED_KIND])
     try:
         if msg_type == "event":
             await _on_event(services, fields)

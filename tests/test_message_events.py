@@ -122,22 +122,48 @@ async def test_every_documented_push_is_acknowledged_and_a_retry_is_not_processe
     assert fields["FromUserName"] not in caplog.text
 
 
-async def test_a_push_whose_event_fields_nest_is_acknowledged_without_acting(client, clock):
-    """A well-formed push of a shape no documentation shows yet (Event or EventKey with child
-    elements) is acknowledged, so WeChat neither retries nor tells the person the account
-    cannot serve them; it is not acted on, since its meaning is unknown."""
-    openid = FOLLOWER.openid
+async def test_a_push_whose_event_fields_nest_is_acknowledged(client, clock):
+    """A well-formed push of a shape no documentation shows (Event, MsgType or EventKey with
+    child elements) is acknowledged, so WeChat neither retries nor tells the person the account
+    cannot serve them. A nested Event or MsgType is not acted on, its meaning being unknown; a
+    nested EventKey reads as no key (a subscribe is a plain follow, never a QR sign-in)."""
+    openid = VISITOR.openid
     created = int(clock.now())
-    xml = (
+    head = (
         f"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
-        f"</FromUserName><CreateTime>{created}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-        "<Event><![CDATA[subscribe]]></Event><EventKey><Scene>qrscene_1</Scene></EventKey></xml>"
+        "</FromUserName><CreateTime>{created}</CreateTime>"
+    )
+    store = client.app[keys.STORE]
+    nested_event = "<MsgType>event</MsgType><Event><A>subscribe</A></Event></xml>"
+    nested_type = "<MsgType><A>event</A></MsgType><Event>subscribe</Event></xml>"
+    for n, tail in enumerate((nested_event, nested_type)):
+        xml = head.format(created=created + n) + tail
+        assert await deliver(client, signed(clock, openid), xml) == "success"
+    assert await store.get_user(openid) is None  # neither was read as a follow
+    nested_key = (
+        "<MsgType>event</MsgType><Event>subscribe</Event>"
+        "<EventKey><A>qrscene_1</A></EventKey></xml>"
+    )
+    assert (
+        await deliver(client, signed(clock, openid), head.format(created=created + 2) + nested_key)
+        == "success"
+    )
+    user = await store.get_user(openid)
+    assert user["subscribed"] is True and not user.get("subscribeScene")
+    assert await stored_pushes(client) == 3
+
+
+async def test_an_event_name_is_logged_bounded(client, clock, caplog):
+    caplog.set_level(logging.INFO, logger="service.messages")
+    openid = VISITOR.openid
+    xml = (
+        f"<xml><ToUserName>gh_1</ToUserName><FromUserName>{openid}</FromUserName>"
+        f"<CreateTime>{int(clock.now())}</CreateTime><MsgType>event</MsgType>"
+        f"<Event>{'x' * 5000}</Event></xml>"
     )
     assert await deliver(client, signed(clock, openid), xml) == "success"
-    nested_event = xml.replace("<Event><![CDATA[subscribe]]></Event>", "<Event><A>1</A></Event>")
-    nested_event = nested_event.replace(f"<CreateTime>{created}", f"<CreateTime>{created + 1}")
-    assert await deliver(client, signed(clock, openid), nested_event) == "success"
-    assert await stored_pushes(client) == 2
+    [line] = [r.getMessage() for r in caplog.records if "push received" in r.getMessage()]
+    assert len(line) < 120
 
 
 @pytest.mark.parametrize("name", NESTED_EVENTS)

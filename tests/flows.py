@@ -4,6 +4,7 @@ running `python -m service` as a process."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import subprocess
@@ -102,3 +103,13 @@ async def wait_healthy(base: str, process: subprocess.Popen, log: Path) -> None:
                 pass
             await asyncio.sleep(0.05)
     raise AssertionError("the service did not come up")
+
+
+async def until(condition, attempts: int = 100) -> bool:
+    """Poll a condition every 10 ms (real time: the emulator's slow fault is real)."""
+    for _ in range(attempts):
+        met = condition()
+        if await met if inspect.isawaitable(met) else met:
+            return True
+        await asyncio.sleep(0.01)
+    return False

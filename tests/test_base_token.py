@@ -8,12 +8,11 @@ APScheduler would call it, so a simulated day takes a second.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import random
 
 import pytest
 
-from flows import APPID, SECRET
+from flows import APPID, SECRET, until
 from service import keys
 from service.sandbox import SANDBOX_USERS
 from service.sandbox.state import SandboxWeChat
@@ -228,16 +227,6 @@ async def test_refusals_back_off_without_a_retry_storm(
     clock.advance(900)
     assert await keepers[2].renew_if_due() is True
     assert (await clients[0].get("/readyz")).status == 200
-
-
-async def until(condition, attempts: int = 100) -> bool:
-    """Poll a condition every 10 ms (real time: the emulator's slow fault is real)."""
-    for _ in range(attempts):
-        met = condition()
-        if await met if inspect.isawaitable(met) else met:
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 async def test_the_lease_is_extended_while_a_slow_fetch_is_retried(

@@ -11,7 +11,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from flows import ADMIN_KEY, assert_error_shape
+from flows import ADMIN_KEY, assert_error_shape, until
 from service import keys
 
 CREATE = "cgi-bin/qrcode/create"
@@ -201,8 +201,7 @@ async def test_a_claimant_whose_claim_lapsed_during_retries_does_not_create_agai
     maker = slow_retry.app[keys.QR_MAKER]
     emulator.faults.set("busy", paths=[CREATE], count=1)
     first = asyncio.create_task(qr(slow_retry, scene="lapsed", format="json"))
-    await asyncio.sleep(0.2)  # the busy answer is in; the claimant is pausing
-    assert emulator.stats[CREATE] == 1
+    assert await until(lambda: emulator.stats[CREATE] == 1)  # busy: the claimant pauses
     clock.advance(maker.claim_ttl + 1)
     second = await qr(other, scene="lapsed", format="json")
     assert second.status == 200

@@ -350,7 +350,7 @@ def make_operation(scenario: str, base: str, public: str, index: int) -> Any:
         return signin
 
     from service.config import SANDBOX_DEFAULTS
-    from service.signature import wechat_signature
+    from service.wechat.signature import wechat_signature
 
     token = SANDBOX_DEFAULTS["wechat_token"]
     timestamp = str(int(time.time()))
@@ -592,7 +592,7 @@ def measure(scenario: Scenario, args: argparse.Namespace, workdir: Path) -> dict
 
 def wrk_url(scenario: str, server: Server) -> str | None:
     from service.config import SANDBOX_DEFAULTS
-    from service.signature import wechat_signature
+    from service.wechat.signature import wechat_signature
 
     if scenario == "bare":
         return f"{server.base}/hello"

@@ -84,8 +84,9 @@ async def seed(store: Any, emulator: str, size: int) -> None:
 async def child(size: int, emulator: str) -> dict[str, Any]:
     from service.clock import SystemClock
     from service.config import Settings
-    from service.store import Store, open_database
-    from service.tokens import WebTokenSweeper
+    from service.store.connection import open_database
+    from service.store.queries import Store
+    from service.tokens.web import WebTokenSweeper
     from service.wechat.client import WeChatClient
 
     mongodb_uri = os.environ.get("MONGODB_URI", "")

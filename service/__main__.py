@@ -8,10 +8,10 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
-from .config import ConfigError, load_settings
-from .logs import AccessLogger, configure_logging
-from .store import StoreUnavailable
+from service.app import create_app
+from service.config import ConfigError, load_settings
+from service.logs import AccessLogger, configure_logging
+from service.store.connection import StoreUnavailable
 
 log = logging.getLogger("service")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
-from .jwt_keys import JwtKeyError, KeySet, load_key_set
-from .sealing import SealingError, parse_data_keys
+from service.app_jwt.signing_keys import JwtKeyError, KeySet, load_key_set
+from service.store.sealing import SealingError, parse_data_keys
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .logs import logged_path
+from service.logs import logged_path
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """The error shape alone, for the emulator (the service's own requests get it from
-    service.middleware, with the request id, rate limits and metrics)."""
+    service.pipeline.middleware, with the request id, rate limits and metrics)."""
     try:
         return await handler(request)
     except Exception as exc:

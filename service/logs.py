@@ -40,7 +40,7 @@ def new_request_id(incoming: str | None) -> str:
 
 def begin_request(request: web.Request) -> tuple[str, Token[str]]:
     """Honour the caller's X-Request-ID (or make one) and log this request's lines with it;
-    service.middleware sends it back and resets the log context with the token."""
+    service.pipeline.middleware sends it back and resets the log context with the token."""
     request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID_KEY] = request_id
     return request_id, request_id_var.set(request_id)

@@ -15,12 +15,11 @@ import tomllib
 from importlib import metadata
 from typing import Any
 
-from .config import PROJECT_ROOT
-from .handlers.params import MAX_PARAM_LENGTH
-from .logs import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
-from .oauth import MAX_URL_LENGTH, SCOPES
-from .qr_login import MAX_WAIT
-from .qrcode import (
+from service.config import PROJECT_ROOT
+from service.logs import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
+from service.params import MAX_PARAM_LENGTH
+from service.pipeline.ratelimit import ROUTE_GROUPS
+from service.qr.codes import (
     FORMATS,
     MAX_EXPIRE,
     MAX_PERMANENT_SCENE_ID,
@@ -29,7 +28,8 @@ from .qrcode import (
     MIN_EXPIRE,
     TYPES,
 )
-from .ratelimit import ROUTE_GROUPS
+from service.qr.login import MAX_WAIT
+from service.signin.flow import MAX_URL_LENGTH, SCOPES
 
 TITLE = "wechat-oa-auth"
 PACKAGE = "wechat-oa-auth"

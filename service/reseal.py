@@ -10,11 +10,12 @@ import asyncio
 import logging
 import sys
 
-from .clock import SystemClock
-from .config import ConfigError, load_settings
-from .logs import configure_logging
-from .sealing import Sealer, parse_data_keys
-from .store import Store, open_database
+from service.clock import SystemClock
+from service.config import ConfigError, load_settings
+from service.logs import configure_logging
+from service.store.connection import open_database
+from service.store.queries import Store
+from service.store.sealing import Sealer, parse_data_keys
 
 log = logging.getLogger("service.reseal")
 

@@ -164,6 +164,6 @@ async def shared_mongo() -> AsyncIterator[Any]:
         yield client
         await client.close()
     else:
-        from service.store import embedded_client
+        from service.store.embedded import embedded_client
 
         yield embedded_client()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from service.background import Background
-from service.tokens import run_job
+from service.push.background import Background
+from service.tokens.upkeep import run_job
 from service.wechat.client import WeChatTimeout
 
 

@@ -16,7 +16,7 @@ from flows import APPID, SECRET, until
 from service import keys
 from service.sandbox import SANDBOX_USERS
 from service.sandbox.state import SandboxWeChat
-from service.tokens import BaseTokenKeeper
+from service.tokens.base import BaseTokenKeeper
 
 FOLLOWER = SANDBOX_USERS[0].openid
 

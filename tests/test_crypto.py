@@ -12,8 +12,8 @@ import base64
 
 import pytest
 
-from service.signature import wechat_signature
 from service.wechat.crypto import MessageCrypto, MessageCryptoError, aes_key_from
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import MessageXmlError, build_message, parse_message
 
 TOKEN = "AAAAA"

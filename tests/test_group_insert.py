@@ -11,8 +11,8 @@ from aiohttp.test_utils import unused_port
 from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 
 from flows import CALLBACK, REDIRECT_URI, authorize_at_wechat
-from service.group_insert import GroupInsert
 from service.sandbox import SANDBOX_USERS
+from service.store.group_insert import GroupInsert
 
 
 @pytest.fixture

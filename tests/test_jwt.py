@@ -18,9 +18,9 @@ from flows import (
     start_sign_in,
 )
 from service import keys
-from service.jwt_keys import secret_key
+from service.app_jwt.signing_keys import secret_key
 from service.sandbox import SANDBOX_USERS
-from service.signature import wechat_signature
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message
 
 FOLLOWER = SANDBOX_USERS[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows import TOKEN, assert_error_shape
-from service.signature import wechat_signature
+from service.wechat.signature import wechat_signature
 
 
 def test_signature_matches_wechats_published_vectors():

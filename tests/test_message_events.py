@@ -20,8 +20,8 @@ from wechat_samples import FLAT_EVENTS, MESSAGES, NESTED_EVENTS, SAMPLES
 from flows import APPID, TOKEN
 from service import keys
 from service.sandbox import SANDBOX_USERS
-from service.signature import wechat_signature
 from service.wechat.crypto import MessageCrypto
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import as_list, build_message, parse_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
@@ -107,7 +107,7 @@ async def person_push(phone, openid: str, msg_type: str, **fields) -> dict:
 async def test_every_documented_push_is_acknowledged_and_a_retry_is_not_processed_again(
     client, clock, caplog, name
 ):
-    caplog.set_level(logging.INFO, logger="service.messages")
+    caplog.set_level(logging.INFO, logger="service.push.handling")
     xml = SAMPLES[name]
     fields = parse_message(xml)
     query = signed(clock, fields["FromUserName"])
@@ -154,7 +154,7 @@ async def test_a_push_whose_event_fields_nest_is_acknowledged(client, clock):
 
 
 async def test_an_event_name_is_logged_bounded(client, clock, caplog):
-    caplog.set_level(logging.INFO, logger="service.messages")
+    caplog.set_level(logging.INFO, logger="service.push.handling")
     openid = VISITOR.openid
     xml = (
         f"<xml><ToUserName>gh_1</ToUserName><FromUserName>{openid}</FromUserName>"

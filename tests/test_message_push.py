@@ -17,8 +17,8 @@ import pytest
 
 from flows import APPID, TOKEN, assert_error_shape
 from service import keys
-from service.signature import wechat_signature
 from service.wechat.crypto import MessageCrypto, aes_key_from, pkcs7_pad
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message, parse_message
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

@@ -38,9 +38,9 @@ from flows import (
 )
 from service import keys
 from service.openapi import build_openapi
-from service.ratelimit import ROUTE_GROUPS
+from service.pipeline.ratelimit import ROUTE_GROUPS
 from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
-from service.signature import wechat_signature
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]

@@ -16,7 +16,7 @@ import pytest
 from flows import APP_ORIGIN, JWT_SECRET, TOKEN, assert_error_shape
 from service import keys
 from service.sandbox import SANDBOX_USERS
-from service.signature import wechat_signature
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]

@@ -22,8 +22,8 @@ from flows import APPID, SECRET, assert_error_shape
 from service.sandbox import SANDBOX_KEY, SANDBOX_USERS, SandboxConfig, create_sandbox_app
 from service.sandbox.push import PushRecord
 from service.sandbox.state import PUSH_MEMORY
-from service.signature import wechat_signature
 from service.wechat.crypto import MessageCrypto
+from service.wechat.signature import wechat_signature
 from service.wechat.xml import as_list, build_message, parse_message
 
 FOLLOWER, VISITOR, NO_UNIONID, ANONYMOUS = SANDBOX_USERS

@@ -11,7 +11,7 @@ from flows import sign_in
 from service import keys
 from service.config import ConfigError, load_settings
 from service.sandbox import SANDBOX_USERS
-from service.sealing import Sealer, SealingError, parse_data_keys
+from service.store.sealing import Sealer, SealingError, parse_data_keys
 
 USER = SANDBOX_USERS[0]
 

@@ -21,7 +21,7 @@ from wechatpy.utils import check_signature
 
 from flows import APPID, SECRET, TOKEN
 from service.sandbox import SANDBOX_USERS
-from service.signature import wechat_signature
+from service.wechat.signature import wechat_signature
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]

@@ -1,7 +1,7 @@
 """The offline WeChat emulator: WeChat's OAuth and cgi-bin endpoints, as documented."""
 
-from .app import SANDBOX_KEY, SandboxConfig, SandboxWeChat, create_sandbox_app
-from .users import SANDBOX_USERS, SNAPSHOT_USER, SandboxUser
+from service.sandbox.app import SANDBOX_KEY, SandboxConfig, SandboxWeChat, create_sandbox_app
+from service.sandbox.users import SANDBOX_USERS, SNAPSHOT_USER, SandboxUser
 
 __all__ = [
     "SANDBOX_KEY",

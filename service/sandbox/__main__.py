@@ -8,11 +8,11 @@ import sys
 
 from aiohttp import web
 
-from ..clock import ManualClock, SystemClock
-from ..config import SANDBOX_DEFAULTS
-from ..logs import AccessLogger, configure_logging
-from .app import create_sandbox_app
-from .state import MESSAGE_MODES, SandboxConfig
+from service.clock import ManualClock, SystemClock
+from service.config import SANDBOX_DEFAULTS
+from service.logs import AccessLogger, configure_logging
+from service.sandbox.app import create_sandbox_app
+from service.sandbox.state import MESSAGE_MODES, SandboxConfig
 
 log = logging.getLogger("service.sandbox")
 

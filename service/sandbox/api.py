@@ -23,8 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .qrcodes import qr_png
-from .state import (
+from service.sandbox.qrcodes import qr_png
+from service.sandbox.state import (
     CGI_CALLS_PER_MINUTE,
     DATA_FORMAT_ERROR,
     REQUIRE_POST,

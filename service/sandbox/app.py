@@ -8,14 +8,14 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from ..clock import Clock, SystemClock
-from ..config import PROJECT_ROOT
-from ..errors import error_middleware
-from . import api, control, pages, phone
-from .faults import Faults
-from .pages import TEMPLATES_KEY
-from .push import push_session_ctx
-from .state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
+from service.clock import Clock, SystemClock
+from service.config import PROJECT_ROOT
+from service.errors import error_middleware
+from service.sandbox import api, control, pages, phone
+from service.sandbox.faults import Faults
+from service.sandbox.pages import TEMPLATES_KEY
+from service.sandbox.push import push_session_ctx
+from service.sandbox.state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
 
 __all__ = ["SANDBOX_KEY", "Faults", "SandboxConfig", "SandboxWeChat", "create_sandbox_app"]
 

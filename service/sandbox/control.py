@@ -15,11 +15,11 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from ..clock import ManualClock
-from ..errors import BadRequest, InvalidParameter, ServiceError
-from . import push
-from .records import PushRecord
-from .state import SANDBOX_KEY, SCOPES, SandboxActionError
+from service.clock import ManualClock
+from service.errors import BadRequest, InvalidParameter, ServiceError
+from service.sandbox import push
+from service.sandbox.records import PushRecord
+from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxActionError
 
 MAX_GRANTS = 1_000_000
 

@@ -14,9 +14,9 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
-from ..errors import InvalidParameter
-from .state import SANDBOX_KEY, SCOPES, SandboxWeChat
-from .users import SandboxUser
+from service.errors import InvalidParameter
+from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxWeChat
+from service.sandbox.users import SandboxUser
 
 routes = web.RouteTableDef()
 

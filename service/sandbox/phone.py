@@ -20,11 +20,11 @@ from urllib.parse import unquote
 from aiohttp import web
 from yarl import URL
 
-from . import push
-from .control import action_error
-from .pages import current_user, render
-from .records import PushRecord
-from .state import SANDBOX_KEY, SandboxActionError
+from service.sandbox import push
+from service.sandbox.control import action_error
+from service.sandbox.pages import current_user, render
+from service.sandbox.records import PushRecord
+from service.sandbox.state import SANDBOX_KEY, SandboxActionError
 
 routes = web.RouteTableDef()
 RECENT = 5

@@ -17,11 +17,11 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from ..signature import wechat_signature
-from ..wechat.crypto import MessageCrypto, MessageCryptoError
-from ..wechat.xml import MessageXmlError, build_message, parse_message
-from .records import PushRecord
-from .state import SANDBOX_KEY, SandboxWeChat
+from service.sandbox.records import PushRecord
+from service.sandbox.state import SANDBOX_KEY, SandboxWeChat
+from service.wechat.crypto import MessageCrypto, MessageCryptoError
+from service.wechat.signature import wechat_signature
+from service.wechat.xml import MessageXmlError, build_message, parse_message
 
 # Emulator choice (§10 [AMBIGUOUS] "three times in total"): the first attempt and up to 3
 # retries when no reply comes.

@@ -19,11 +19,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..clock import Clock
-from ..wechat.crypto import aes_key_from
-from ..wechat.xml import build_message
-from .faults import Faults
-from .qrcodes import (
+from service.clock import Clock
+from service.sandbox.faults import Faults
+from service.sandbox.qrcodes import (
     ACTION_NAMES,
     DEFAULT_EXPIRE_SECONDS,
     LIMIT_SCENE_ID_MAX,
@@ -36,8 +34,10 @@ from .qrcodes import (
     QrCodes,
     QrTicket,
 )
-from .records import PushRecord
-from .users import USERS_BY_OPENID, SandboxUser
+from service.sandbox.records import PushRecord
+from service.sandbox.users import USERS_BY_OPENID, SandboxUser
+from service.wechat.crypto import aes_key_from
+from service.wechat.xml import build_message
 
 CODE_TTL = 300  # §1: a code expires after 5 minutes if unused
 WEB_ACCESS_TOKEN_TTL = 7200  # §2: expires_in 7200

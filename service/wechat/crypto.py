@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from ..signature import signature_matches, wechat_signature
+from service.wechat.signature import signature_matches, wechat_signature
 
 BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16
 KEY_LENGTH = 43

@@ -1,0 +1,1 @@
+"""The account's relationship with a user: does this user follow the Official Account?"""

@@ -1,0 +1,46 @@
+"""Does a user follow the Official Account? Asked of WeChat with the base token, kept in MongoDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.clock import utc
+from service.store.queries import Store
+from service.tokens.base import BaseTokenKeeper
+from service.wechat.client import WeChatClient, WeChatError
+from service.wechat.upstream import upstream_error
+
+
+async def check_follow(
+    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
+) -> dict[str, Any]:
+    """cgi-bin/user/info for `openid`; the answer also updates the stored user."""
+    try:
+        return await read_follow(keeper, wechat, store, openid)
+    except WeChatError as exc:
+        raise upstream_error(exc) from None
+
+
+async def read_follow(
+    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
+) -> dict[str, Any]:
+    """check_follow, but WeChat's failure is raised as WeChat's (its errcode kept), for callers
+    that tell the openid's fault (40003) from WeChat's."""
+    info = await keeper.call(lambda token: wechat.follower_info(token, openid))
+    # §9: subscribe 0 means not following; WeChat then leaves out nearly everything else.
+    subscribed = info.get("subscribe") == 1
+    subscribe_time = info.get("subscribe_time") if subscribed else None
+    scene = (info.get("subscribe_scene") or None) if subscribed else None
+    await store.record_follow_state(
+        openid,
+        subscribed=subscribed,
+        subscribe_time=subscribe_time,
+        subscribe_scene=scene,
+        unionid=info.get("unionid") or None,
+    )
+    return {
+        "openid": openid,
+        "subscribed": subscribed,
+        "subscribeTime": utc(subscribe_time).isoformat() if subscribe_time else None,
+        "subscribeScene": scene,
+    }

@@ -1,1 +1,0 @@
-"""HTTP handlers, one module per area. They parse, call a service function and shape the answer."""

@@ -1,0 +1,43 @@
+"""/healthz (the process answers) and /readyz (MongoDB answers and a WeChat token is at hand)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from service import keys
+from service.errors import NotReady, ServiceError
+from service.wechat.client import WeChatError
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+# A stored token answers at once; without one, readiness waits this long for a fetch.
+READY_TOKEN_TIMEOUT = 5
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with asyncio.timeout(2):
+            await request.app[keys.STORE].ping()
+    except Exception as exc:
+        log.warning("not ready: MongoDB did not answer a ping: %s", type(exc).__name__)
+        raise NotReady("MongoDB does not answer", field="mongodb", value="unreachable") from None
+    try:
+        async with asyncio.timeout(READY_TOKEN_TIMEOUT):
+            await request.app[keys.BASE_TOKENS].get()
+    except (ServiceError, WeChatError, TimeoutError) as exc:
+        reason = exc.message if isinstance(exc, ServiceError) else str(exc) or "timed out"
+        log.warning("not ready: no valid base access_token: %s", reason)
+        raise NotReady(
+            f"no valid WeChat access_token: {reason}", field="base_token", value="unavailable"
+        ) from None
+    return web.json_response({"status": "ready", "mongodb": "ok", "baseToken": "ok"})

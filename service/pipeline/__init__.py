@@ -1,0 +1,1 @@
+"""What every request passes through: the middleware, rate limits, metrics, page headers."""

@@ -1,0 +1,102 @@
+"""The Prometheus registry: requests, WeChat calls, and the state of the tokens.
+
+Each app has its own registry (several instances run side by side in tests). Token gauges
+are set at scrape time (service/ops/metrics.py) from the store, so every instance reports
+the shared truth.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+
+from service.logs import route_of
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Clients may send any of HTTP's dozens of methods (WebDAV's PROPFIND, MKCOL, …, or any token
+# with aiohttp's pure-Python parser); one series each would let them grow every scrape.
+METHOD_LABELS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by route pattern, method and status",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer, by route pattern and method",
+            ("route", "method"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.wechat_calls = Counter(
+            "wechat_api_calls_total",
+            "Calls to WeChat's API, by endpoint and errcode (0 = success; 'http', 'timeout', "
+            "'unreachable' when no errcode came back)",
+            ("endpoint", "errcode"),
+            registry=self.registry,
+        )
+        self.token_refresh_failures = Counter(
+            "wechat_token_refresh_failures_total",
+            "Failed renewals, by token kind (base, web)",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.base_token_remaining = Gauge(
+            "wechat_base_token_remaining_seconds",
+            "Seconds the stored base access_token has left (0 when none is valid)",
+            registry=self.registry,
+        )
+        self.lease_held = Gauge(
+            "wechat_base_token_lease_held",
+            "1 if this instance holds the base-token lease now",
+            registry=self.registry,
+        )
+        self.web_tokens = Gauge(
+            "wechat_web_tokens",
+            "Stored users' web tokens, by state",
+            ("state",),
+            registry=self.registry,
+        )
+        self.push_unreadable = Counter(
+            "wechat_push_unreadable_total",
+            "Encrypted pushes whose msg_signature matched but whose ciphertext did not decrypt "
+            "to a message for this account (a wrong WECHAT_AES_KEY, or someone probing)",
+            registry=self.registry,
+        )
+        self.qrcode_budget_remaining = Gauge(
+            "wechat_qrcode_budget_remaining",
+            "qrcode/create calls this instance may still make today (QRCODE_DAILY_BUDGET, "
+            "reset at 00:00 Beijing time)",
+            registry=self.registry,
+        )
+        # (route, method, status) -> the counter's and the histogram's children: looking them
+        # up by labels takes a lock and builds a tuple, twice a request.
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def request_done(self, request: web.BaseRequest, status: int, seconds: float) -> None:
+        method = request.method if request.method in METHOD_LABELS else "OTHER"
+        key = (route_of(request), method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            route = key[0]
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def wechat_call(self, endpoint: str, outcome: int | str) -> None:
+        self.wechat_calls.labels(endpoint, str(outcome)).inc()

@@ -1,0 +1,68 @@
+"""The service's one middleware: request id, rate limit, error shape and metrics, in that order.
+
+Each concern lives in its own module (logs, ratelimit, errors, metrics); they meet here in a
+single layer because every aiohttp middleware costs each request a coroutine and a wrapper,
+whatever it does: as four layers they held /healthz to 9,400 requests a second under wrk, as
+one it answers 11,300 (bench/README.md). Redirects (HTTPExceptions below 400) still propagate
+to aiohttp.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from service import keys
+from service.errors import response_for
+from service.logs import REQUEST_ID_HEADER, begin_request, request_id_var
+from service.pipeline.ratelimit import check_rate_limit
+
+# One year, the value browsers' preload lists ask for. includeSubDomains covers only hosts
+# below PUBLIC_URL's own (auth.example.com's subdomains, never example.com's siblings), which
+# nobody serves over plain http on purpose; "preload" is left to the operator, since it is
+# hard to undo.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+@functools.lru_cache(maxsize=8)
+def security_headers(public_url: str) -> Mapping[str, str]:
+    """Headers every answer carries, computed once per configuration (authorize is hot).
+
+    nosniff: a JSON error or a text answer is never run as a script or a style sheet, whatever
+    a browser guesses from its bytes. HSTS only when the service is public over https (browsers
+    ignore it over http, and sending it there would suggest a protection that is not there).
+    """
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if public_url.lower().startswith("https://"):
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+@web.middleware
+async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id, log_context = begin_request(request)
+    started = time.perf_counter()
+    status = 500  # if the request is cancelled (the client went away)
+    try:
+        try:
+            check_rate_limit(request)
+            response = await handler(request)
+        except Exception as exc:
+            response = response_for(request, exc)  # re-raises redirects
+        status = response.status
+        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers.update(security_headers(request.app[keys.SETTINGS].public_url))
+        return response
+    except web.HTTPException as redirect:
+        status = redirect.status
+        redirect.headers[REQUEST_ID_HEADER] = request_id
+        redirect.headers.update(security_headers(request.app[keys.SETTINGS].public_url))
+        raise
+    finally:
+        # request.app is this (the main) app here, also for requests routed to the emulator.
+        request.app[keys.METRICS].request_done(request, status, time.perf_counter() - started)
+        request_id_var.reset(log_context)

@@ -1,0 +1,1 @@
+"""WeChat's pushes to the server URL: verified, de-duplicated, acted on after the reply."""

@@ -1,0 +1,270 @@
+"""Desktop "scan to follow and sign in": a session per QR code, scanned by WeChat's push,
+confirmed by WeChat's cgi-bin/user/info.
+
+The browser shows a temporary QR code whose scene names the session. The user scans it with
+WeChat; WeChat pushes `subscribe` (with `qrscene_<scene>`, for a new follower) or `SCAN` (a
+follower) to /wechat/message, which marks the session scanned at once and, after the reply,
+confirms it only if user/info says that openid follows the account (else the session stays
+scanned, with the reason); the browser, long-polling, then receives the app's JWT, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+import time
+from typing import Any
+
+from aiohttp import web
+
+from service import keys
+from service.account.follow import read_follow
+from service.app_jwt.issuer import JwtIssuer
+from service.clock import Clock
+from service.config import Settings
+from service.errors import ServiceError
+from service.qr.codes import TicketMaker, obtain_ticket
+from service.signin.flow import app_url, signed_in
+from service.store.queries import Store
+from service.tokens.base import BaseTokenKeeper
+from service.wechat.client import WeChatAPIError, WeChatClient, WeChatError
+from service.wechat.upstream import upstream_error
+
+log = logging.getLogger(__name__)
+
+SCENE_PREFIX = "login_"
+_ALPHABET = string.ascii_letters + string.digits
+MAX_WAIT = 30  # seconds a long poll may hold a request (below common proxy timeouts)
+QR_LOGIN_SCOPE = "snsapi_base"  # the scan proves the openid, as silent authorization does
+
+# Why a scanned session was not confirmed (`problem.code` of its status answer). A push names
+# its openid in plain text and, in plain mode, its signature does not cover the body, so only
+# WeChat's own cgi-bin/user/info answering subscribe 1 for that openid confirms a sign-in.
+NOT_FOLLOWING = "NOT_FOLLOWING"  # subscribe 0: not (or no longer) a follower
+UNKNOWN_OPENID = "UNKNOWN_OPENID"  # errcode 40003: not one of this account's users
+FOLLOW_CHECK_FAILED = "FOLLOW_CHECK_FAILED"  # WeChat failed or did not answer
+
+
+class QrLoginNotFound(ServiceError):
+    status = 404
+    name = "QR_LOGIN_NOT_FOUND"
+
+
+def new_scene() -> str:
+    # 24 of 62 symbols: ~143 bits, unguessable, and within scene_str's 64 characters.
+    return SCENE_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+
+
+def is_login_scene(scene: str) -> bool:
+    return scene.startswith(SCENE_PREFIX)
+
+
+class LoginWaiters:
+    """Wakes this instance's long polls when a push for their session arrives here.
+
+    Each wait has its own future, resolved once by `notify` and then forgotten, so a woken
+    poll that finds nothing new waits again instead of returning at once forever (a shared
+    event left set made several polls on one scanned session spin). A push may land on
+    another instance; waiters therefore also re-read the store every second.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        """True once the service shuts down: polls answer their current state at once."""
+        return self._closing
+
+    def notify(self, scene: str) -> None:
+        for future in self._waiting.pop(scene, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def close(self) -> None:
+        """Wake every poll for good, before the server waits out SHUTDOWN_TIMEOUT."""
+        self._closing = True
+        for scene in list(self._waiting):
+            self.notify(scene)
+
+    async def wait(self, scene: str, seconds: float) -> None:
+        """Until `notify(scene)`, `close()` or `seconds` pass, whichever comes first."""
+        if self._closing:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(scene, set())
+        waiting.add(future)
+        try:
+            await asyncio.wait((future,), timeout=seconds)
+        finally:
+            waiting.discard(future)
+            if not waiting and self._waiting.get(scene) is waiting:
+                del self._waiting[scene]  # the last waiter leaves no trace
+
+
+async def close_waiters(app: web.Application) -> None:
+    """on_shutdown: aiohttp runs it before waiting for in-flight requests, so each long poll
+    answers (200, its current state) instead of being cut when SHUTDOWN_TIMEOUT runs out."""
+    app[keys.QR_WAITERS].close()
+
+
+async def start_qr_login(
+    store: Store,
+    keeper: BaseTokenKeeper,
+    wechat: WeChatClient,
+    maker: TicketMaker,
+    settings: Settings,
+    redirect_uri: str | None,
+) -> dict[str, Any]:
+    if redirect_uri:
+        redirect_uri = app_url(settings, "redirectUri", redirect_uri)
+    scene = new_scene()
+    ticket = await obtain_ticket(
+        store, keeper, wechat, maker, "temporary", scene, settings.qr_login_ttl, reuse=False
+    )
+    return await store.create_qr_login(
+        scene,
+        ticket=ticket["ticket"],
+        url=ticket["url"],
+        ttl=settings.qr_login_ttl,
+        redirect_uri=redirect_uri or None,
+    )
+
+
+def _status(doc: dict[str, Any], now: float) -> str:
+    if doc["status"] in ("pending", "scanned") and doc["expiresAt"].timestamp() <= now:
+        return "expired"
+    return doc["status"]
+
+
+async def login_status(
+    store: Store,
+    issuer: JwtIssuer,
+    clock: Clock,
+    waiters: LoginWaiters,
+    scene: str,
+    wait: float,
+) -> dict[str, Any]:
+    """The session's state; waits up to `wait` seconds for it to change (pending to scanned,
+    a problem found, confirmed, expired), answering at once when the service shuts down."""
+    deadline = time.monotonic() + min(wait, MAX_WAIT)
+    first: dict[str, Any] | None = None
+    while True:
+        doc = await store.get_qr_login(scene)
+        if doc is None or (doc["status"] == "confirmed" and doc["handedOut"]):
+            raise QrLoginNotFound(
+                "no such sign-in session, or its token was already handed out",
+                field="scene",
+                value=scene,
+            )
+        status = _status(doc, clock.now())
+        if status == "confirmed":
+            return await _hand_out(store, issuer, scene)
+        answer = _public(doc, status)
+        if first is None:
+            first = answer
+        remaining = deadline - time.monotonic()
+        if status == "expired" or answer != first or remaining <= 0 or waiters.closing:
+            return answer
+        await waiters.wait(scene, min(remaining, 1.0))
+
+
+def _public(doc: dict[str, Any], status: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": status,
+        "scene": doc["_id"],
+        "expiresAt": doc["expiresAt"].isoformat(),
+    }
+    if status == "scanned":
+        problem = doc.get("problem")
+        # WeChat sends a scan event only for a (new) follower; user/info may say otherwise.
+        body["subscribed"] = not problem or problem["code"] != NOT_FOLLOWING
+        body["newFollower"] = doc.get("newFollower", False)
+        body["problem"] = problem or None
+    return body
+
+
+async def _hand_out(store: Store, issuer: JwtIssuer, scene: str) -> dict[str, Any]:
+    doc = await store.hand_out_qr_login(scene)
+    if doc is None:  # another poll took it a moment ago
+        raise QrLoginNotFound(
+            "this sign-in's token was already handed out", field="scene", value=scene
+        )
+    user = await store.get_user(doc["openid"]) or {"openid": doc["openid"]}
+    return {"status": "confirmed", **signed_in(issuer, user, QR_LOGIN_SCOPE, doc["redirectUri"])}
+
+
+async def scanned(store: Store, waiters: LoginWaiters, scene: str, openid: str, new: bool) -> bool:
+    """Record the scan (fast, before WeChat gets its reply); False if no live session."""
+    doc = await store.qr_login_scanned(scene, openid, new_follower=new)
+    if doc is None:
+        log.info("scan of an unknown, expired or already scanned sign-in code")
+        return False
+    waiters.notify(scene)
+    return True
+
+
+async def confirm(
+    store: Store,
+    keeper: BaseTokenKeeper,
+    wechat: WeChatClient,
+    waiters: LoginWaiters,
+    scene: str,
+    openid: str,
+) -> None:
+    """After the reply: confirm the session only once WeChat's cgi-bin/user/info says this
+    openid follows the account (subscribe 1); otherwise leave it scanned, saying why.
+
+    The push alone proves nothing about the openid: in plain mode its signature covers no
+    body, so anyone holding one signed query could name any openid. WeChat's own answer does.
+    """
+    try:
+        problem = await _follow_problem(keeper, wechat, store, openid)
+    except Exception:  # a fault of ours: the waiting page must still learn why, not hang
+        log.exception("QR sign-in follow check failed unexpectedly")
+        problem = _check_failed(ServiceError("an internal error; see the service's log"))
+    if problem is not None:
+        log.warning("QR sign-in not confirmed: %s", problem["code"])
+        await store.qr_login_problem(scene, openid, problem)
+    else:
+        await store.record_login(openid, None, None)
+        await store.qr_login_confirmed(scene, openid)
+    waiters.notify(scene)
+
+
+async def _follow_problem(
+    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
+) -> dict[str, str] | None:
+    """None if WeChat says `openid` follows the account, else the code and message to show."""
+    try:
+        follow = await read_follow(keeper, wechat, store, openid)
+    except WeChatAPIError as exc:
+        if exc.errcode == 40003:
+            return {
+                "code": UNKNOWN_OPENID,
+                "message": "WeChat does not know the account that scanned for this Official "
+                "Account (errcode 40003); the sign-in was not confirmed",
+            }
+        return _check_failed(upstream_error(exc))
+    except WeChatError as exc:
+        return _check_failed(upstream_error(exc))
+    except ServiceError as exc:  # no base token to be had
+        return _check_failed(exc)
+    if not follow["subscribed"]:
+        return {
+            "code": NOT_FOLLOWING,
+            "message": "WeChat says the account that scanned does not follow the Official "
+            "Account; follow it and scan a new code",
+        }
+    return None
+
+
+def _check_failed(reason: ServiceError) -> dict[str, str]:
+    return {
+        "code": FOLLOW_CHECK_FAILED,
+        "message": "WeChat could not confirm that the account that scanned follows the Official "
+        f"Account ({reason.message}); scan a new code",
+    }

@@ -1,0 +1,591 @@
+"""WeChat web authorization (OAuth2): start it with a stored state, finish it with the code."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from service.app_jwt.issuer import JwtIssuer
+from service.config import Settings, origin_of
+from service.errors import (
+    CodeChallengeRequired,
+    InvalidCode,
+    InvalidCodeVerifier,
+    InvalidParameter,
+    InvalidState,
+    MissingParameter,
+    OriginNotAllowed,
+    SnapshotUser,
+    StateNotBound,
+)
+from service.store.queries import Store
+from service.wechat.client import (
+    WeChatAPIError,
+    WeChatClient,
+    WeChatError,
+)
+from service.wechat.upstream import upstream_error
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("snsapi_base", "snsapi_userinfo")
+# WeChat echoes `state` only if it is 1..128 of [a-zA-Z0-9]; 32 of 62 symbols is ~190 bits.
+STATE_LENGTH = 32
+STATE_PATTERN = re.compile(r"[A-Za-z0-9]{1,128}")
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,512}")
+MAX_URL_LENGTH = 2048
+UNSAFE_URL_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f]")
+# Codes WeChat refuses because of the code itself: the user must authorize again.
+CODE_ERRCODES = {
+    40029: "the code is invalid or expired (WeChat codes live 5 minutes)",
+    40163: "the code was already used",
+    41008: "the code is missing",
+    42003: "the code expired",
+}
+# WeChat refused the code itself but the state may still be completed by the real code's
+# holder: a forged, well-formed code must not burn someone else's state (40029 is also what an
+# expired code answers, wechat-api.md §2, and then the state is near its own end anyway).
+RELEASING_ERRCODES = frozenset({40029})
+PROFILE_FIELDS = ("nickname", "headimgurl", "sex", "province", "city", "country")
+
+# PKCE (RFC 7636). Only S256: its challenge is BASE64URL(SHA256(verifier)) without padding,
+# always 43 characters (§4.2); "plain" would put the verifier itself in the browser's URL.
+CODE_CHALLENGE_METHODS = ("S256",)
+CODE_CHALLENGE_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+# §4.1: 43 to 128 unreserved characters.
+CODE_VERIFIER_PATTERN = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+
+# /wechat/login's browser binding: a random secret in an HttpOnly cookie; the state stores
+# only its SHA-256, so a leaked database cannot complete anyone's sign-in.
+BINDING_COOKIE = "wechat_oa_auth_binding"
+BINDING_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+BUILTIN_CALLBACK_PATH = "/wechat/callback"
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    redirect_uri: str
+    callback: str
+    scope: str
+    code_challenge: str | None = None
+
+
+def parse_authorization_request(
+    settings: Settings,
+    redirect_uri: str | None,
+    callback: str | None,
+    scope: str | None,
+    code_challenge: str | None = None,
+    code_challenge_method: str | None = None,
+) -> AuthorizationRequest:
+    """Validate /wechat/authorize's input; every failure names the parameter and its value."""
+    redirect_uri = app_url(settings, "redirectUri", redirect_uri)
+    callback = app_url(settings, "callback", callback)
+    scope = _scope(scope)
+    if callback == redirect_uri:
+        raise InvalidParameter(
+            "callback must differ from redirectUri: WeChat returns the user to callback, "
+            "which then sends them on to redirectUri",
+            field="callback",
+            value=callback,
+        )
+    challenge = _code_challenge(settings, code_challenge, code_challenge_method)
+    if challenge and callback == builtin_callback(settings):
+        # That page has no verifier to send: the sign-in could never finish.
+        raise InvalidParameter(
+            "the built-in callback page cannot send a codeVerifier: start browser-bound "
+            "sign-ins for it with /wechat/login instead",
+            field="codeChallenge",
+            value=challenge,
+        )
+    return AuthorizationRequest(redirect_uri, callback, scope, challenge)
+
+
+def parse_login_request(
+    settings: Settings, redirect_uri: str | None, scope: str | None
+) -> AuthorizationRequest:
+    """/wechat/login's input: WeChat returns the user to the built-in callback page."""
+    redirect_uri = app_url(settings, "redirectUri", redirect_uri)
+    callback = builtin_callback(settings)
+    if redirect_uri == callback:
+        raise InvalidParameter(
+            "redirectUri must be the app's page, not the built-in callback page",
+            field="redirectUri",
+            value=redirect_uri,
+        )
+    return AuthorizationRequest(redirect_uri, callback, _scope(scope))
+
+
+def builtin_callback(settings: Settings) -> str:
+    return settings.public_url.rstrip("/") + BUILTIN_CALLBACK_PATH
+
+
+def _scope(scope: str | None) -> str:
+    scope = "snsapi_base" if scope is None or scope == "" else scope
+    if scope not in SCOPES:
+        raise InvalidParameter(
+            f"scope must be one of {', '.join(SCOPES)}", field="scope", value=scope
+        )
+    return scope
+
+
+def _code_challenge(settings: Settings, challenge: str | None, method: str | None) -> str | None:
+    """The S256 challenge to store, or None for an unbound state (STATE_BINDING=optional).
+
+    The method must be named: RFC 7636 makes "plain" the default, and a client that forgot it
+    should hear so rather than get a binding it did not ask for."""
+    if not challenge:
+        if method:
+            raise MissingParameter(
+                "codeChallenge is required with codeChallengeMethod",
+                field="codeChallenge",
+                value=challenge,
+            )
+        if settings.state_binding == "required":
+            raise CodeChallengeRequired(
+                "STATE_BINDING=required: send codeChallenge (BASE64URL(SHA-256(codeVerifier)))"
+                " and codeChallengeMethod=S256, or sign in through /wechat/login",
+                field="codeChallenge",
+                value=challenge,
+            )
+        return None
+    if not method:
+        raise MissingParameter(
+            "codeChallengeMethod=S256 is required with codeChallenge (plain is refused)",
+            field="codeChallengeMethod",
+            value=method,
+        )
+    if method not in CODE_CHALLENGE_METHODS:
+        raise InvalidParameter(
+            "codeChallengeMethod must be S256: plain would expose the verifier in the URL",
+            field="codeChallengeMethod",
+            value=method,
+        )
+    if not CODE_CHALLENGE_PATTERN.fullmatch(challenge):
+        raise InvalidParameter(
+            "codeChallenge must be BASE64URL(SHA-256(codeVerifier)) without padding: "
+            "43 characters of A-Z, a-z, 0-9, - and _",
+            field="codeChallenge",
+            value=challenge,
+        )
+    return challenge
+
+
+def s256_challenge(verifier: str) -> str:
+    """RFC 7636 §4.2: BASE64URL-ENCODE(SHA256(ASCII(code_verifier))), unpadded."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def binding_cookie_name(settings: Settings) -> str:
+    """__Host- on https: the browser then takes it only with Secure, Path=/ and no Domain, so
+    a sibling subdomain cannot plant its own binding cookie for this host."""
+    return f"__Host-{BINDING_COOKIE}" if _secure(settings) else BINDING_COOKIE
+
+
+def _secure(settings: Settings) -> bool:
+    return settings.public_url.lower().startswith("https:")
+
+
+def _binding_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def browser_secret(presented: str | None) -> str:
+    """The browser's binding secret: the one its cookie already holds, so a sign-in started in
+    a second tab does not unbind the first (whichever completes first clears the cookie; the
+    other then starts again), or a fresh one."""
+    if presented and BINDING_SECRET_PATTERN.fullmatch(presented):
+        return presented
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class BindingCookie:
+    """What the handler sets: name, value and attributes of the binding cookie."""
+
+    name: str
+    value: str
+    max_age: int
+    secure: bool
+
+
+def binding_cookie(settings: Settings, secret: str) -> BindingCookie:
+    """Lives as long as the state it binds."""
+    return BindingCookie(
+        binding_cookie_name(settings), secret, settings.state_ttl, _secure(settings)
+    )
+
+
+def cleared_binding_cookie(settings: Settings) -> BindingCookie:
+    """Max-Age=0 after a bound sign-in completed: nothing is left for it to bind."""
+    return BindingCookie(binding_cookie_name(settings), "", 0, _secure(settings))
+
+
+@dataclass(frozen=True)
+class Started:
+    """A new authorization: WeChat's URL, and the cookie to set if the state is browser-bound."""
+
+    url: str
+    cookie: BindingCookie | None = None
+
+
+def app_url(settings: Settings, name: str, value: str | None) -> str:
+    if value is None or value == "":
+        raise MissingParameter(f"{name} is required", field=name, value=value)
+    if len(value) > MAX_URL_LENGTH:
+        raise InvalidParameter(
+            f"{name} is longer than {MAX_URL_LENGTH} characters", field=name, value=value
+        )
+    return _checked_app_url(name, value, settings.redirect_origins)
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_app_url(name: str, value: str, allowed_origins: frozenset[str]) -> str:
+    """The checks are a pure function of these arguments, and an app sends the same few URLs
+    with every sign-in: a valid URL's outcome is remembered (a refusal raises and is not).
+    Parsing them was 9% of an authorization's server time (bench/README.md)."""
+    if UNSAFE_URL_CHARACTERS.search(value):
+        raise InvalidParameter(
+            f"{name} must not contain spaces or control characters", field=name, value=value
+        )
+    try:
+        # urlsplit raises for a broken [ ] host, and for a netloc whose NFKC form holds URL
+        # syntax (fullwidth ＃ ＠ ／): a browser would read such a URL differently.
+        parts = urlsplit(value)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises for a port that is not a number in 0..65535
+    except ValueError:
+        raise InvalidParameter(
+            f"{name} is not a well-formed URL (its host or port cannot be parsed)",
+            field=name,
+            value=value,
+        ) from None
+    # Only absolute http(s) URLs: javascript:, data: and relative URLs are how open redirects
+    # and script injection get in.
+    if parts.scheme.lower() not in ("http", "https") or not hostname:
+        raise InvalidParameter(
+            f"{name} must be an absolute http or https URL", field=name, value=value
+        )
+    if "@" in parts.netloc:  # user or password: what .username/.password would parse out
+        raise InvalidParameter(f"{name} must not carry user credentials", field=name, value=value)
+    if parts.fragment or value.endswith("#"):
+        raise InvalidParameter(f"{name} must not have a #fragment", field=name, value=value)
+    origin = origin_of(parts)
+    if not origin or origin not in allowed_origins:
+        raise OriginNotAllowed(
+            f"{name}'s origin {origin or '?'} is not in ALLOWED_REDIRECT_ORIGINS",
+            field=name,
+            value=value,
+        )
+    return value
+
+
+def authorization_url(settings: Settings, callback: str, scope: str, state: str) -> str:
+    return (
+        _authorization_url_start(settings.open_base, settings.wechat_appid, callback, scope)
+        + f"&state={state}&forcePopup=false#wechat_redirect"
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _authorization_url_start(open_base: str, appid: str, callback: str, scope: str) -> str:
+    # Everything but the state, the same for every sign-in of an app: percent-encoded once.
+    # WeChat checks the parameter order (appid first) and needs the #wechat_redirect fragment.
+    return (
+        f"{open_base}/connect/oauth2/authorize"
+        f"?appid={quote(appid, safe='')}"
+        f"&redirect_uri={quote(callback, safe='')}"
+        f"&response_type=code&scope={scope}"
+    )
+
+
+def new_state() -> str:
+    """32 characters of [A-Za-z0-9] from the system CSPRNG, in C rather than a Python loop.
+
+    base64 of random bytes is uniform over 64 symbols; dropping '+' and '/' leaves it uniform
+    over the 62 WeChat allows. 30 bytes give 40 symbols, about 38.75 kept: short of 32 about
+    once in 10^6 draws, which simply draws again.
+    """
+    while True:
+        symbols = base64.b64encode(secrets.token_bytes(30)).translate(None, b"+/")
+        if len(symbols) >= STATE_LENGTH:
+            return symbols[:STATE_LENGTH].decode()
+
+
+async def begin_authorization(
+    store: Store,
+    settings: Settings,
+    request: AuthorizationRequest,
+    *,
+    binding_secret: str | None = None,
+) -> str:
+    """Store a fresh single-use state and return the WeChat URL to send the user to.
+
+    With a codeChallenge the state completes only with its verifier; with a binding secret
+    only in the browser whose cookie holds it."""
+    state = new_state()
+    await store.create_state(
+        state,
+        redirect_uri=request.redirect_uri,
+        callback=request.callback,
+        scope=request.scope,
+        ttl=settings.state_ttl,
+        retention=settings.state_retention,
+        code_challenge=request.code_challenge,
+        binding_hash=_binding_hash(binding_secret) if binding_secret else None,
+    )
+    return authorization_url(settings, request.callback, request.scope, state)
+
+
+async def begin_login(
+    store: Store, settings: Settings, request: AuthorizationRequest, presented: str | None
+) -> Started:
+    """/wechat/login: a state bound to this browser by the cookie returned with the URL."""
+    secret = browser_secret(presented)
+    url = await begin_authorization(store, settings, request, binding_secret=secret)
+    return Started(url, binding_cookie(settings, secret))
+
+
+def check_state_format(state: str | None) -> str:
+    if state is None or state == "":
+        raise MissingParameter("state is required", field="state", value=state)
+    if not STATE_PATTERN.fullmatch(state):
+        raise InvalidState("state must be 1 to 128 letters or digits", field="state", value=state)
+    return state
+
+
+async def retry_authorization(
+    store: Store,
+    settings: Settings,
+    state: str | None,
+    presented: str | None,
+    code_verifier: str | None = None,
+) -> Started:
+    """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
+    bound as that one was: the same codeChallenge, or the requesting browser's cookie (so the
+    new state completes only where it was asked for).
+
+    A PKCE state is renewed only for whoever shows its verifier: a state string is no secret
+    (it travels in URLs), and a renewed challenge in anyone's hands would let them start a
+    sign-in of their own that the victim's page, holding the verifier, then completes."""
+    state = check_state_format(state)
+    doc = await store.find_state(state)
+    if doc is None:
+        raise InvalidState(
+            "unknown state: start signing in again from the app", field="state", value=state
+        )
+    _check_verifier(doc, code_verifier)
+    if doc.get("bindingHash"):
+        request = parse_login_request(settings, doc["redirectUri"], doc["scope"])
+        return await begin_login(store, settings, request, presented)
+    challenge = doc.get("codeChallenge")
+    request = parse_authorization_request(
+        settings,
+        doc["redirectUri"],
+        doc["callback"],
+        doc["scope"],
+        challenge,
+        "S256" if challenge else None,
+    )
+    return Started(await begin_authorization(store, settings, request))
+
+
+@dataclass(frozen=True)
+class Completed:
+    """/wechat/jwt's answer, and whether the state was bound by a cookie (then cleared)."""
+
+    answer: dict[str, Any]
+    browser_bound: bool
+
+
+async def complete_authorization(
+    store: Store,
+    wechat: WeChatClient,
+    issuer: JwtIssuer,
+    state: str | None,
+    code: str | None,
+    *,
+    code_verifier: str | None = None,
+    presented_secret: str | None = None,
+    cookie_name: str = BINDING_COOKIE,
+) -> Completed:
+    """Check the state's binding, consume it, exchange the code, record the user and token,
+    issue the app's JWT."""
+    state = check_state_format(state)
+    if code is None or code == "":
+        raise MissingParameter(
+            "code is required; WeChat sends none when the user declines authorization",
+            field="code",
+            value=code,
+        )
+    if not CODE_PATTERN.fullmatch(code):
+        raise InvalidCode("code has characters WeChat never uses", field="code", value=code)
+
+    live = await store.find_live_state(state)
+    if live is None:
+        raise InvalidState(await _why_state_unusable(store, state), field="state", value=state)
+    # Before consuming: a failed check leaves the state to whoever holds its binding.
+    _check_binding(live, code_verifier, presented_secret, cookie_name)
+
+    doc = await store.consume_state(state)
+    if doc is None:  # used or expired by a concurrent request since the check
+        raise InvalidState(await _why_state_unusable(store, state), field="state", value=state)
+
+    try:
+        web_token = await wechat.exchange_code(code)
+    except WeChatAPIError as exc:
+        if exc.errcode in CODE_ERRCODES:
+            if exc.errcode in RELEASING_ERRCODES:
+                await store.release_state(doc)
+            raise InvalidCode(
+                f"WeChat refused the code: {CODE_ERRCODES[exc.errcode]} (errcode {exc.errcode})",
+                field="code",
+                value=code,
+            ) from None
+        # WeChat did not take the code, so the user may retry with the same state.
+        await store.release_state(doc)
+        raise upstream_error(exc) from None
+    except WeChatError as exc:
+        await store.release_state(doc)
+        raise upstream_error(exc) from None
+
+    if web_token.is_snapshotuser:
+        # A virtual account from WeChat's snapshot page (wechat-api.md §1): its openid and
+        # unionid are not the person's (one virtual unionid has been seen on several openids),
+        # so nobody is signed in or stored. The state is released: tapping 使用完整服务 reopens
+        # the authorization, and its real code may then finish this same sign-in.
+        await store.release_state(doc)
+        raise SnapshotUser(
+            "WeChat opened this page as a snapshot (快照页) with a virtual account: tap "
+            "「使用完整服务」 (Use full service) at the bottom of the screen, then sign in again",
+            field="is_snapshotuser",
+            value=1,
+        )
+
+    scope = web_token.scope if web_token.scope in SCOPES else doc["scope"]
+    profile = None
+    if scope == "snsapi_userinfo":
+        profile = await _fetch_profile(wechat, web_token.access_token, web_token.openid)
+    unionid = web_token.unionid or (profile or {}).get("unionid") or None
+    user = await store.record_login(web_token.openid, unionid, _profile_fields(profile))
+    await store.save_web_token(
+        openid=web_token.openid,
+        scope=scope,
+        access_token=web_token.access_token,
+        refresh_token=web_token.refresh_token,
+        expires_in=web_token.expires_in,
+        unionid=unionid,
+    )
+    return Completed(
+        signed_in(issuer, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
+    )
+
+
+def _check_binding(
+    doc: dict[str, Any], verifier: str | None, presented: str | None, cookie_name: str
+) -> None:
+    """The state completes only for whoever started it: PKCE's verifier, or the cookie."""
+    _check_verifier(doc, verifier)
+    _check_cookie(doc, presented, cookie_name)
+
+
+def _check_verifier(doc: dict[str, Any], verifier: str | None) -> None:
+    """Constant-time, and a missing, malformed or wrong verifier gets one and the same answer
+    (the value is never echoed), so answers teach an attacker nothing."""
+    challenge = doc.get("codeChallenge")
+    if challenge:
+        computed = s256_challenge(verifier) if _verifier_format_ok(verifier) else ""
+        if not hmac.compare_digest(computed.encode(), challenge.encode()):
+            raise InvalidCodeVerifier(
+                "codeVerifier is missing or does not match this sign-in's codeChallenge",
+                field="codeVerifier",
+                value=None,
+            )
+    elif verifier is not None:
+        # A verifier for an unbound state means the app believes it is protected when it is
+        # not (it lost the challenge on the way): say so rather than sign in unbound.
+        raise InvalidCodeVerifier(
+            "codeVerifier was sent, but this sign-in was started without a codeChallenge",
+            field="codeVerifier",
+            value=None,
+        )
+
+
+def _check_cookie(doc: dict[str, Any], presented: str | None, cookie_name: str) -> None:
+    expected = doc.get("bindingHash")
+    if expected:
+        computed = _binding_hash(presented) if presented and presented.isascii() else ""
+        if not hmac.compare_digest(computed.encode(), expected.encode()):
+            raise StateNotBound(
+                "this sign-in was started in another browser: start signing in again here",
+                field=cookie_name,
+                value=None,
+            )
+
+
+def _verifier_format_ok(verifier: str | None) -> bool:
+    return verifier is not None and CODE_VERIFIER_PATTERN.fullmatch(verifier) is not None
+
+
+def signed_in(
+    issuer: JwtIssuer, user: dict[str, Any], scope: str, redirect_uri: str | None
+) -> dict[str, Any]:
+    """The app's JWT for a user, in the one shape every way of signing in answers."""
+    issued = issuer.issue(openid=user["openid"], scope=scope, unionid=user.get("unionid"))
+    return {
+        "token": issued.token,
+        "tokenType": "Bearer",
+        "expiresIn": issued.expires_in,
+        "redirectUri": redirect_uri,
+        "openid": user["openid"],
+        "scope": scope,
+        "user": public_user(user),
+    }
+
+
+async def _why_state_unusable(store: Store, state: str) -> str:
+    doc = await store.find_state(state)
+    if doc is None:
+        return "unknown state: start signing in again"
+    if doc.get("usedAt") is not None:
+        return "this state was already used: each sign-in link works once"
+    return "this state expired: start signing in again"
+
+
+async def _fetch_profile(wechat: WeChatClient, access_token: str, openid: str) -> dict | None:
+    """The user's profile, or None if WeChat would not give it now.
+
+    The code is already spent, so failing the sign-in here would force the user to authorize
+    again; signing in with the profile missing (and logging why) serves them better.
+    """
+    try:
+        return await wechat.user_info(access_token, openid)
+    except WeChatError as exc:
+        log.warning("sign-in continues without a profile: %s", exc)
+        return None
+
+
+def _profile_fields(profile: dict | None) -> dict[str, Any]:
+    if not profile:
+        return {}
+    return {k: profile[k] for k in PROFILE_FIELDS if k in profile}
+
+
+def public_user(user: dict[str, Any]) -> dict[str, Any]:
+    """What a client may see of a stored user."""
+    out: dict[str, Any] = {"openid": user["openid"], "unionid": user.get("unionid")}
+    for key in (*PROFILE_FIELDS, "firstLoginAt", "lastLoginAt", "loginCount"):
+        if key in user:
+            value = user[key]
+            out[key] = value.isoformat() if isinstance(value, datetime) else value
+    return out

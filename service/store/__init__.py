@@ -1,0 +1,1 @@
+"""MongoDB: the connection, the collections and their queries, tokens sealed at rest."""

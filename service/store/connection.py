@@ -1,0 +1,51 @@
+"""The connection to MongoDB: a server from MONGODB_URI, or the embedded in-memory store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from service.config import Settings, uses_embedded_store
+from service.store.embedded import embedded_client, settled
+
+log = logging.getLogger(__name__)
+
+# How long start-up waits for MongoDB unless MONGODB_URI says (serverSelectionTimeoutMS=...).
+SERVER_SELECTION_TIMEOUT_MS = 5000
+
+
+class StoreUnavailable(Exception):
+    """MongoDB did not answer at start-up, or refused the service (authentication, rights)."""
+
+
+@asynccontextmanager
+async def open_database(settings: Settings, client: Any = None) -> AsyncIterator[Any]:
+    """The configured database; an injected client is shared and left open."""
+    own = client is None
+    if client is None:
+        if not uses_embedded_store(settings):
+            from pymongo import AsyncMongoClient
+
+            # Keyword options would override the URI's; this one only applies if it is absent.
+            timeout = (
+                {}
+                if "serverselectiontimeoutms" in settings.mongodb_uri.lower()
+                else {"serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS}
+            )
+            client = AsyncMongoClient(
+                settings.mongodb_uri, tz_aware=True, appname="wechat-oa-auth", **timeout
+            )
+        else:
+            client = embedded_client()
+            log.warning(
+                "Using the EMBEDDED IN-MEMORY store (MONGODB_URI=memory://, or unset in sandbox "
+                "mode). All states, users and tokens are LOST ON RESTART and not shared between "
+                "instances. Set MONGODB_URI to a MongoDB server for anything but development."
+            )
+    try:
+        yield client[settings.mongodb_db]
+    finally:
+        if own:
+            await settled(client.close())

@@ -1,0 +1,689 @@
+"""MongoDB: the collections, their indexes, and every query the service makes.
+
+The same code runs on pymongo's AsyncMongoClient (a real server) and on mongomock-motor (the
+embedded store), so it keeps to operations both implement as MongoDB documents them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from service.clock import Clock, utc
+from service.store.connection import StoreUnavailable
+from service.store.embedded import settled
+from service.store.group_insert import GroupInsert
+from service.store.sealing import Sealer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# WeChat: a web refresh_token lives 30 days from the authorization and cannot be extended.
+REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
+
+
+def _context(field: str, openid: str, scope: str) -> str:
+    """What a sealed token is bound to: its field and its (openid, scope) document."""
+    return f"web_tokens/{field}/{openid}/{scope}"
+
+
+SEALED_FIELDS = ("accessToken", "refreshToken")
+
+
+# A finished or expired "scan to sign in" session is kept this long, so a late poll still
+# learns what became of it; then MongoDB's TTL monitor removes it.
+QR_LOGIN_RETENTION = 3600
+
+
+async def upsert_retrying_once(upsert: Callable[[], Awaitable[T]]) -> T:
+    """An upsert, run once more if it lost a race on a unique index.
+
+    Two concurrent upserts of one key may both try to insert; MongoDB refuses the second with
+    E11000 (DuplicateKeyError), and the same upsert run again now matches the first's document
+    and updates it. A second refusal is a real conflict and is raised."""
+    try:
+        return await upsert()
+    except DuplicateKeyError:
+        return await upsert()
+
+
+class Store:
+    def __init__(self, db: Any, clock: Clock, sealer: Sealer | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.sealer = sealer or Sealer({})
+        self.states = db["oauth_states"]
+        self.state_writer = GroupInsert(self.states)
+        self.users = db["users"]
+        self.web_tokens = db["web_tokens"]
+        self.base_tokens = db["base_tokens"]
+        self.leases = db["leases"]
+        self.qr_tickets = db["qr_tickets"]
+        self.qr_logins = db["qr_logins"]
+        self.qr_claims = db["qr_claims"]
+        self.pushed_messages = db["pushed_messages"]
+        self.delivery_writer = GroupInsert(self.pushed_messages)
+        self.push_nonces = db["push_nonces"]
+        self.nonce_writer = GroupInsert(self.push_nonces)
+
+    async def ensure_indexes(self) -> None:
+        """The first command at start-up, so it is where an unreachable MongoDB shows."""
+        try:
+            await self._create_indexes()
+        except PyMongoError as exc:
+            # pymongo's message names hosts, never the URI's credentials.
+            raise StoreUnavailable(
+                f"MongoDB did not answer or refused the service: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _create_indexes(self) -> None:
+        # The state string is the _id, so it is unique without a second index.
+        await self.states.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.users.create_index("openid", unique=True, name="openid_unique")
+        await self.users.create_index(
+            "unionid",
+            name="unionid",
+            partialFilterExpression={"unionid": {"$type": "string"}},
+        )
+        await self.web_tokens.create_index(
+            [("openid", ASCENDING), ("scope", ASCENDING)], unique=True, name="openid_scope_unique"
+        )
+        await self.web_tokens.create_index(
+            [("status", ASCENDING), ("accessTokenExpiresAt", ASCENDING), ("_id", ASCENDING)],
+            name="refresh_due",
+        )
+
+        # Expired temporary tickets, finished sign-in sessions and the push de-duplication
+        # memory are removed by MongoDB's TTL monitor.
+        await self.qr_tickets.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.qr_logins.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.qr_claims.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.pushed_messages.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.push_nonces.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    # -- authorization states ---------------------------------------------------------------
+
+    async def create_state(
+        self,
+        state: str,
+        *,
+        redirect_uri: str,
+        callback: str,
+        scope: str,
+        ttl: int,
+        retention: int,
+        code_challenge: str | None = None,
+        binding_hash: str | None = None,
+    ) -> None:
+        """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt).
+
+        A state is bound to whoever started it by a PKCE `codeChallenge` or by `bindingHash`,
+        the SHA-256 of the browser cookie's secret (never the secret itself); or by neither."""
+        created = utc(self.clock.now())
+        expires = created + timedelta(seconds=ttl)
+        doc: dict[str, Any] = {
+            "_id": state,
+            "redirectUri": redirect_uri,
+            "callback": callback,
+            "scope": scope,
+            "createdAt": created,
+            "expiresAt": expires,
+            "purgeAt": expires + timedelta(seconds=retention),
+            "usedAt": None,
+        }
+        if code_challenge:
+            doc["codeChallenge"] = code_challenge
+        if binding_hash:
+            doc["bindingHash"] = binding_hash
+        await self.state_writer.insert(doc)
+
+    async def find_live_state(self, state: str) -> dict[str, Any] | None:
+        """A state that is unused and not expired, without consuming it: its binding is checked
+        first, so a failed check leaves it usable."""
+        return await self.states.find_one(
+            {"_id": state, "usedAt": None, "expiresAt": {"$gt": utc(self.clock.now())}}
+        )
+
+    async def consume_state(self, state: str) -> dict[str, Any] | None:
+        """Mark a live, unused state used and return it; None if unknown, expired or used.
+
+        One findAndModify, so two requests racing with the same state cannot both win.
+        """
+        now = utc(self.clock.now())
+        return await self.states.find_one_and_update(
+            {"_id": state, "usedAt": None, "expiresAt": {"$gt": now}},
+            {"$set": {"usedAt": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def release_state(self, doc: dict[str, Any]) -> None:
+        """Undo consume_state after a failure that left the state to the real code's holder
+        (WeChat unreachable, or it refused the code as invalid: 40029)."""
+        await self.states.update_one(
+            {"_id": doc["_id"], "usedAt": doc["usedAt"]}, {"$set": {"usedAt": None}}
+        )
+
+    async def find_state(self, state: str) -> dict[str, Any] | None:
+        """A state whatever its condition, until its purgeAt: for 'try again'.
+
+        MongoDB's TTL monitor deletes it up to a minute or more later; until then it is
+        already gone as far as anyone asking is concerned.
+        """
+        return await self.states.find_one({"_id": state, "purgeAt": {"$gt": utc(self.clock.now())}})
+
+    # -- users ----------------------------------------------------------------------------
+
+    async def record_login(
+        self, openid: str, unionid: str | None, profile: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        now = utc(self.clock.now())
+        fields: dict[str, Any] = {"lastLoginAt": now, "updatedAt": now}
+        if unionid:
+            fields["unionid"] = unionid
+        if profile:
+            fields.update(profile)
+        update = {
+            "$set": fields,
+            # Not $setOnInsert: a user first seen through a follow push or a follow check
+            # already has a document, and their first sign-in must still set it. $min sets a
+            # missing field and never moves an existing one later.
+            "$min": {"firstLoginAt": now},
+            # The filter's openid is copied into an inserted document; only the rest goes here.
+            "$setOnInsert": {"firstSeenAt": now},
+            "$inc": {"loginCount": 1},
+        }
+        user: dict[str, Any] = await upsert_retrying_once(
+            lambda: self.users.find_one_and_update(
+                {"openid": openid}, update, upsert=True, return_document=ReturnDocument.AFTER
+            )
+        )
+        return user
+
+    async def record_follow_state(
+        self,
+        openid: str,
+        *,
+        subscribed: bool,
+        subscribe_time: int | None,
+        subscribe_scene: str | None,
+        unionid: str | None,
+    ) -> None:
+        now = utc(self.clock.now())
+        fields: dict[str, Any] = {
+            "subscribed": subscribed,
+            "subscribeTime": utc(subscribe_time) if subscribe_time else None,
+            "subscribeScene": subscribe_scene,
+            "followCheckedAt": now,
+            "updatedAt": now,
+        }
+        if unionid:
+            fields["unionid"] = unionid
+        # No firstLoginAt and no loginCount: this user has not signed in (yet), only followed or
+        # been asked about. firstSeenAt says when the record began, whichever way.
+        update = {"$set": fields, "$setOnInsert": {"firstSeenAt": now}}
+        await upsert_retrying_once(
+            lambda: self.users.update_one({"openid": openid}, update, upsert=True)
+        )
+
+    async def get_user(self, openid: str) -> dict[str, Any] | None:
+        return await self.users.find_one({"openid": openid})
+
+    # -- web (per-user) access tokens ---------------------------------------------------------
+
+    async def save_web_token(
+        self,
+        *,
+        openid: str,
+        scope: str,
+        access_token: str,
+        refresh_token: str,
+        expires_in: int,
+        unionid: str | None,
+    ) -> None:
+        now = self.clock.now()
+        fields: dict[str, Any] = {
+            "accessToken": self.sealer.seal(access_token, _context("accessToken", openid, scope)),
+            "refreshToken": self.sealer.seal(
+                refresh_token, _context("refreshToken", openid, scope)
+            ),
+            "accessTokenExpiresAt": utc(now + expires_in),
+            "refreshTokenExpiresAt": utc(now + REFRESH_TOKEN_LIFETIME),
+            "status": "active",
+            "obtainedAt": utc(now),
+            "updatedAt": utc(now),
+            "lastUsedAt": utc(now),
+        }
+        if unionid:
+            fields["unionid"] = unionid
+        update = {
+            "$set": fields,  # an upsert takes openid and scope from the filter
+            # A sweep refreshing the token this sign-in replaces must not write its (older)
+            # answer over this one: its update and failure record match on its claim only.
+            "$unset": {"claimUntil": "", "claimedBy": ""},
+        }
+        await upsert_retrying_once(
+            lambda: self.web_tokens.update_one(
+                {"openid": openid, "scope": scope}, update, upsert=True
+            )
+        )
+
+    async def get_web_token(self, openid: str, scope: str) -> dict[str, Any] | None:
+        """The stored token with its access and refresh tokens opened."""
+        doc = await self.web_tokens.find_one({"openid": openid, "scope": scope})
+        return self.open_web_token(doc) if doc else None
+
+    def open_web_token(self, doc: dict[str, Any]) -> dict[str, Any]:
+        opened = dict(doc)
+        for field in SEALED_FIELDS:
+            if field in doc:
+                opened[field] = self.sealer.open(
+                    doc[field], _context(field, doc["openid"], doc["scope"])
+                )
+        return opened
+
+    async def reseal_web_tokens(self) -> int:
+        """Re-seal every stored token not sealed with the current data key (rotation, or
+        sealing turned on); one document at a time, so memory stays flat. Returns the count."""
+        if not self.sealer.enabled:
+            return 0
+        count = 0
+        async for doc in self.web_tokens.find(
+            {}, {"openid": 1, "scope": 1, **dict.fromkeys(SEALED_FIELDS, 1)}
+        ):
+            stale = [f for f in SEALED_FIELDS if f in doc and self.sealer.needs_resealing(doc[f])]
+            if not stale:
+                continue
+            opened = self.open_web_token(doc)
+            fields = {
+                f: self.sealer.seal(opened[f], _context(f, doc["openid"], doc["scope"]))
+                for f in stale
+            }
+            # Only if unchanged meanwhile: a refresh in between has already sealed anew.
+            result = await self.web_tokens.update_one(
+                {"_id": doc["_id"], **{f: doc[f] for f in stale}}, {"$set": fields}
+            )
+            count += result.modified_count
+        return count
+
+    def web_tokens_due(
+        self, *, due_before: float, used_since: float | None, batch_size: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Active tokens expiring before `due_before`, most urgent first, streamed in batches.
+
+        One cursor over the (status, accessTokenExpiresAt, _id) index: the server sends
+        `batch_size` documents at a time, so memory stays at one batch whatever the collection's
+        size. A refreshed token's new expiry lies beyond `due_before`, so it is not met again.
+        """
+        now = utc(self.clock.now())
+        query: dict[str, Any] = {
+            "status": "active",
+            "accessTokenExpiresAt": {"$lte": utc(due_before)},
+            "refreshTokenExpiresAt": {"$gt": now},
+            "$or": [{"claimUntil": None}, {"claimUntil": {"$lte": now}}],
+        }
+        if used_since is not None:
+            query["lastUsedAt"] = {"$gte": utc(used_since)}
+        projection = {"openid": 1, "scope": 1, "refreshToken": 1}
+        return (
+            self.web_tokens.find(query, projection)
+            .sort([("accessTokenExpiresAt", ASCENDING), ("_id", ASCENDING)])
+            .batch_size(batch_size)
+        )
+
+    async def claim_web_token(self, token_id: Any, owner: str, ttl: float) -> dict[str, Any] | None:
+        """Claim one token for refreshing, so two instances never refresh the same one.
+
+        The claimed document (openid, scope, refreshToken, still sealed), or None. Its
+        refreshToken is the one to use, not the cursor's: a sign-in may have stored a new one
+        between the sweep's read and its claim.
+        """
+        now = self.clock.now()
+        return await self.web_tokens.find_one_and_update(
+            {
+                "_id": token_id,
+                "status": "active",
+                "$or": [{"claimUntil": None}, {"claimUntil": {"$lte": utc(now)}}],
+            },
+            {"$set": {"claimUntil": utc(now + ttl), "claimedBy": owner}},
+            projection={"openid": 1, "scope": 1, "refreshToken": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def web_token_refreshed(
+        self,
+        doc: dict[str, Any],
+        owner: str,
+        *,
+        access_token: str,
+        refresh_token: str,
+        expires_in: int,
+    ) -> bool:
+        """Store a refresh's answer; False if the claim was lost meanwhile (a new sign-in
+        stored a fresher token, which is kept, or the claim ran out and another took it)."""
+        now = self.clock.now()
+        openid, scope = doc["openid"], doc["scope"]
+        result = await self.web_tokens.update_one(
+            {"_id": doc["_id"], "claimedBy": owner},
+            {
+                "$set": {
+                    "accessToken": self.sealer.seal(
+                        access_token, _context("accessToken", openid, scope)
+                    ),
+                    "refreshToken": self.sealer.seal(
+                        refresh_token, _context("refreshToken", openid, scope)
+                    ),
+                    "accessTokenExpiresAt": utc(now + expires_in),
+                    "refreshedAt": utc(now),
+                    "updatedAt": utc(now),
+                    "lastError": None,
+                },
+                "$unset": {"claimUntil": "", "claimedBy": ""},
+            },
+        )
+        return result.modified_count == 1
+
+    async def web_token_failed(
+        self, token_id: Any, owner: str, error: dict[str, Any], *, reauth: bool
+    ) -> None:
+        """Record why a refresh failed; reauth means WeChat will never refresh this one again."""
+        fields: dict[str, Any] = {"lastError": error, "updatedAt": utc(self.clock.now())}
+        if reauth:
+            fields["status"] = "reauth_required"
+        await self.web_tokens.update_one(
+            {"_id": token_id, "claimedBy": owner},
+            {"$set": fields, "$unset": {"claimUntil": "", "claimedBy": ""}},
+        )
+
+    async def mark_refresh_expired(self) -> int:
+        """Tokens whose refresh_token ran out can only come back through a new sign-in."""
+        now = utc(self.clock.now())
+        result = await self.web_tokens.update_many(
+            {"status": "active", "refreshTokenExpiresAt": {"$lte": now}},
+            {
+                "$set": {
+                    "status": "reauth_required",
+                    "lastError": {"at": now, "kind": "RefreshTokenExpired"},
+                    "updatedAt": now,
+                }
+            },
+        )
+        return result.modified_count
+
+    async def count_web_tokens_by_status(self) -> dict[str, int]:
+        cursor = await settled(
+            self.web_tokens.aggregate([{"$group": {"_id": "$status", "count": {"$sum": 1}}}])
+        )
+        return {str(row["_id"]): int(row["count"]) async for row in cursor}
+
+    # -- the account's base access_token --------------------------------------------------------
+
+    async def get_base_token(self, appid: str) -> dict[str, Any] | None:
+        return await self.base_tokens.find_one({"_id": appid})
+
+    async def save_base_token(
+        self, appid: str, *, access_token: str, expires_in: int, source: str, fetched_by: str
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        return await self.base_tokens.find_one_and_update(
+            {"_id": appid},
+            {
+                "$set": {
+                    "accessToken": access_token,
+                    "expiresAt": utc(now + expires_in),
+                    "fetchedAt": utc(now),
+                    "fetchedBy": fetched_by,
+                    "source": source,
+                    "lastRefreshAt": utc(now),
+                    "lastError": None,
+                    "backoffUntil": None,
+                    "failures": 0,
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def invalidate_base_token(self, appid: str, access_token: str) -> bool:
+        """Compare-and-set: drop the stored token only if it is still the one that failed.
+
+        A late 40001 for an old token must never discard the newer token another instance
+        stored in the meantime.
+        """
+        result = await self.base_tokens.update_one(
+            {"_id": appid, "accessToken": access_token},
+            {"$set": {"accessToken": None, "invalidatedAt": utc(self.clock.now())}},
+        )
+        return result.modified_count == 1
+
+    async def record_base_token_error(
+        self, appid: str, error: dict[str, Any], backoff_until: float | None
+    ) -> None:
+        await self.base_tokens.update_one(
+            {"_id": appid},
+            {
+                "$set": {
+                    "lastError": error,
+                    "backoffUntil": utc(backoff_until) if backoff_until else None,
+                },
+                "$inc": {"failures": 1},
+            },
+            upsert=True,
+        )
+
+    # -- QR codes ---------------------------------------------------------------------------
+
+    async def get_qr_ticket(self, kind: str, scene: str | int) -> dict[str, Any] | None:
+        return await self.qr_tickets.find_one({"_id": f"{kind}:{scene}"})
+
+    async def save_qr_ticket(
+        self, kind: str, scene: str | int, *, ticket: str, url: str, expires_in: int | None
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        expires_at = utc(now + expires_in) if expires_in else None
+        return await self.qr_tickets.find_one_and_update(
+            {"_id": f"{kind}:{scene}"},
+            {
+                "$set": {
+                    "type": kind,
+                    "scene": scene,
+                    "ticket": ticket,
+                    "url": url,
+                    "createdAt": utc(now),
+                    "expiresAt": expires_at,
+                    "purgeAt": expires_at,
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def claim_qr_create(self, key: str, owner: str, ttl: float) -> bool:
+        """Claim the right to call qrcode/create for `key` (type:scene) for `ttl` seconds;
+        False while another instance holds a live claim. As acquire_lease: the filter matches
+        a free (expired) claim or our own, else the upsert's insert hits the _id: taken."""
+        now = self.clock.now()
+        try:
+            await self.qr_claims.find_one_and_update(
+                {"_id": key, "$or": [{"owner": owner}, {"expiresAt": {"$lte": utc(now)}}]},
+                {
+                    "$set": {
+                        "owner": owner,
+                        "expiresAt": utc(now + ttl),
+                        # A dead claimant's claim is gone a minute after it lapsed.
+                        "purgeAt": utc(now + ttl + 60),
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def extend_qr_claim(self, key: str, owner: str, ttl: float) -> bool:
+        """Hold our claim `ttl` seconds more; False once it is not ours: it lapsed and another
+        instance took it (and may have finished and released it since)."""
+        now = self.clock.now()
+        result = await self.qr_claims.update_one(
+            {"_id": key, "owner": owner},
+            {"$set": {"expiresAt": utc(now + ttl), "purgeAt": utc(now + ttl + 60)}},
+        )
+        return result.matched_count == 1
+
+    async def release_qr_claim(self, key: str, owner: str) -> None:
+        await self.qr_claims.delete_one({"_id": key, "owner": owner})
+
+    # -- "scan to sign in" sessions -----------------------------------------------------------
+
+    async def create_qr_login(
+        self, scene: str, *, ticket: str, url: str, ttl: int, redirect_uri: str | None
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        doc = {
+            "_id": scene,
+            "status": "pending",
+            "ticket": ticket,
+            "url": url,
+            "redirectUri": redirect_uri,
+            "createdAt": utc(now),
+            "expiresAt": utc(now + ttl),
+            "purgeAt": utc(now + ttl + QR_LOGIN_RETENTION),
+            "handedOut": False,
+        }
+        await self.qr_logins.insert_one(doc)
+        return doc
+
+    async def get_qr_login(self, scene: str) -> dict[str, Any] | None:
+        return await self.qr_logins.find_one({"_id": scene})
+
+    async def qr_login_scanned(
+        self, scene: str, openid: str, *, new_follower: bool
+    ) -> dict[str, Any] | None:
+        """The scan event for a live, unscanned session; None if there is none (or it expired)."""
+        now = utc(self.clock.now())
+        return await self.qr_logins.find_one_and_update(
+            {"_id": scene, "status": "pending", "expiresAt": {"$gt": now}},
+            {
+                "$set": {
+                    "status": "scanned",
+                    "openid": openid,
+                    "newFollower": new_follower,
+                    "scannedAt": now,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def qr_login_confirmed(self, scene: str, openid: str) -> None:
+        now = utc(self.clock.now())
+        await self.qr_logins.update_one(
+            {"_id": scene, "status": "scanned", "openid": openid},
+            {"$set": {"status": "confirmed", "confirmedAt": now}},
+        )
+
+    async def qr_login_problem(self, scene: str, openid: str, problem: dict[str, str]) -> None:
+        """Why a scanned session was not confirmed; it stays scanned (and expires so)."""
+        await self.qr_logins.update_one(
+            {"_id": scene, "status": "scanned", "openid": openid},
+            {"$set": {"problem": problem, "problemAt": utc(self.clock.now())}},
+        )
+
+    async def hand_out_qr_login(self, scene: str) -> dict[str, Any] | None:
+        """Mark a confirmed session's token handed out; only the first caller gets the session."""
+        return await self.qr_logins.find_one_and_update(
+            {"_id": scene, "status": "confirmed", "handedOut": False},
+            {"$set": {"handedOut": True, "handedOutAt": utc(self.clock.now())}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # -- pushed messages ------------------------------------------------------------------------
+
+    async def first_delivery(
+        self, key: str, retention: int, reply: str | None = None, abandoned_after: float = 30
+    ) -> dict[str, Any] | None:
+        """None when the push is ours to process: seen for the first time (recorded unfinished,
+        with our reply, if any), or taken over from a delivery left unfinished for
+        `abandoned_after` seconds (its instance died mid-way). Otherwise the earlier
+        delivery's record (`done` False while it is processed)."""
+        now = self.clock.now()
+        record = {
+            "_id": key,
+            "receivedAt": utc(now),
+            "purgeAt": utc(now + retention),
+            "done": False,
+        }
+        if reply is not None:
+            record["reply"] = reply
+        try:
+            await self.delivery_writer.insert(record)
+        except DuplicateKeyError:
+            earlier = await self.pushed_messages.find_one({"_id": key})
+            if earlier is None:
+                # Gone meanwhile: the first delivery failed and was forgotten; try to take it.
+                return {"done": False}
+            if earlier.get("done", True) or earlier["receivedAt"] > utc(now - abandoned_after):
+                return earlier
+            # Matching the receivedAt we read: of several retries, one takes it over.
+            taken = await self.pushed_messages.update_one(
+                {"_id": key, "done": False, "receivedAt": earlier["receivedAt"]},
+                {"$set": {"receivedAt": utc(now), "purgeAt": utc(now + retention)}},
+            )
+            return None if taken.modified_count == 1 else {"done": False}
+        return None
+
+    async def delivery_done(self, key: str) -> None:
+        await self.pushed_messages.update_one({"_id": key}, {"$set": {"done": True}})
+
+    async def forget_delivery(self, key: str) -> None:
+        await self.pushed_messages.delete_one({"_id": key})
+
+    async def claim_push_nonce(
+        self, timestamp: str, nonce: str, body_hash: str, purge_at: float
+    ) -> str | None:
+        """Record a push's (timestamp, nonce); None if new, else the body hash it came with.
+
+        The pair is the _id, so two instances racing with one replay cannot both claim it.
+        """
+        key = f"{timestamp}:{nonce}"
+        try:
+            await self.nonce_writer.insert(
+                {"_id": key, "bodyHash": body_hash, "purgeAt": utc(purge_at)}
+            )
+        except DuplicateKeyError:
+            earlier = await self.push_nonces.find_one({"_id": key})
+            return str(earlier.get("bodyHash", "")) if earlier is not None else None
+        return None
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or extend the lease `name` for `ttl` seconds; False while another holds it.
+
+        The filter matches a free (expired) lease or our own; when it matches nothing the
+        upsert tries to insert the same _id and fails with a duplicate key: someone else
+        holds it. One round trip, atomic on the server.
+        """
+        now = self.clock.now()
+        try:
+            await self.leases.find_one_and_update(
+                {"_id": name, "$or": [{"owner": owner}, {"expiresAt": {"$lte": utc(now)}}]},
+                {"$set": {"owner": owner, "expiresAt": utc(now + ttl), "acquiredAt": utc(now)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self.leases.delete_one({"_id": name, "owner": owner})
+
+    async def get_lease(self, name: str) -> dict[str, Any] | None:
+        return await self.leases.find_one({"_id": name})

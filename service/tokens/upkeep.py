@@ -1,0 +1,87 @@
+"""The upkeep scheduler: APScheduler jobs that keep the base token and web tokens fresh.
+
+The jobs are plain coroutines with their dependencies injected, so tests drive them with a
+manual clock; this module only wires them to the app and to the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pymongo.errors import PyMongoError
+
+from service import keys
+from service.config import Settings
+from service.errors import UpstreamError
+from service.tokens.base import BaseTokenKeeper
+from service.tokens.web import WebTokenSweeper
+from service.wechat.client import (
+    WeChatError,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:
+    """A scheduler job never dies of an exception; it logs it and tries next time. WeChat or
+    MongoDB being unavailable is one line; anything else is a bug, logged with its traceback."""
+    try:
+        await job()
+    except (WeChatError, UpstreamError, PyMongoError) as exc:
+        log.warning("%s: %s: %s", name, type(exc).__name__, exc)
+    except Exception:
+        log.exception("%s failed unexpectedly", name)
+
+
+def start_scheduler(
+    keeper: BaseTokenKeeper, sweeper: WebTokenSweeper, settings: Settings
+) -> AsyncIOScheduler:
+    """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def every(seconds: int, job_id: str, name: str, work: Callable[[], Awaitable[Any]], **kw: Any):
+        scheduler.add_job(
+            run_job,
+            "interval",
+            args=(name, work),
+            seconds=seconds,
+            jitter=seconds // 4,
+            id=job_id,
+            name=name,
+            max_instances=1,  # a slow run is never overlapped by the next
+            coalesce=True,
+            **kw,
+        )
+
+    every(
+        settings.token_check_interval,
+        "base_token",
+        "base access_token renewal",
+        keeper.renew_if_due,
+        next_run_time=datetime.now(UTC) + timedelta(seconds=1),  # once the server listens
+    )
+    if settings.web_token_keep_alive != "none":  # noqa: S105
+        every(settings.web_token_sweep_interval, "web_tokens", "web token sweep", sweeper.sweep)
+    scheduler.start()
+    return scheduler
+
+
+async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    parts = (app[keys.STORE], app[keys.WECHAT], settings, app[keys.CLOCK], app[keys.INSTANCE_ID])
+    failures = app[keys.METRICS].token_refresh_failures
+    keeper = BaseTokenKeeper(*parts, on_failure=lambda kind: failures.labels(kind).inc())
+    sweeper = WebTokenSweeper(*parts, on_failure=lambda kind: failures.labels(kind).inc())
+    app[keys.BASE_TOKENS] = keeper
+    app[keys.WEB_TOKENS] = sweeper
+    scheduler = start_scheduler(keeper, sweeper, settings) if settings.token_upkeep else None
+    app[keys.SCHEDULER] = scheduler
+    yield
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    await keeper.release()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 from aiohttp import web
@@ -26,6 +27,13 @@ def main() -> int:
         log.error("cannot start: %s", exc)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    listening: socket.socket | None = None
+    if settings.port == 0:
+        # Any free port: the kernel picks it as the socket binds, so nothing can take it between
+        # choosing and binding. PUBLIC_URL's default and the sandbox's push target follow it.
+        listening = bind_any_port(settings.host)
+        env = {**os.environ, "PORT": str(listening.getsockname()[1])}
+        settings = load_settings(env)
     if settings.sandbox:
         log.warning(
             "SANDBOX mode: WeChat is the built-in emulator at %s/sandbox/. Open %s/ to sign in.",
@@ -38,8 +46,9 @@ def main() -> int:
     try:
         web.run_app(
             create_app(settings),
-            host=settings.host,
-            port=settings.port,
+            host=None if listening else settings.host,
+            port=None if listening else settings.port,
+            sock=listening,
             access_log_class=AccessLogger,
             # On SIGTERM: stop accepting, let in-flight requests finish, then run the cleanup
             # contexts (scheduler stopped, lease released, Mongo client and HTTP session closed).
@@ -51,6 +60,13 @@ def main() -> int:
         log.error("cannot start: %s", exc)
         return 3
     return 0
+
+
+def bind_any_port(host: str) -> socket.socket:
+    family, _, _, _, address = socket.getaddrinfo(
+        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    return socket.create_server(address[:2], family=family)
 
 
 if __name__ == "__main__":

@@ -269,8 +269,8 @@ def _fill_sandbox(settings: Settings) -> Settings:
 
 
 def _validate(s: Settings) -> Settings:
-    if not (0 < s.port < 65536):
-        raise ConfigError(f"PORT must be between 1 and 65535, got {s.port}")
+    if not (0 <= s.port < 65536):
+        raise ConfigError(f"PORT must be between 0 (any free port) and 65535, got {s.port}")
     if urlsplit(s.public_url).scheme not in ("http", "https") or not origin_of(s.public_url):
         raise ConfigError(f"PUBLIC_URL must be an absolute http(s) URL, got {s.public_url!r}")
     for origin in s.allowed_redirect_origins:

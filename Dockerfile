@@ -1,20 +1,30 @@
 # wechat-oa-auth: a slim, non-root image with no dev dependencies.
+#
+# Build stage: first the runtime dependencies, exactly as requirements.lock pins them (`make lock`),
+# each file checked against its hash, in a layer that depends on the lock alone; then the service's
+# wheel, built from the code, which carries its templates, static files and default config.
 FROM python:3.11-slim AS build
-WORKDIR /app
-COPY pyproject.toml README.md ./
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps --prefix=/deps -r requirements.lock
+COPY pyproject.toml setup.py MANIFEST.in README.md LICENSE ./
+COPY config ./config
+COPY templates ./templates
+COPY static ./static
 COPY service ./service
-RUN pip install --no-cache-dir --prefix=/install .
+RUN pip wheel --no-deps --wheel-dir=/wheels . \
+  && pip install --no-deps --prefix=/service /wheels/wechat_oa_auth-*.whl
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOST=0.0.0.0 PORT=3000
-WORKDIR /app
-COPY --from=build /install /usr/local
-# Templates, static files and config are read from the working directory's checkout layout.
-COPY service ./service
-COPY templates ./templates
-COPY static ./static
-COPY config ./config
 RUN useradd --system --uid 10001 --no-create-home app
+# The dependencies: this layer changes only when requirements.lock does.
+COPY --from=build /deps /usr/local
+# The service, once: the installed wheel (code, templates, static files, default config).
+COPY --from=build /service /usr/local
+# Nothing is read from the working directory: the package has all it needs.
+WORKDIR /app
 USER app
 EXPOSE 3000
 # Liveness: the process answers. Load balancers should probe /readyz (MongoDB and a WeChat

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 
-.PHONY: run test bench docker lint format sandbox clean
+.PHONY: run test bench docker lint format sandbox clean lock
 
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml
@@ -34,6 +34,12 @@ bench: $(STAMP)
 docker:
 	docker build -t wechat-oa-auth:latest .
 
+# requirements.lock: exact runtime versions with hashes, which the image installs (LOCK_ARGS=--upgrade).
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+	  --output-file requirements.lock $(LOCK_ARGS) pyproject.toml
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,4 +49,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info build dist

@@ -15,11 +15,11 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from service import keys
+from service import keys, resources
 from service.account import routes as account_routes
 from service.app_jwt.issuer import JwtIssuer
 from service.clock import Clock, SystemClock
-from service.config import PROJECT_ROOT, Settings, jwt_key_set
+from service.config import Settings, jwt_key_set
 from service.ops import docs as ops_docs
 from service.ops import health as ops_health
 from service.ops import metrics as ops_metrics
@@ -60,8 +60,8 @@ AREA_ROUTES = (
 # over-long input meets the service's own 400 in the one error shape, not aiohttp's parser.
 SERVER_LIMITS = {"max_line_size": 65536, "max_field_size": 65536}
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
-STATIC_DIR = PROJECT_ROOT / "static"
+TEMPLATES_DIR = resources.TEMPLATES_DIR
+STATIC_DIR = resources.STATIC_DIR
 
 
 def create_app(

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
+from service import resources
 from service.app_jwt.signing_keys import JwtKeyError, KeySet, load_key_set
 from service.store.sealing import SealingError, parse_data_keys
 
 log = logging.getLogger(__name__)
 
+# The checkout's root (tests read its docs); the package's files come from service/resources.py.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
+DEFAULT_CONFIG = resources.DEFAULT_CONFIG
 
 WECHAT_OPEN_BASE = "https://open.weixin.qq.com"
 WECHAT_API_BASE = "https://api.weixin.qq.com"

@@ -6,11 +6,10 @@ import asyncio
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from flows import wait_healthy
+from flows import start_service
 from service.config import SANDBOX_DEFAULTS, ConfigError, load_settings
 
 PRODUCTION_ENV = {
@@ -179,10 +178,8 @@ def test_the_embedded_store_asked_for_by_name_starts_and_warns_loudly(tmp_path):
     MONGODB_URI=memory:// it serves, on the embedded store, and says so."""
     import os
 
-    from aiohttp.test_utils import unused_port
-
     base = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "SANDBOX")}
-    env = {**base, **PRODUCTION_ENV, "PORT": str(unused_port()), "HOST": "127.0.0.1"}
+    env = {**base, **PRODUCTION_ENV, "PORT": "0", "HOST": "127.0.0.1"}
     del env["MONGODB_URI"]
     refused = subprocess.run(
         [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
@@ -190,22 +187,12 @@ def test_the_embedded_store_asked_for_by_name_starts_and_warns_loudly(tmp_path):
     assert refused.returncode == 2
     assert "MONGODB_URI" in refused.stderr and "memory://" in refused.stderr
 
-    env |= {"MONGODB_URI": "memory://", "TOKEN_UPKEEP": "0", "SHUTDOWN_TIMEOUT": "5"}
     log = tmp_path / "service.log"
-    process = start_process(env, log)
-    try:
-        asyncio.run(wait_healthy(f"http://127.0.0.1:{env['PORT']}", process, log))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    env = {**PRODUCTION_ENV, "MONGODB_URI": "memory://"}
+    process, _ = asyncio.run(start_service(log, sandbox=False, **env))
+    process.terminate()
+    process.wait(timeout=30)
     assert "EMBEDDED IN-MEMORY store" in log.read_text()
-
-
-def start_process(env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("wb") as stderr:
-        return subprocess.Popen(
-            [sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL, stderr=stderr
-        )
 
 
 def test_token_upkeep_defaults():
@@ -248,20 +235,17 @@ def test_every_setting_is_documented():
     assert missing_defaults == []
 
 
-def test_an_unreachable_mongodb_stops_start_up_with_one_line_not_a_traceback():
+def test_an_unreachable_mongodb_stops_start_up_with_one_line_not_a_traceback(closed_port):
     """What an operator sees when MongoDB is down or the URI is wrong (`python -m service`)."""
     import os
     import subprocess
     import sys
 
-    from aiohttp.test_utils import unused_port
-
-    closed = unused_port()  # nothing listens there
     env = {
         **os.environ,
         **PRODUCTION_ENV,
-        "PORT": str(unused_port()),
-        "MONGODB_URI": f"mongodb://app:hunter2@127.0.0.1:{closed}/?serverSelectionTimeoutMS=300",
+        "PORT": "0",
+        "MONGODB_URI": f"mongodb://app:hunter2@127.0.0.1:{closed_port}/?serverSelectionTimeoutMS=300",
     }
     done = subprocess.run(
         [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
@@ -271,5 +255,5 @@ def test_an_unreachable_mongodb_stops_start_up_with_one_line_not_a_traceback():
     errors = [line for line in done.stderr.splitlines() if '"level": "ERROR"' in line]
     assert len(errors) == 1
     assert "cannot start: MongoDB did not answer" in errors[0]
-    assert f"127.0.0.1:{closed}" in errors[0]
+    assert f"127.0.0.1:{closed_port}" in errors[0]
     assert "hunter2" not in done.stderr

@@ -1,9 +1,10 @@
 """The image's contents and checks, tested without a Docker engine (none runs on our machines).
 
-The Dockerfile's final stage copies a few directories beside the installed package; the service
-reads its templates, static files and defaults from there. Starting `python -m service` from a
-directory holding only those copies shows whether the image would serve every page. The
-HEALTHCHECK command is run as written against a live and a dead port.
+The Dockerfile installs the locked dependencies in a layer of their own, then the service's
+wheel, which carries its templates, static files and default config; the final stage copies
+both, and nothing from the checkout. tests/test_package.py builds that wheel from what the build
+stage copies, installs it the same way and serves every page from it. The HEALTHCHECK command is
+run here as written against a live and a dead port.
 """
 
 from __future__ import annotations
@@ -11,29 +12,33 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import shutil
-import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-import aiohttp
 import yaml
-from aiohttp.test_utils import unused_port
-
-from flows import start_service, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-FINAL_STAGE = DOCKERFILE.rsplit("\nFROM ", 1)[1]
+_, BUILD_STAGE, FINAL_STAGE = re.split(r"^FROM ", DOCKERFILE, flags=re.MULTILINE)
 
 
-def copied_paths() -> list[str]:
-    """What the final stage COPYs from the build context (not from the build stage)."""
-    return [
-        match.group(1)
-        for match in re.finditer(r"^COPY (?!--from)(\S+) \./\1$", FINAL_STAGE, re.MULTILINE)
-    ]
+def instructions(stage: str) -> list[str]:
+    """The stage's instructions, line continuations joined, comments left out."""
+    lines = stage.replace("\\\n", " ").splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("#")]
+
+
+def context_sources(stage: str) -> list[str]:
+    """What the stage COPYs from the build context (not from another stage)."""
+    sources: list[str] = []
+    for line in re.findall(r"^COPY (?!--from)(.+)$", stage, re.MULTILINE):
+        *paths, _destination = shlex.split(line)
+        sources += paths
+    return sources
 
 
 def healthcheck_command() -> str:
@@ -42,38 +47,55 @@ def healthcheck_command() -> str:
     return re.search(r"^HEALTHCHECK .*? CMD (.+)$", joined, re.MULTILINE).group(1)
 
 
-async def test_the_image_layout_serves_every_page_and_stops_cleanly(tmp_path):
-    paths = copied_paths()
-    assert "service" in paths
-    for path in paths:
-        shutil.copytree(ROOT / path, tmp_path / path)
-    port = unused_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "service.log"
-    process = start_service(tmp_path, port, log)
-    try:
-        await wait_healthy(base, process, log)
-        async with aiohttp.ClientSession() as http:
-            for path in (
-                "/",
-                "/wechat/callback?code=c&state=s",
-                "/demo/qr-login",
-                "/demo/landing",
-                "/docs",
-                "/openapi.json",
-                "/static/callback.js",
-                "/static/app.css",
-                "/sandbox/connect/oauth2/authorize",
-            ):
-                async with http.get(base + path) as resp:
-                    assert resp.status == 200, (path, resp.status, await resp.text())
-    finally:
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=30)
-    assert returncode == 0, log.read_text()
+def test_the_dependencies_are_the_locks_in_a_layer_that_code_changes_leave_alone():
+    steps = instructions(BUILD_STAGE)
+    copies = [n for n, step in enumerate(steps) if step.startswith("COPY ")]
+    # The lock alone comes first, and is installed, with hashes, before any code is copied.
+    assert steps[copies[0]] == "COPY requirements.lock ./", steps[copies[0]]
+    install = steps[copies[0] + 1]
+    for flag in ("RUN pip install ", "--require-hashes", "--no-deps", "-r requirements.lock"):
+        assert flag in install, install
+    # Then the code, and the service's own wheel, which may not touch the dependencies.
+    (service,) = [step for step in steps[copies[1] :] if step.startswith("RUN ")]
+    assert "pip wheel --no-deps" in service and "pip install --no-deps" in service, service
+    # The final stage copies both results, dependencies first, and nothing from the context:
+    # the package is in the image once, with its templates, static files and default config.
+    assert context_sources(FINAL_STAGE) == []
+    prefixes = [re.search(r"--prefix=(\S+)", step).group(1) for step in (install, service)]
+    assert re.findall(r"^COPY --from=build (\S+) ", FINAL_STAGE, re.MULTILINE) == prefixes
 
 
-async def test_the_healthcheck_command_tells_a_live_service_from_a_dead_one(sandbox_server):
+def test_the_lock_pins_every_dependency_with_hashes():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = {
+        re.match(r"[A-Za-z0-9_.-]+", dependency).group(0).lower().replace("_", "-")
+        for dependency in pyproject["project"]["dependencies"]
+    }
+    blocks = re.split(r"^(?=[a-z0-9])", (ROOT / "requirements.lock").read_text(), flags=re.M)
+    pins = {}
+    for block in blocks[1:]:
+        name, version = re.match(r"([a-z0-9_.-]+)==(\S+) ", block).groups()
+        assert "--hash=sha256:" in block, name
+        pins[name] = version
+    assert wanted <= pins.keys(), wanted - pins.keys()
+    assert not pins.keys() & {"pytest", "ruff", "mongomock-motor", "pip-tools"}  # no dev ones
+
+
+def test_the_build_context_has_what_the_build_copies_and_no_local_clutter():
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".env", "build", "dist", "*.egg-info"} <= ignored
+    for source in context_sources(BUILD_STAGE):
+        assert (ROOT / source).exists(), source
+        assert source not in ignored, source
+
+
+async def test_the_healthcheck_command_tells_a_live_service_from_a_dead_one(
+    sandbox_server, closed_port
+):
     command = healthcheck_command().replace("python -c", f"{sys.executable} -c", 1)
 
     shell = shutil.which("sh")
@@ -85,7 +107,7 @@ async def test_the_healthcheck_command_tells_a_live_service_from_a_dead_one(sand
         return probe.returncode
 
     assert await asyncio.to_thread(run, sandbox_server.port) == 0
-    assert await asyncio.to_thread(run, unused_port()) == 1
+    assert await asyncio.to_thread(run, closed_port) == 1
 
 
 def test_the_image_runs_as_a_user_without_dev_dependencies():

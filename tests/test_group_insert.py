@@ -7,7 +7,6 @@ import asyncio
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from aiohttp.test_utils import unused_port
 from pymongo.errors import DuplicateKeyError, ServerSelectionTimeoutError
 
 from flows import CALLBACK, REDIRECT_URI, authorize_at_wechat
@@ -61,10 +60,10 @@ async def test_a_caller_that_stops_waiting_does_not_disturb_the_others(collectio
             assert await collection.find_one({"_id": f"doc{n}"}) is not None
 
 
-async def test_when_mongodb_is_unreachable_every_caller_hears_it():
+async def test_when_mongodb_is_unreachable_every_caller_hears_it(closed_port):
     from pymongo import AsyncMongoClient
 
-    client = AsyncMongoClient(f"mongodb://127.0.0.1:{unused_port()}", serverSelectionTimeoutMS=200)
+    client = AsyncMongoClient(f"mongodb://127.0.0.1:{closed_port}", serverSelectionTimeoutMS=200)
     try:
         writer = GroupInsert(client["nowhere"]["states"])
         results = await asyncio.gather(

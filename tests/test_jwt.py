@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 import jwt as pyjwt
 import pytest
@@ -12,25 +11,18 @@ from flows import (
     APPID,
     JWT_SECRET,
     REDIRECT_URI,
-    TOKEN,
     assert_error_shape,
     authorize_at_wechat,
+    sign_in,
+    signed,
     start_sign_in,
 )
 from service import keys
 from service.app_jwt.signing_keys import secret_key
 from service.sandbox import SANDBOX_USERS
-from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message
 
 FOLLOWER = SANDBOX_USERS[0]
-
-
-async def sign_in(client, browser, scope="snsapi_base", user=FOLLOWER):
-    url = await start_sign_in(client, scope)
-    query = await authorize_at_wechat(browser, url, user.openid)
-    resp = await client.get("/wechat/jwt", params=query)
-    return resp, query
 
 
 def decode(token: str) -> dict:
@@ -40,7 +32,9 @@ def decode(token: str) -> dict:
 
 
 async def test_base_sign_in_returns_the_jwt_and_the_remembered_redirect_uri(client, browser):
-    resp, _ = await sign_in(client, browser)
+    url = await start_sign_in(client)
+    query = await authorize_at_wechat(browser, url, FOLLOWER.openid)
+    resp = await client.get("/wechat/jwt", params=query)
     assert resp.status == 200
     assert resp.headers["Cache-Control"] == "no-store"
     body = await resp.json()
@@ -64,8 +58,7 @@ async def test_base_sign_in_returns_the_jwt_and_the_remembered_redirect_uri(clie
 
 
 async def test_jwt_claims(client, browser, clock):
-    resp, _ = await sign_in(client, browser, "snsapi_userinfo")
-    body = await resp.json()
+    body = await sign_in(client, browser, FOLLOWER.openid, "snsapi_userinfo")
     claims = decode(body["token"])
     assert claims["iss"] == "wechat-oa-auth"
     assert claims["aud"] == "wechat-oa-auth"
@@ -86,17 +79,13 @@ async def test_jwt_claims(client, browser, clock):
 
 
 async def test_each_sign_in_has_its_own_jti(client, browser):
-    first, _ = await sign_in(client, browser)
-    second, _ = await sign_in(client, browser)
-    assert (
-        decode((await first.json())["token"])["jti"]
-        != decode((await second.json())["token"])["jti"]
-    )
+    first = await sign_in(client, browser, FOLLOWER.openid)
+    second = await sign_in(client, browser, FOLLOWER.openid)
+    assert decode(first["token"])["jti"] != decode(second["token"])["jti"]
 
 
 async def test_userinfo_sign_in_fetches_and_stores_the_profile(client, browser, clock):
-    resp, _ = await sign_in(client, browser, "snsapi_userinfo")
-    body = await resp.json()
+    body = await sign_in(client, browser, FOLLOWER.openid, "snsapi_userinfo")
     assert body["user"]["nickname"] == FOLLOWER.nickname
     assert body["user"]["headimgurl"] == FOLLOWER.headimgurl
     assert body["user"]["unionid"] == FOLLOWER.unionid
@@ -114,10 +103,10 @@ async def test_userinfo_sign_in_fetches_and_stores_the_profile(client, browser, 
 
 
 async def test_second_login_keeps_first_login_and_moves_last_login(client, browser, clock):
-    await sign_in(client, browser, "snsapi_userinfo")
+    await sign_in(client, browser, FOLLOWER.openid, "snsapi_userinfo")
     first_time = clock.now()
     clock.advance(3600)
-    await sign_in(client, browser, "snsapi_base")
+    await sign_in(client, browser, FOLLOWER.openid, "snsapi_base")
     user = await client.app[keys.STORE].get_user(FOLLOWER.openid)
     assert user["firstLoginAt"].timestamp() == pytest.approx(first_time, abs=0.01)
     assert user["lastLoginAt"].timestamp() == pytest.approx(clock.now(), abs=0.01)
@@ -127,8 +116,9 @@ async def test_second_login_keeps_first_login_and_moves_last_login(client, brows
 
 
 async def test_a_replayed_state_is_refused(client, browser):
-    resp, query = await sign_in(client, browser)
-    assert resp.status == 200
+    url = await start_sign_in(client)
+    query = await authorize_at_wechat(browser, url, FOLLOWER.openid)
+    assert (await client.get("/wechat/jwt", params=query)).status == 200
     replay = await client.get("/wechat/jwt", params=query)
     assert replay.status == 400
     body = await replay.json()
@@ -235,9 +225,9 @@ async def test_wechat_faults_map_to_gateway_errors_and_keep_the_state(
         assert retry.status == 200, await retry.text()
 
 
-async def test_unreachable_wechat_is_502(make_client, browser):
+async def test_unreachable_wechat_is_502(make_client, browser, closed_port):
     # The browser still reaches the emulator; the service's API calls go to a closed port.
-    client = await make_client(wechat_api_base="http://127.0.0.1:9")
+    client = await make_client(wechat_api_base=f"http://127.0.0.1:{closed_port}")
     url = await start_sign_in(client)
     query = await authorize_at_wechat(browser, url, FOLLOWER.openid)
     resp = await client.get("/wechat/jwt", params=query)
@@ -318,7 +308,6 @@ async def test_a_token_whose_iat_is_not_whole_seconds_is_refused(client, clock, 
 
 async def follow_push(client, clock, openid: str) -> None:
     """WeChat's push of a plain follow (no scene), signed as WeChat signs it in plain mode."""
-    timestamp, nonce = str(int(clock.now())), str(secrets.randbelow(10**10))
     xml = build_message(
         {
             "ToUserName": "gh_5a4db0c0ffee",
@@ -328,13 +317,7 @@ async def follow_push(client, clock, openid: str) -> None:
             "Event": "subscribe",
         }
     )
-    params = {
-        "signature": wechat_signature(TOKEN, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "openid": openid,
-    }
-    resp = await client.post("/wechat/message", params=params, data=xml)
+    resp = await client.post("/wechat/message", params=signed(clock, openid=openid), data=xml)
     assert resp.status == 200, await resp.text()
 
 
@@ -352,9 +335,7 @@ async def test_a_follower_first_seen_in_a_push_gets_first_login_at_on_signing_in
     seen_at = clock.now()
 
     clock.advance(3600)
-    resp, _ = await sign_in(client, browser, user=user)
-    assert resp.status == 200
-    answered = (await resp.json())["user"]
+    answered = (await sign_in(client, browser, user.openid))["user"]
     assert answered["loginCount"] == 1
     assert answered["firstLoginAt"] == answered["lastLoginAt"]
     stored = await store.get_user(user.openid)
@@ -364,7 +345,7 @@ async def test_a_follower_first_seen_in_a_push_gets_first_login_at_on_signing_in
     # A later sign-in keeps the first one.
     first = stored["firstLoginAt"]
     clock.advance(60)
-    await sign_in(client, browser, user=user)
+    await sign_in(client, browser, user.openid)
     again = await store.get_user(user.openid)
     assert again["firstLoginAt"] == first
     assert again["loginCount"] == 2

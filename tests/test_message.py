@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from flows import TOKEN, assert_error_shape
-from service.wechat.signature import wechat_signature
+from flows import assert_error_shape, signed
 
 
-def test_signature_matches_wechats_published_vectors():
-    # ../shared/wechat-api.md §10: the official test vectors for token AAAAA.
-    assert wechat_signature("AAAAA", "1714036504", "1514711492") == (
-        "f464b24fc39322e44b38aa78f5edd27bd1441696"
-    )
-    assert wechat_signature("AAAAA", "1714037059", "486452656") == (
-        "899cf89e464efb63f54ddac96b0a0a235f53aa78"
-    )
-
-
-def check_query(clock, echostr: str = "5837397758203254286", **overrides: str) -> dict:
-    """The GET WeChat sends when the server URL is saved: stamped now, a fresh nonce."""
-    params = {"timestamp": str(int(clock.now())), "nonce": "1514711492", "echostr": echostr}
-    params |= overrides
-    params["signature"] = wechat_signature(TOKEN, params["timestamp"], params["nonce"])
-    return params
+def check_query(
+    clock,
+    echostr: str = "5837397758203254286",
+    nonce: str = "1514711492",
+    timestamp: str | None = None,
+) -> dict:
+    """The GET WeChat sends when the server URL is saved: stamped now unless told otherwise,
+    and one nonce, so two checks at one time share their (timestamp, nonce)."""
+    return {**signed(clock, timestamp=timestamp, nonce=nonce), "echostr": echostr}
 
 
 async def test_valid_signature_echoes_echostr_as_plain_text(client, clock):

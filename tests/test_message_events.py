@@ -10,51 +10,20 @@ two ways: signed by hand as WeChat signs it, and pushed by the emulator playing 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import secrets
 
 import pytest
 from wechat_samples import FLAT_EVENTS, MESSAGES, NESTED_EVENTS, SAMPLES
 
-from flows import APPID, TOKEN
+from flows import AES_KEY, sealed, signed
 from service import keys
 from service.sandbox import SANDBOX_USERS
-from service.wechat.crypto import MessageCrypto
-from service.wechat.signature import wechat_signature
-from service.wechat.xml import as_list, build_message, parse_message
+from service.wechat.xml import as_list, parse_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 ALL = NESTED_EVENTS + FLAT_EVENTS + MESSAGES
 FILLED_BY_WECHAT = ("ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId")
 REPLY = "Thanks! We read every message."
-
-
-def signed(clock, openid: str) -> dict[str, str]:
-    """One delivery's query as WeChat signs it: stamped now, a fresh decimal nonce. A retry of
-    the same delivery reuses this query and the same body, byte for byte."""
-    timestamp = str(int(clock.now()))
-    nonce = str(1_000_000_000 + secrets.randbelow(9_000_000_000))
-    return {
-        "signature": wechat_signature(TOKEN, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "openid": openid,
-    }
-
-
-def sealed(xml: str, clock, openid: str) -> tuple[dict[str, str], str]:
-    """The same push in safe mode: the XML encrypted, msg_signature over it."""
-    crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
-    encrypted = crypto.encrypt(xml)
-    query = signed(clock, openid)
-    query |= {
-        "encrypt_type": "aes",
-        "msg_signature": crypto.signature(query["timestamp"], query["nonce"], encrypted),
-    }
-    to = parse_message(xml)["ToUserName"]
-    return query, build_message({"ToUserName": to, "Encrypt": encrypted})
 
 
 async def deliver(client, query: dict[str, str], body: str) -> str:
@@ -75,23 +44,6 @@ def person_fields(name: str) -> tuple[str, dict]:
     return fields["MsgType"], extra
 
 
-@pytest.fixture
-def connect(emulator, aiohttp_client, emulator_server):
-    """Point the emulator's pushes at a service under test, as 服务器配置 does for WeChat."""
-
-    async def wire(client, mode: str = "plain"):
-        emulator.config = dataclasses.replace(
-            emulator.config,
-            message_url=str(client.make_url("/wechat/message")),
-            token=TOKEN,
-            aes_key=AES_KEY,
-            message_mode=mode,
-        )
-        return await aiohttp_client(emulator_server)
-
-    return wire
-
-
 async def person_push(phone, openid: str, msg_type: str, **fields) -> dict:
     resp = await phone.post(
         "/_sandbox/api/push", json={"openid": openid, "msgType": msg_type, **fields}
@@ -110,7 +62,7 @@ async def test_every_documented_push_is_acknowledged_and_a_retry_is_not_processe
     caplog.set_level(logging.INFO, logger="service.push.handling")
     xml = SAMPLES[name]
     fields = parse_message(xml)
-    query = signed(clock, fields["FromUserName"])
+    query = signed(clock, openid=fields["FromUserName"])
     assert await deliver(client, query, xml) == "success"
     clock.advance(5)  # WeChat waited its 5 s for an answer that got lost, and asks again
     assert await deliver(client, query, xml) == "success"  # the same query, the same bytes
@@ -138,16 +90,14 @@ async def test_a_push_whose_event_fields_nest_is_acknowledged(client, clock):
     nested_type = "<MsgType><A>event</A></MsgType><Event>subscribe</Event></xml>"
     for n, tail in enumerate((nested_event, nested_type)):
         xml = head.format(created=created + n) + tail
-        assert await deliver(client, signed(clock, openid), xml) == "success"
+        assert await deliver(client, signed(clock, openid=openid), xml) == "success"
     assert await store.get_user(openid) is None  # neither was read as a follow
     nested_key = (
         "<MsgType>event</MsgType><Event>subscribe</Event>"
         "<EventKey><A>qrscene_1</A></EventKey></xml>"
     )
-    assert (
-        await deliver(client, signed(clock, openid), head.format(created=created + 2) + nested_key)
-        == "success"
-    )
+    xml = head.format(created=created + 2) + nested_key
+    assert await deliver(client, signed(clock, openid=openid), xml) == "success"
     user = await store.get_user(openid)
     assert user["subscribed"] is True and not user.get("subscribeScene")
     assert await stored_pushes(client) == 3
@@ -161,7 +111,7 @@ async def test_an_event_name_is_logged_bounded(client, clock, caplog):
         f"<CreateTime>{int(clock.now())}</CreateTime><MsgType>event</MsgType>"
         f"<Event>{'x' * 5000}</Event></xml>"
     )
-    assert await deliver(client, signed(clock, openid), xml) == "success"
+    assert await deliver(client, signed(clock, openid=openid), xml) == "success"
     [line] = [r.getMessage() for r in caplog.records if "push received" in r.getMessage()]
     assert len(line) < 120
 
@@ -169,7 +119,7 @@ async def test_an_event_name_is_logged_bounded(client, clock, caplog):
 @pytest.mark.parametrize("name", NESTED_EVENTS)
 async def test_nested_events_are_read_after_decryption_in_safe_mode(make_client, clock, name):
     client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
-    query, body = sealed(SAMPLES[name], clock, "o1")
+    query, body = sealed(SAMPLES[name], clock, openid="o1")
     assert await deliver(client, query, body) == "success"
     assert await deliver(client, query, body) == "success"
     assert await stored_pushes(client) == 1
@@ -180,8 +130,8 @@ async def test_a_redelivery_under_a_new_nonce_is_still_processed_once(client, cl
     is the same FromUserName + CreateTime, so it is answered and not processed twice."""
     xml = SAMPLES["scancode_push"]
     openid = parse_message(xml)["FromUserName"]
-    assert await deliver(client, signed(clock, openid), xml) == "success"
-    assert await deliver(client, signed(clock, openid), xml) == "success"
+    assert await deliver(client, signed(clock, openid=openid), xml) == "success"
+    assert await deliver(client, signed(clock, openid=openid), xml) == "success"
     assert await stored_pushes(client) == 1
 
 
@@ -198,7 +148,7 @@ async def test_hostile_nesting_is_refused(client, clock):
         head.replace("<FromUserName>o1</FromUserName>", "<FromUserName><A>o1</A></FromUserName>")
         + "<MsgType>text</MsgType><Content>x</Content><MsgId>1</MsgId></xml>",
     ):
-        resp = await client.post("/wechat/message", params=signed(clock, "o1"), data=body)
+        resp = await client.post("/wechat/message", params=signed(clock, openid="o1"), data=body)
         assert resp.status == 400
         assert (await resp.json())["name"] == "INVALID_MESSAGE"
     assert await stored_pushes(client) == 0
@@ -210,11 +160,9 @@ async def test_hostile_nesting_is_refused(client, clock):
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 @pytest.mark.parametrize("name", NESTED_EVENTS + FLAT_EVENTS + MESSAGES)
 async def test_the_emulator_pushes_each_documented_push_and_the_service_acknowledges_it(
-    make_client, connect, emulator, name, mode
+    wired_service, emulator, name, mode
 ):
-    overrides = {"wechat_message_mode": mode, "wechat_aes_key": AES_KEY} if mode != "plain" else {}
-    client = await make_client(**overrides)
-    phone = await connect(client, mode)
+    client, phone = await wired_service(mode)
     msg_type, extra = person_fields(name)
     answer = await person_push(phone, FOLLOWER.openid, msg_type, **extra)
     assert (answer["delivered"], answer["attempts"], answer["reply"]) == (True, 1, "success")
@@ -226,12 +174,8 @@ async def test_the_emulator_pushes_each_documented_push_and_the_service_acknowle
 
 
 @pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
-async def test_a_passive_text_reply_comes_back_through_the_emulator(
-    make_client, connect, clock, mode
-):
-    overrides = {"wechat_message_mode": mode, "wechat_aes_key": AES_KEY} if mode != "plain" else {}
-    client = await make_client(message_text_reply=REPLY, **overrides)
-    phone = await connect(client, mode)
+async def test_a_passive_text_reply_comes_back_through_the_emulator(wired_service, clock, mode):
+    _, phone = await wired_service(mode, message_text_reply=REPLY)
     answer = await person_push(phone, FOLLOWER.openid, "text", Content="hello")
     assert answer["delivered"] is True, answer
     # replyFields: the reply as WeChat reads it (decrypted in safe mode).
@@ -252,9 +196,9 @@ async def test_a_passive_text_reply_comes_back_through_the_emulator(
 
 
 async def test_a_follow_without_a_scene_records_the_user_as_following(
-    client, connect, emulator, clock
+    wired_service, emulator, clock
 ):
-    phone = await connect(client)
+    client, phone = await wired_service()
     resp = await phone.post("/_sandbox/api/follow", json={"openid": VISITOR.openid})
     answer = await resp.json()
     assert (answer["event"], answer["eventKey"], answer["delivered"]) == ("subscribe", "", True)

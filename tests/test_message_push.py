@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import secrets
 import struct
 
 import pytest
 
-from flows import APPID, TOKEN, assert_error_shape
+from flows import AES_KEY, APPID, TOKEN, assert_error_shape, sealed, signed
 from service import keys
 from service.wechat.crypto import MessageCrypto, aes_key_from, pkcs7_pad
-from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message, parse_message
 
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 OPENID = "oSbx02NotFollowingUnionid0B2"
 
 
@@ -51,31 +48,6 @@ def text(content: str, msg_id: int, created: int) -> str:
     )
 
 
-def signed(clock, nonce: str | None = None, timestamp: str | None = None) -> dict[str, str]:
-    """A push's query as WeChat signs it: now, with a fresh nonce (WeChat's are decimal)."""
-    timestamp = timestamp or str(int(clock.now()))
-    nonce = nonce or str(secrets.randbelow(10**10))
-    return {
-        "signature": wechat_signature(TOKEN, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "openid": OPENID,
-    }
-
-
-def sealed(xml: str, clock, nonce: str | None = None, timestamp: str | None = None):
-    """A push as WeChat sends it in safe mode: query and body."""
-    crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
-    encrypted = crypto.encrypt(xml)
-    body = build_message({"ToUserName": "gh_5a4db0c0ffee", "Encrypt": encrypted})
-    params = signed(clock, nonce, timestamp)
-    params |= {
-        "encrypt_type": "aes",
-        "msg_signature": crypto.signature(params["timestamp"], params["nonce"], encrypted),
-    }
-    return params, body
-
-
 async def push(client, body: str | bytes, params: dict[str, str]):
     return await client.post("/wechat/message", params=params, data=body)
 
@@ -86,7 +58,7 @@ async def stored_pushes(client) -> int:
 
 async def test_a_follow_is_acknowledged_and_recorded(client, clock):
     created = int(clock.now())
-    resp = await push(client, event("subscribe", created), signed(clock))
+    resp = await push(client, event("subscribe", created), signed(clock, openid=OPENID))
     assert resp.status == 200
     assert await resp.text() == "success"
     user = await client.app[keys.STORE].get_user(OPENID)
@@ -95,9 +67,9 @@ async def test_a_follow_is_acknowledged_and_recorded(client, clock):
 
 
 async def test_an_unfollow_is_recorded(client, clock):
-    await push(client, event("subscribe", int(clock.now())), signed(clock))
+    await push(client, event("subscribe", int(clock.now())), signed(clock, openid=OPENID))
     clock.advance(60)
-    resp = await push(client, event("unsubscribe", int(clock.now())), signed(clock))
+    resp = await push(client, event("unsubscribe", int(clock.now())), signed(clock, openid=OPENID))
     assert await resp.text() == "success"
     assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is False
 
@@ -115,16 +87,16 @@ async def test_unknown_events_and_message_types_are_acknowledged(client, clock):
             }
         ),
     ):
-        resp = await push(client, body, signed(clock))
+        resp = await push(client, body, signed(clock, openid=OPENID))
         assert resp.status == 200 and await resp.text() == "success"
 
 
 async def test_text_messages_get_no_reply_unless_one_is_configured(client, make_client, clock):
-    resp = await push(client, text("hi", 1, int(clock.now())), signed(clock))
+    resp = await push(client, text("hi", 1, int(clock.now())), signed(clock, openid=OPENID))
     assert await resp.text() == "success"
 
     replying = await make_client(message_text_reply="Thanks! We read every message.")
-    resp = await push(replying, text("hi", 2, int(clock.now())), signed(clock))
+    resp = await push(replying, text("hi", 2, int(clock.now())), signed(clock, openid=OPENID))
     reply = parse_message(await resp.read())
     assert reply["MsgType"] == "text"
     assert reply["Content"] == "Thanks! We read every message."
@@ -135,18 +107,18 @@ async def test_text_messages_get_no_reply_unless_one_is_configured(client, make_
 async def test_a_retried_push_is_processed_once_and_answered_alike(make_client, clock):
     client = await make_client(message_text_reply="Got it")
     body = text("hello", 42, int(clock.now()))
-    first = await (await push(client, body, signed(clock))).text()
-    retry = await (await push(client, body, signed(clock))).text()
+    first = await (await push(client, body, signed(clock, openid=OPENID))).text()
+    retry = await (await push(client, body, signed(clock, openid=OPENID))).text()
     assert first == retry and "Got it" in first
     assert await stored_pushes(client) == 1
 
 
 async def test_a_retried_event_is_processed_once(client, clock):
     created = int(clock.now())
-    await push(client, event("subscribe", created), signed(clock))
-    await push(client, event("unsubscribe", created + 1), signed(clock))
+    await push(client, event("subscribe", created), signed(clock, openid=OPENID))
+    await push(client, event("unsubscribe", created + 1), signed(clock, openid=OPENID))
     # WeChat retries the earlier follow (our answer was late): it must not undo the unfollow.
-    resp = await push(client, event("subscribe", created), signed(clock))
+    resp = await push(client, event("subscribe", created), signed(clock, openid=OPENID))
     assert await resp.text() == "success"
     assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is False
 
@@ -164,7 +136,7 @@ async def test_a_retried_event_is_processed_once(client, clock):
 async def test_unsigned_or_wrongly_signed_pushes_are_refused_with_nothing_stored(
     client, clock, params, status, field
 ):
-    query = {k: v for k, v in {**signed(clock), **params}.items() if v is not None}
+    query = {k: v for k, v in {**signed(clock, openid=OPENID), **params}.items() if v is not None}
     resp = await push(client, event("subscribe", int(clock.now())), query)
     assert resp.status == status
     body = await resp.json()
@@ -184,7 +156,7 @@ async def test_unsigned_or_wrongly_signed_pushes_are_refused_with_nothing_stored
     ],
 )
 async def test_malformed_pushes_are_400_with_nothing_stored(client, clock, body):
-    resp = await push(client, body, signed(clock))
+    resp = await push(client, body, signed(clock, openid=OPENID))
     assert resp.status == 400
     assert_error_shape(
         await resp.json(), 400, "INVALID_MESSAGE", (await resp.json())["details"]["field"]
@@ -194,7 +166,7 @@ async def test_malformed_pushes_are_400_with_nothing_stored(client, clock, body)
 
 async def test_oversized_pushes_are_refused(client, clock):
     body = event("subscribe", int(clock.now()), key="k" * 70_000)
-    resp = await push(client, body, signed(clock))
+    resp = await push(client, body, signed(clock, openid=OPENID))
     assert resp.status == 413
     assert (await resp.json())["name"] == "REQUEST_ENTITY_TOO_LARGE"
     assert await stored_pushes(client) == 0
@@ -207,7 +179,7 @@ async def test_safe_mode_decrypts_pushes_and_encrypts_replies(make_client, clock
     client = await make_client(
         wechat_message_mode="safe", wechat_aes_key=AES_KEY, message_text_reply="Encrypted hi"
     )
-    params, body = sealed(text("hello", 7, int(clock.now())), clock, "abc")
+    params, body = sealed(text("hello", 7, int(clock.now())), clock, openid=OPENID, nonce="abc")
     resp = await push(client, body, params)
     assert resp.status == 200
     reply = parse_message(await resp.read())
@@ -221,23 +193,19 @@ async def test_safe_mode_decrypts_pushes_and_encrypts_replies(make_client, clock
 
 async def test_safe_mode_refuses_plain_pushes_and_bad_msg_signatures(make_client, clock):
     client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
-    plain = await push(client, event("subscribe", int(clock.now())), signed(clock))
+    plain = await push(client, event("subscribe", int(clock.now())), signed(clock, openid=OPENID))
     assert_error_shape(await plain.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
 
-    params, body = sealed(event("subscribe", int(clock.now())), clock)
+    params, body = sealed(event("subscribe", int(clock.now())), clock, openid=OPENID)
     forged = await push(client, body, {**params, "msg_signature": "f" * 40})
     assert_error_shape(await forged.json(), 403, "INVALID_SIGNATURE", "msg_signature")
 
     other = MessageCrypto(TOKEN, "B" * 43, APPID).encrypt(event("subscribe", int(clock.now())))
     wrong_key_body = build_message({"ToUserName": "gh_1", "Encrypt": other})
-    wrong_key = await push(
-        client,
-        wrong_key_body,
-        {
-            **params,
-            "msg_signature": wechat_signature(TOKEN, params["timestamp"], params["nonce"], other),
-        },
+    signed_over_it = signed(
+        clock, openid=OPENID, timestamp=params["timestamp"], nonce=params["nonce"], encrypted=other
     )
+    wrong_key = await push(client, wrong_key_body, signed_over_it)
     assert_error_shape(await wrong_key.json(), 400, "INVALID_MESSAGE", "Encrypt")
     assert await stored_pushes(client) == 0
 
@@ -246,12 +214,12 @@ async def test_compatible_mode_takes_encrypted_pushes_and_refuses_bare_ones(make
     """§10: in compatible mode WeChat adds encrypt_type=aes and msg_signature to every push,
     so a push without them is not WeChat's, however well its plain signature checks out."""
     client = await make_client(wechat_message_mode="compatible", wechat_aes_key=AES_KEY)
-    params, body = sealed(event("subscribe", int(clock.now())), clock)
+    params, body = sealed(event("subscribe", int(clock.now())), clock, openid=OPENID)
     assert await (await push(client, body, params)).text() == "success"
     clock.advance(5)
-    bare = await push(client, event("unsubscribe", int(clock.now())), signed(clock))
+    bare = await push(client, event("unsubscribe", int(clock.now())), signed(clock, openid=OPENID))
     assert_error_shape(await bare.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
-    params, body = sealed(event("unsubscribe", int(clock.now())), clock)
+    params, body = sealed(event("unsubscribe", int(clock.now())), clock, openid=OPENID)
     del params["msg_signature"]
     unsigned = await push(client, body, params)
     assert_error_shape(await unsigned.json(), 403, "INVALID_SIGNATURE", "msg_signature")
@@ -259,7 +227,7 @@ async def test_compatible_mode_takes_encrypted_pushes_and_refuses_bare_ones(make
 
 
 async def test_plain_mode_refuses_encrypted_pushes(client, clock):
-    params, body = sealed(event("subscribe", int(clock.now())), clock)
+    params, body = sealed(event("subscribe", int(clock.now())), clock, openid=OPENID)
     resp = await push(client, body, params)
     assert_error_shape(await resp.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
 
@@ -270,17 +238,23 @@ async def test_plain_mode_refuses_encrypted_pushes(client, clock):
 async def test_pushes_older_or_newer_than_push_max_age_are_stale(client, clock):
     now = int(clock.now())
     for timestamp in (now - 301, now + 301, 1000000000):
-        resp = await push(client, event("subscribe", now), signed(clock, timestamp=str(timestamp)))
+        resp = await push(
+            client, event("subscribe", now), signed(clock, openid=OPENID, timestamp=str(timestamp))
+        )
         assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
     # A timestamp that is not WeChat's seconds at all, correctly signed, is no better.
     for not_seconds in ("12e4", "²", "١٧١٤٠٣٦٥٠٤"):  # str.isdigit() takes the last two
-        resp = await push(client, event("subscribe", now), signed(clock, timestamp=not_seconds))
+        resp = await push(
+            client, event("subscribe", now), signed(clock, openid=OPENID, timestamp=not_seconds)
+        )
         assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
     assert await stored_pushes(client) == 0
     assert await client.app[keys.STORE].get_user(OPENID) is None
 
     for timestamp in (now - 299, now + 299):
-        resp = await push(client, event("subscribe", now), signed(clock, timestamp=str(timestamp)))
+        resp = await push(
+            client, event("subscribe", now), signed(clock, openid=OPENID, timestamp=str(timestamp))
+        )
         assert resp.status == 200 and await resp.text() == "success"
 
 
@@ -290,12 +264,14 @@ async def test_encrypted_pushes_must_be_fresh_too(make_client, clock, mode):
     client = await make_client(wechat_message_mode=mode, wechat_aes_key=AES_KEY)
     now = int(clock.now())
     for timestamp in (now - 301, now + 301):
-        params, body = sealed(event("subscribe", now), clock, timestamp=str(timestamp))
+        params, body = sealed(
+            event("subscribe", now), clock, openid=OPENID, timestamp=str(timestamp)
+        )
         assert_error_shape(
             await (await push(client, body, params)).json(), 403, "STALE_PUSH", "timestamp"
         )
     assert await client.app[keys.STORE].get_user(OPENID) is None
-    params, body = sealed(event("subscribe", now), clock, timestamp=str(now - 299))
+    params, body = sealed(event("subscribe", now), clock, openid=OPENID, timestamp=str(now - 299))
     assert (await push(client, body, params)).status == 200
 
 
@@ -303,7 +279,7 @@ async def test_a_used_pair_is_remembered_past_the_window_on_the_databases_clock(
     """MongoDB expires records by its own clock (a TTL index on purgeAt). Kept only until the
     last moment the timestamp is accepted, a database clock running ahead would free the pair
     while a replay of it is still fresh here."""
-    query = signed(clock)
+    query = signed(clock, openid=OPENID)
     assert (await push(client, event("subscribe", int(clock.now())), query)).status == 200
     nonces = client.app[keys.STORE].push_nonces
     record = await nonces.find_one({"_id": f"{query['timestamp']}:{query['nonce']}"})
@@ -319,7 +295,7 @@ async def test_a_used_pair_is_remembered_past_the_window_on_the_databases_clock(
 
 async def test_push_max_age_is_a_setting(make_client, clock):
     strict = await make_client(push_max_age=60)
-    old = signed(clock, timestamp=str(int(clock.now()) - 61))
+    old = signed(clock, openid=OPENID, timestamp=str(int(clock.now()) - 61))
     resp = await push(strict, event("subscribe", int(clock.now())), old)
     assert_error_shape(await resp.json(), 403, "STALE_PUSH", "timestamp")
 
@@ -327,7 +303,7 @@ async def test_push_max_age_is_a_setting(make_client, clock):
 async def test_a_captured_signature_cannot_carry_a_forged_body(client, clock):
     """The attack of issue 11: a (signature, timestamp, nonce) from an access log, a body of
     the attacker's choosing (a SCAN for someone's openid and the attacker's sign-in scene)."""
-    captured = signed(clock)
+    captured = signed(clock, openid=OPENID)
     genuine = await push(client, text("hello", 5, int(clock.now())), captured)
     assert await genuine.text() == "success"
 
@@ -345,7 +321,7 @@ async def test_a_byte_identical_retry_with_the_same_nonce_gets_the_first_answer(
     """WeChat's retry of one delivery may reuse its query string (the emulator's does): it
     is the same message, not a replay, and is answered as the first delivery was."""
     client = await make_client(message_text_reply="Got it")
-    query, body = signed(clock), text("hello", 43, int(clock.now()))
+    query, body = signed(clock, openid=OPENID), text("hello", 43, int(clock.now()))
     first = await push(client, body, query)
     clock.advance(4)
     again = await push(client, body, query)
@@ -358,7 +334,7 @@ async def test_a_byte_identical_retry_with_the_same_nonce_gets_the_first_answer(
 async def test_a_nonce_used_on_one_instance_is_refused_on_another(make_client, shared_mongo, clock):
     one = await make_client(mongo_client=shared_mongo)
     two = await make_client(mongo_client=shared_mongo)
-    query = signed(clock)
+    query = signed(clock, openid=OPENID)
     assert (await push(one, event("subscribe", int(clock.now())), query)).status == 200
     resp = await push(two, event("unsubscribe", int(clock.now())), query)
     assert_error_shape(await resp.json(), 403, "REPLAYED_PUSH", "nonce")
@@ -372,7 +348,7 @@ async def test_an_event_with_a_bad_create_time_is_400_not_500(client, clock, cre
     body = event("subscribe", 0).replace(
         "<CreateTime>0</CreateTime>", f"<CreateTime>{created}</CreateTime>"
     )
-    resp = await push(client, body, signed(clock))
+    resp = await push(client, body, signed(clock, openid=OPENID))
     assert resp.status == 400
     assert (await resp.json())["name"] == "INVALID_MESSAGE"
     assert await client.app[keys.STORE].get_user(OPENID) is None
@@ -387,7 +363,9 @@ async def test_a_retry_during_processing_waits_for_the_first_deliverys_outcome(c
     await store.first_delivery(key, 3600)  # the first delivery, unfinished
 
     # The first delivery fails and is forgotten while the retry waits: the retry processes it.
-    retry = asyncio.create_task(push(client, event("subscribe", created), signed(clock)))
+    retry = asyncio.create_task(
+        push(client, event("subscribe", created), signed(clock, openid=OPENID))
+    )
     await asyncio.sleep(0.2)
     assert not retry.done()
     await store.forget_delivery(key)
@@ -405,11 +383,11 @@ async def test_a_delivery_its_instance_abandoned_is_processed_by_a_later_retry(c
     key = f"event:{OPENID}:{created}:subscribe"
     await store.first_delivery(key, 3600)  # the dead instance's delivery, never finished
     clock.advance(9)  # WeChat's next retry: the first delivery is past any live processing
-    resp = await push(client, event("subscribe", created), signed(clock))
+    resp = await push(client, event("subscribe", created), signed(clock, openid=OPENID))
     assert resp.status == 200 and await resp.text() == "success"
     assert (await store.get_user(OPENID))["subscribed"] is True
     # Taken over and finished: the next retry is answered, not processed again.
-    again = await push(client, event("subscribe", created), signed(clock))
+    again = await push(client, event("subscribe", created), signed(clock, openid=OPENID))
     assert await again.text() == "success"
 
 
@@ -418,7 +396,7 @@ async def test_a_retry_during_processing_answers_what_the_first_delivery_answere
     created = int(clock.now())
     key = f"msg:{91}"
     await store.first_delivery(key, 3600, "<xml><Content>first</Content></xml>")
-    retry = asyncio.create_task(push(client, text("hi", 91, created), signed(clock)))
+    retry = asyncio.create_task(push(client, text("hi", 91, created), signed(clock, openid=OPENID)))
     await asyncio.sleep(0.2)
     assert not retry.done()
     await store.delivery_done(key)
@@ -463,14 +441,9 @@ def undecryptable_ciphertexts() -> dict[str, str]:
 
 async def test_every_undecryptable_push_gets_one_identical_answer(make_client, clock):
     client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
-    crypto = MessageCrypto(TOKEN, AES_KEY, APPID)
     answers = {}
     for what, encrypted in undecryptable_ciphertexts().items():
-        params = signed(clock)
-        params |= {
-            "encrypt_type": "aes",
-            "msg_signature": crypto.signature(params["timestamp"], params["nonce"], encrypted),
-        }
+        params = signed(clock, openid=OPENID, encrypted=encrypted)
         body = build_message({"ToUserName": "gh_5a4db0c0ffee", "Encrypt": encrypted})
         resp = await push(client, body, params)
         answer = await resp.json()

@@ -11,10 +11,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime
 from html.parser import HTMLParser
@@ -31,16 +28,15 @@ from flows import (
     ADMIN_KEY,
     CALLBACK,
     REDIRECT_URI,
-    TOKEN,
     authorize_at_wechat,
     sign_in,
+    signed,
     start_sign_in,
 )
 from service import keys
 from service.openapi import build_openapi
 from service.pipeline.ratelimit import ROUTE_GROUPS
 from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
-from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
@@ -374,17 +370,6 @@ async def test_callback_page_is_documented(client, contract):
 # -- messages -----------------------------------------------------------------------------------
 
 
-def signed(timestamp: str | None = None, nonce: str | None = None) -> dict[str, str]:
-    """Signed now (the clock fixture starts at the real time), with a fresh nonce."""
-    timestamp = timestamp or str(int(time.time()))
-    nonce = nonce or str(secrets.randbelow(10**10))
-    return {
-        "signature": wechat_signature(TOKEN, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-    }
-
-
 def message(msg_type: str, created: int, **fields: Any) -> str:
     return build_message(
         {
@@ -403,8 +388,8 @@ XML = {"Content-Type": "text/xml"}
 
 
 @exercises("GET /wechat/message")
-async def test_server_url_check_answers_as_documented(client, contract):
-    good = {**signed(), "echostr": "4611686018427387904"}
+async def test_server_url_check_answers_as_documented(client, clock, contract):
+    good = {**signed(clock), "echostr": "4611686018427387904"}
     resp = await client.get("/wechat/message", params=good)
     assert await contract.check(resp, *VERIFY) == "4611686018427387904"
     resp = await client.get("/wechat/message", params={**good, "signature": "0" * 40})
@@ -418,30 +403,30 @@ async def test_server_url_check_answers_as_documented(client, contract):
 async def test_pushes_answer_as_documented(client, make_client, clock, contract):
     created = int(clock.now())
     event = message("event", created, Event="subscribe", EventKey="")
-    resp = await client.post("/wechat/message", params=signed(), data=event, headers=XML)
+    resp = await client.post("/wechat/message", params=signed(clock), data=event, headers=XML)
     assert await contract.check(resp, *PUSH) == "success"
 
     replying = await make_client(message_text_reply="Thanks!")
     text = message("text", created, Content="hello", MsgId=1234567890123456)
-    resp = await replying.post("/wechat/message", params=signed(), data=text, headers=XML)
+    resp = await replying.post("/wechat/message", params=signed(clock), data=text, headers=XML)
     assert "Thanks!" in await contract.check(resp, *PUSH)  # application/xml
 
     for params, body, name in (
-        ({**signed(), "signature": "0" * 40}, event, "INVALID_SIGNATURE"),
+        ({**signed(clock), "signature": "0" * 40}, event, "INVALID_SIGNATURE"),
         (
-            {**signed(), "encrypt_type": "aes", "msg_signature": "0" * 40},
+            {**signed(clock), "encrypt_type": "aes", "msg_signature": "0" * 40},
             event,
             "INVALID_SIGNATURE",
         ),
         ({"nonce": "1", "signature": "2"}, event, "MISSING_PARAMETER"),
-        (signed(), "<xml><ToUserName>", "INVALID_MESSAGE"),
-        (signed(), '<!DOCTYPE x [<!ENTITY a "b">]><xml>&a;</xml>', "INVALID_MESSAGE"),
-        (signed(timestamp="1000000000"), event, "STALE_PUSH"),
+        (signed(clock), "<xml><ToUserName>", "INVALID_MESSAGE"),
+        (signed(clock), '<!DOCTYPE x [<!ENTITY a "b">]><xml>&a;</xml>', "INVALID_MESSAGE"),
+        (signed(clock, timestamp="1000000000"), event, "STALE_PUSH"),
     ):
         resp = await client.post("/wechat/message", params=params, data=body, headers=XML)
         assert (await contract.check(resp, *PUSH))["name"] == name
 
-    used = signed()
+    used = signed(clock)
     await client.post("/wechat/message", params=used, data=event, headers=XML)
     forged = message("event", created, Event="unsubscribe", EventKey="")
     resp = await client.post("/wechat/message", params=used, data=forged, headers=XML)
@@ -450,11 +435,11 @@ async def test_pushes_answer_as_documented(client, make_client, clock, contract)
     # A retry while another instance still processes the first delivery (it never finishes).
     await client.app[keys.STORE].first_delivery(f"msg:{77}", 3600)
     stuck = message("text", created, Content="hi", MsgId=77)
-    resp = await client.post("/wechat/message", params=signed(), data=stuck, headers=XML)
+    resp = await client.post("/wechat/message", params=signed(clock), data=stuck, headers=XML)
     assert (await contract.check(resp, *PUSH))["name"] == "PUSH_IN_PROGRESS"
 
     small = await make_client(max_body_bytes=1024)
-    resp = await small.post("/wechat/message", params=signed(), data="x" * 4096, headers=XML)
+    resp = await small.post("/wechat/message", params=signed(clock), data="x" * 4096, headers=XML)
     assert (await contract.check(resp, *PUSH))["name"] == "REQUEST_ENTITY_TOO_LARGE"
     contract.assert_all_answers_seen(*PUSH)
 
@@ -502,26 +487,11 @@ async def test_qr_codes_answer_as_documented(client, make_client, emulator, cont
     contract.assert_all_answers_seen(*QR)
 
 
-@pytest.fixture
-def phone(emulator, aiohttp_client, emulator_server):
-    """The emulator's phone, its pushes going to the service under test (服务器配置)."""
-
-    async def connect(service):
-        emulator.config = dataclasses.replace(
-            emulator.config,
-            message_url=str(service.make_url("/wechat/message")),
-            token=TOKEN,
-            message_mode="plain",
-        )
-        return await aiohttp_client(emulator_server)
-
-    return connect
-
-
 @exercises("POST /wechat/qrcode/login", "GET /wechat/qrcode/login/{scene}")
 async def test_qr_sign_in_answers_as_documented(
-    client, make_client, emulator, phone, clock, contract
+    wired_service, make_client, emulator, clock, contract
 ):
+    client, handset = await wired_service()
     session = await contract.check(await client.post("/wechat/qrcode/login"), *QR_LOGIN)
     scene = session["scene"]
     status_path = f"/wechat/qrcode/login/{scene}"
@@ -545,7 +515,6 @@ async def test_qr_sign_in_answers_as_documented(
     assert (await contract.check(resp, *QR_STATUS))["name"] == "QR_LOGIN_NOT_FOUND"
 
     # The follower lookup after the scan is slowed, so the session is seen scanned first.
-    handset = await phone(client)
     emulator.faults.set("slow", delay=0.5, paths=["cgi-bin/user/info"], count=1)
     scan = {"openid": VISITOR.openid, "ticket": session["ticket"]}
     assert (await handset.post("/_sandbox/api/scan", json=scan)).status == 200

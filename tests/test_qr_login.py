@@ -6,38 +6,17 @@ long-polls for the JWT.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import secrets
 import time
 
 import jwt as pyjwt
 import pytest
 
-from flows import APP_ORIGIN, JWT_SECRET, TOKEN, assert_error_shape
+from flows import APP_ORIGIN, JWT_SECRET, assert_error_shape, signed
 from service import keys
 from service.sandbox import SANDBOX_USERS
-from service.wechat.signature import wechat_signature
 from service.wechat.xml import build_message
 
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-
-
-@pytest.fixture
-def connect(emulator, aiohttp_client, emulator_server):
-    """Point the emulator's pushes at a service under test, as 服务器配置 does for WeChat."""
-
-    async def wire(client, mode: str = "plain"):
-        emulator.config = dataclasses.replace(
-            emulator.config,
-            message_url=str(client.make_url("/wechat/message")),
-            token=TOKEN,
-            aes_key=AES_KEY,
-            message_mode=mode,
-        )
-        return await aiohttp_client(emulator_server)
-
-    return wire
 
 
 async def start(client, **params) -> dict:
@@ -64,8 +43,8 @@ async def drained(client) -> None:
 @pytest.mark.parametrize(
     ("user", "event"), [(VISITOR, "subscribe"), (FOLLOWER, "SCAN")], ids=["new", "follower"]
 )
-async def test_scanning_signs_the_desktop_in(client, connect, emulator, user, event):
-    phone = await connect(client)
+async def test_scanning_signs_the_desktop_in(wired_service, emulator, user, event):
+    client, phone = await wired_service()
     session = await start(client, redirectUri=f"{APP_ORIGIN}/desk")
     assert session["status"] == "pending"
     assert (await (await poll(client, session["scene"])).json())["status"] == "pending"
@@ -97,8 +76,8 @@ async def test_scanning_signs_the_desktop_in(client, connect, emulator, user, ev
     assert_error_shape(await again.json(), 404, "QR_LOGIN_NOT_FOUND", "scene")
 
 
-async def test_a_scanned_session_says_so_before_it_is_confirmed(client, connect, emulator):
-    phone = await connect(client)
+async def test_a_scanned_session_says_so_before_it_is_confirmed(wired_service, emulator):
+    client, phone = await wired_service()
     session = await start(client)
     emulator.faults.set("slow", paths=["cgi-bin/user/info"], delay=0.3)
     await scan(phone, VISITOR.openid, session["ticket"])
@@ -109,8 +88,8 @@ async def test_a_scanned_session_says_so_before_it_is_confirmed(client, connect,
     assert (await (await poll(client, session["scene"])).json())["status"] == "confirmed"
 
 
-async def test_a_long_poll_returns_as_soon_as_the_scan_lands(client, connect):
-    phone = await connect(client)
+async def test_a_long_poll_returns_as_soon_as_the_scan_lands(wired_service):
+    client, phone = await wired_service()
     session = await start(client)
     waiting = asyncio.create_task(poll(client, session["scene"], wait=20))
     await asyncio.sleep(0)
@@ -119,25 +98,24 @@ async def test_a_long_poll_returns_as_soon_as_the_scan_lands(client, connect):
     assert (await resp.json())["status"] in ("scanned", "confirmed")
 
 
-async def test_safe_mode_scans_work_the_same(make_client, connect):
-    client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
-    phone = await connect(client, "safe")
+async def test_safe_mode_scans_work_the_same(wired_service):
+    client, phone = await wired_service("safe")
     session = await start(client)
     assert (await scan(phone, FOLLOWER.openid, session["ticket"]))["delivered"] is True
     await drained(client)
     assert (await (await poll(client, session["scene"])).json())["status"] == "confirmed"
 
 
-async def test_a_session_expires(client, connect, clock):
-    await connect(client)
+async def test_a_session_expires(wired_service, clock):
+    client, _ = await wired_service()
     session = await start(client)
     clock.advance(300)
     state = await (await poll(client, session["scene"])).json()
     assert state["status"] == "expired"
 
 
-async def test_a_second_scan_does_not_steal_the_session(client, connect):
-    phone = await connect(client)
+async def test_a_second_scan_does_not_steal_the_session(wired_service):
+    client, phone = await wired_service()
     session = await start(client)
     await scan(phone, FOLLOWER.openid, session["ticket"])
     await scan(phone, VISITOR.openid, session["ticket"])
@@ -146,8 +124,8 @@ async def test_a_second_scan_does_not_steal_the_session(client, connect):
     assert body["openid"] == FOLLOWER.openid
 
 
-async def test_image_formats_and_bad_input(client, connect):
-    await connect(client)
+async def test_image_formats_and_bad_input(wired_service):
+    client, _ = await wired_service()
     png = await client.post("/wechat/qrcode/login", params={"format": "png"})
     assert png.status == 201 and png.content_type == "image/png"
     assert png.headers["X-QR-Scene"].startswith("login_")
@@ -169,7 +147,6 @@ STRANGER = "oAttackerForgedOpenid0000000"  # an openid this account's WeChat nev
 async def forged_scan(client, clock, scene: str, openid: str, event: str = "SCAN"):
     """A SCAN push the test signs itself with the server-URL token, as anyone holding one
     signed (signature, timestamp, nonce) triple can in plain mode: the body is not signed."""
-    timestamp, nonce = str(int(clock.now())), str(secrets.randbelow(10**10))
     body = build_message(
         {
             "ToUserName": "gh_5a4db0c0ffee",
@@ -182,13 +159,7 @@ async def forged_scan(client, clock, scene: str, openid: str, event: str = "SCAN
             "Ticket": "forged",
         }
     )
-    params = {
-        "signature": wechat_signature(TOKEN, timestamp, nonce),
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "openid": openid,
-    }
-    resp = await client.post("/wechat/message", params=params, data=body)
+    resp = await client.post("/wechat/message", params=signed(clock, openid=openid), data=body)
     assert resp.status == 200, await resp.text()
 
 
@@ -238,9 +209,9 @@ def no_base_token(emulator) -> None:
 
 @pytest.mark.parametrize("failure", [user_info_down, user_info_over_quota, no_base_token])
 async def test_wechat_failing_the_follow_check_leaves_the_session_scanned(
-    client, connect, emulator, failure
+    wired_service, emulator, failure
 ):
-    phone = await connect(client)
+    client, phone = await wired_service()
     session = await start(client)
     failure(emulator)
     await scan(phone, FOLLOWER.openid, session["ticket"])
@@ -253,14 +224,11 @@ async def test_wechat_failing_the_follow_check_leaves_the_session_scanned(
 # -- long polls ------------------------------------------------------------------------------
 
 
-async def test_many_long_polls_on_a_scanned_session_wait_without_spinning(
-    make_client, connect, emulator
-):
+async def test_many_long_polls_on_a_scanned_session_wait_without_spinning(wired_service, emulator):
     """Ten browsers poll one session. The scan wakes them all with the news; their next polls,
     on a session that is scanned but not yet confirmed (WeChat's user/info is slow), must sleep
     until their time is up, not spin the event loop."""
-    client = await make_client(rate_limit_qrcode=0)  # twenty polls from one address
-    phone = await connect(client)
+    client, phone = await wired_service(rate_limit_qrcode=0)  # twenty polls from one address
     session = await start(client)
     emulator.faults.set("slow", paths=["cgi-bin/user/info"], delay=4)
     wall, cpu = time.monotonic(), time.process_time()

@@ -10,7 +10,7 @@ from yarl import URL
 
 from flows import APPID, SECRET, assert_error_shape
 from service.clock import SystemClock
-from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER, SandboxConfig, create_sandbox_app
+from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
 from service.sandbox.state import SNS_CALLS_PER_MINUTE
 
 FOLLOWER, VISITOR, NO_UNIONID = SANDBOX_USERS[0], SANDBOX_USERS[1], SANDBOX_USERS[2]
@@ -435,15 +435,16 @@ async def test_bad_fault_requests_are_400s(wechat, body, field):
     assert await (await wechat.get("/_sandbox/faults")).json() == {"faults": []}
 
 
-async def test_the_clock_moves_over_http_only_when_it_is_manual(wechat, clock, aiohttp_client):
+async def test_the_clock_moves_over_http_only_when_it_is_manual(
+    wechat, clock, make_emulator, aiohttp_client
+):
     before = clock.now()
     resp = await wechat.post("/_sandbox/clock", json={"advance": 301})
     assert resp.status == 200 and clock.now() == before + 301
     bad = await wechat.post("/_sandbox/clock", json={"advance": -1})
     assert_error_shape(await bad.json(), 400, "INVALID_PARAMETER", "advance")
 
-    config = SandboxConfig(appid=APPID, secret=SECRET, authorized_domain="app.example.com")
-    live = await aiohttp_client(create_sandbox_app(config, SystemClock()))
+    live = await aiohttp_client(await make_emulator(clock=SystemClock()))
     refused = await live.post("/_sandbox/clock", json={"advance": 1})
     assert_error_shape(await refused.json(), 409, "CLOCK_NOT_MANUAL", "")
 

@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 
 from flows import APPID, SECRET, assert_error_shape
-from service.sandbox import SANDBOX_KEY, SANDBOX_USERS, SandboxConfig, create_sandbox_app
+from service.sandbox import SANDBOX_KEY, SANDBOX_USERS, SandboxConfig
 from service.sandbox.push import PushRecord
 from service.sandbox.state import PUSH_MEMORY
 from service.wechat.crypto import MessageCrypto
@@ -125,8 +124,12 @@ def pauses(clock) -> Pauses:
 
 
 @pytest.fixture
-def make_wechat(aiohttp_server, aiohttp_client, clock, receiver, pauses) -> Callable:
-    """An emulator whose message_url is the receiver: (client, state)."""
+def make_wechat(make_emulator, aiohttp_client, receiver, pauses) -> Callable:
+    """An emulator whose message_url is the receiver: (client, state).
+
+    Not conftest's wired_service, which points the emulator at the service under test: here the
+    emulator itself is under test, so it pushes to a receiver that records exactly what arrives
+    and answers as each test scripts it, with the account's server settings the test chooses."""
 
     async def make(
         mode: str = "plain",
@@ -135,10 +138,8 @@ def make_wechat(aiohttp_server, aiohttp_client, clock, receiver, pauses) -> Call
         push_retry_delay: float | None = None,
     ):
         receiver.mode = mode
-        config = SandboxConfig(
-            appid=APPID,
-            secret=SECRET,
-            authorized_domain="app.example.com",
+        server = await make_emulator(
+            sleep=pauses.sleep,
             token=TOKEN,
             aes_key=AES_KEY,
             message_url=receiver.url if message_url is None else message_url,
@@ -147,7 +148,6 @@ def make_wechat(aiohttp_server, aiohttp_client, clock, receiver, pauses) -> Call
             push_timeout=push_timeout,
             push_retry_delay=push_retry_delay,
         )
-        server = await aiohttp_server(create_sandbox_app(config, clock, pauses.sleep))
         return await aiohttp_client(server), server.app[SANDBOX_KEY]
 
     return make
@@ -486,9 +486,9 @@ async def test_a_client_error_is_not_retried(make_wechat, receiver):
     assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 1, 404)
 
 
-async def test_an_unreachable_server_is_tried_four_times(make_wechat):
+async def test_an_unreachable_server_is_tried_four_times(make_wechat, closed_port):
     wechat, emulator = await make_wechat(
-        message_url=f"http://127.0.0.1:{unused_port()}/wechat/message"
+        message_url=f"http://127.0.0.1:{closed_port}/wechat/message"
     )
     answer = await unfollow(wechat, FOLLOWER.openid)
     assert (answer["delivered"], answer["attempts"], answer["status"]) == (False, 4, None)

@@ -8,7 +8,8 @@ type and documented header as the document says; a failure prints the request as
 
 The schema is the exact text /openapi.json serves, loaded at import so each operation is a test
 of its own (schemathesis's fixture-based loader does not work with pytest 9.2), and the live
-service is checked to serve that very text.
+service is checked to serve that very text. That text names the service's port (PUBLIC_URL), so
+the socket the service serves on is bound at import, on a port the kernel picks as it binds.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import pytest
 import requests
 import schemathesis
 from aiohttp import web
-from aiohttp.test_utils import unused_port
 from schemathesis import checks
 
-from flows import MONGODB_URI
+from flows import MONGODB_URI, listening_socket
 from service.app import SERVER_LIMITS, create_app
 from service.config import load_settings
 from service.logs import AccessLogger
@@ -43,7 +43,8 @@ CHECKS = [
 ]
 
 
-PORT = unused_port()
+LISTENING = listening_socket()  # the live service's, held open until it serves on it
+PORT = LISTENING.getsockname()[1]
 PUBLIC_URL = f"http://localhost:{PORT}"  # the default PUBLIC_URL of the service below
 DOCUMENT = openapi_json(PUBLIC_URL)
 
@@ -66,7 +67,8 @@ schema = schemathesis.openapi.from_file(DOCUMENT, config=CONFIG)
 
 @pytest.fixture(scope="module")
 def live_service() -> Iterator[str]:
-    """The service on 127.0.0.1 in a thread with its own event loop; its base URL."""
+    """The service on 127.0.0.1 in a thread with its own event loop, serving on LISTENING;
+    its base URL."""
     port = PORT
     database = f"wechat_oa_auth_test_schemathesis_{uuid.uuid4().hex[:8]}"
     env = {
@@ -92,7 +94,7 @@ def live_service() -> Iterator[str]:
     async def start() -> web.AppRunner:
         runner = web.AppRunner(create_app(load_settings(env)), access_log_class=AccessLogger)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.SockSite(runner, LISTENING).start()
         return runner
 
     runner = run(start())
@@ -100,6 +102,7 @@ def live_service() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         run(runner.cleanup())
+        LISTENING.close()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()

@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from pathlib import Path
 
 import aiohttp
-from aiohttp.test_utils import unused_port
 
-from flows import start_service, wait_healthy
+from flows import start_service
 
-ROOT = Path(__file__).resolve().parent.parent
 SLOW_CALL = 2  # seconds the in-flight request holds on
 
 
@@ -32,12 +29,9 @@ async def refuses_connections(base: str, within: float) -> bool:
 
 
 async def test_sigterm_lets_an_in_flight_request_finish_and_refuses_new_ones(tmp_path):
-    port = unused_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "service.log"
-    process = start_service(ROOT, port, log, SHUTDOWN_TIMEOUT="10", TOKEN_UPKEEP="1")
+    process, base = await start_service(log, SHUTDOWN_TIMEOUT="10", TOKEN_UPKEEP="1")
     try:
-        await wait_healthy(base, process, log)
         async with aiohttp.ClientSession() as http:
             # The emulator (WeChat) takes SLOW_CALL seconds to create a QR code, so the
             # request for one is in flight when the signal comes.
@@ -74,12 +68,9 @@ async def test_sigterm_answers_long_polls_with_their_state_before_closing(tmp_pa
     """A long poll may hold a request 30 s, longer than SHUTDOWN_TIMEOUT: on SIGTERM each one
     answers its session's current state at once, so the browser polls again elsewhere
     instead of seeing its connection cut."""
-    port = unused_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "service.log"
-    process = start_service(ROOT, port, log, SHUTDOWN_TIMEOUT="1")
+    process, base = await start_service(log, SHUTDOWN_TIMEOUT="1")
     try:
-        await wait_healthy(base, process, log)
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{base}/wechat/qrcode/login") as resp:
                 assert resp.status == 201, await resp.text()
@@ -109,11 +100,9 @@ async def test_sigterm_answers_long_polls_with_their_state_before_closing(tmp_pa
 
 def test_sigterm_on_an_idle_service_exits_at_once(tmp_path):
     """Nothing in flight: no waiting out SHUTDOWN_TIMEOUT."""
-    port = unused_port()
     log = tmp_path / "service.log"
-    process = start_service(ROOT, port, log, SHUTDOWN_TIMEOUT="20")
+    process, _ = asyncio.run(start_service(log, SHUTDOWN_TIMEOUT="20"))
     try:
-        asyncio.run(wait_healthy(f"http://127.0.0.1:{port}", process, log))
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=30)

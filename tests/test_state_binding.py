@@ -11,7 +11,7 @@ import base64
 import hashlib
 import secrets
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -250,14 +250,6 @@ async def login(client, scope: str = "snsapi_base") -> tuple[str, str]:
     return resp.headers["Location"], set_cookie(resp)["value"]
 
 
-async def at_wechat(browser, url: str, openid: str, action: str = "allow") -> dict[str, str]:
-    target = url.split("#", 1)[0] + f"&sandbox_openid={openid}&sandbox_action={action}"
-    async with browser.get(target, allow_redirects=False) as resp:
-        location = resp.headers["Location"]
-    assert location.startswith(BUILTIN_CALLBACK + "?"), location
-    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-
-
 def holding(value: str, name: str = COOKIE) -> dict[str, str]:
     return {"Cookie": f"{name}={value}"}
 
@@ -305,7 +297,7 @@ async def test_a_victim_opening_the_attackers_callback_link_is_not_signed_in(ser
     """The attacker starts a sign-in, authorizes as themselves and sends the victim the
     callback link. The victim's browser lacks the attacker's cookie."""
     url, attackers_cookie = await login(service)
-    link = await at_wechat(browser, url, ATTACKER.openid)
+    link = await authorize_at_wechat(browser, url, ATTACKER.openid, callback=BUILTIN_CALLBACK)
     _, victims_cookie = await login(service)  # the victim may have a sign-in of their own
 
     for headers in ({}, holding(victims_cookie), holding("x" * 43), holding("é")):
@@ -326,7 +318,7 @@ async def test_a_victim_opening_the_attackers_callback_link_is_not_signed_in(ser
 
 async def test_the_built_in_callback_is_refused_a_verifier(service, browser):
     url, cookie = await login(service)
-    link = await at_wechat(browser, url, VICTIM.openid)
+    link = await authorize_at_wechat(browser, url, VICTIM.openid, callback=BUILTIN_CALLBACK)
     resp = await service.get(
         "/wechat/jwt", params={**link, "codeVerifier": pkce_pair()[0]}, headers=holding(cookie)
     )
@@ -346,7 +338,7 @@ async def test_a_second_sign_in_in_the_same_browser_keeps_its_cookie(service, br
     )
     service.session.cookie_jar.clear()
     assert set_cookie(second)["value"] == secret
-    link = await at_wechat(browser, first_url, VICTIM.openid)
+    link = await authorize_at_wechat(browser, first_url, VICTIM.openid, callback=BUILTIN_CALLBACK)
     assert (await service.get("/wechat/jwt", params=link, headers=holding(secret))).status == 200
 
 
@@ -380,14 +372,17 @@ async def test_retrying_a_cookie_bound_state_binds_the_new_one_to_the_asking_bro
     service, browser
 ):
     url, _ = await login(service, "snsapi_userinfo")
-    denied = await at_wechat(browser, url, VICTIM.openid, "deny")
+    denied = await authorize_at_wechat(
+        browser, url, VICTIM.openid, "deny", callback=BUILTIN_CALLBACK
+    )
     # The callback page asks for the retry from the browser that lands on it.
     resp = await service.get("/wechat/authorize/retry", params={"state": denied["state"]})
     assert resp.status == 401
     new_cookie = set_cookie(resp)
     assert new_cookie["httponly"] is True and new_cookie["samesite"] == "Lax"
     service.session.cookie_jar.clear()
-    again = await at_wechat(browser, (await resp.json())["details"]["fieldValue"], VICTIM.openid)
+    retried = (await resp.json())["details"]["fieldValue"]
+    again = await authorize_at_wechat(browser, retried, VICTIM.openid, callback=BUILTIN_CALLBACK)
     refused = await service.get("/wechat/jwt", params=again)
     assert (await refused.json())["name"] == "STATE_NOT_BOUND"
     done = await service.get("/wechat/jwt", params=again, headers=holding(new_cookie["value"]))

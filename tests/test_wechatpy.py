@@ -19,11 +19,9 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException, WeChatClientException
 from wechatpy.utils import check_signature
 
-from flows import APPID, SECRET, TOKEN
+from flows import AES_KEY, APPID, SECRET, TOKEN, signed
 from service.sandbox import SANDBOX_USERS
-from service.wechat.signature import wechat_signature
 
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 FOLLOWER, VISITOR = SANDBOX_USERS[0], SANDBOX_USERS[1]
 
 
@@ -81,13 +79,10 @@ def wechatpy_parse_envelope(xml: str) -> dict[str, str]:
 
 
 async def test_wechatpy_checks_the_server_url_signature_as_the_service_does(client, clock):
-    timestamp, nonce = str(int(clock.now())), "1514711492"
-    signature = wechat_signature(TOKEN, timestamp, nonce)
-    check_signature(TOKEN, signature, timestamp, nonce)  # raises if wechatpy disagrees
-    resp = await client.get(
-        "/wechat/message",
-        params={"signature": signature, "timestamp": timestamp, "nonce": nonce, "echostr": "e1"},
-    )
+    query = signed(clock, nonce="1514711492")
+    # Raises if wechatpy disagrees.
+    check_signature(TOKEN, query["signature"], query["timestamp"], query["nonce"])
+    resp = await client.get("/wechat/message", params={**query, "echostr": "e1"})
     assert await resp.text() == "e1"
 
 

@@ -8,8 +8,8 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from service import resources
 from service.clock import Clock, SystemClock
-from service.config import PROJECT_ROOT
 from service.errors import error_middleware
 from service.sandbox import api, control, pages, phone
 from service.sandbox.faults import Faults
@@ -19,7 +19,7 @@ from service.sandbox.state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
 
 __all__ = ["SANDBOX_KEY", "Faults", "SandboxConfig", "SandboxWeChat", "create_sandbox_app"]
 
-STATIC_DIR = PROJECT_ROOT / "static" / "sandbox"
+STATIC_DIR = resources.STATIC_DIR / "sandbox"
 
 
 def create_sandbox_app(
@@ -39,7 +39,7 @@ def create_sandbox_app(
     app.cleanup_ctx.append(push_session_ctx)  # the session event pushes go out on (§10)
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.FileSystemLoader(PROJECT_ROOT / "templates"),
+        loader=jinja2.FileSystemLoader(resources.TEMPLATES_DIR),
         autoescape=jinja2.select_autoescape(["html"]),
         app_key=TEMPLATES_KEY,
     )

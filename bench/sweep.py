@@ -109,7 +109,13 @@ async def child(size: int, emulator: str) -> dict[str, Any]:
         gc.collect()
         async with aiohttp.ClientSession() as http:
             wechat = WeChatClient(http, api_base=emulator, appid=APPID, secret=SECRET, timeout=10)
-            sweeper = WebTokenSweeper(store, wechat, settings, SystemClock(), "bench")
+            sweeper = WebTokenSweeper(
+                store=store,
+                wechat=wechat,
+                settings=settings,
+                clock=SystemClock(),
+                instance_id="bench",
+            )
             rss_before = rss_mib()
             tracemalloc.start()
             baseline = tracemalloc.get_traced_memory()[0]

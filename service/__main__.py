@@ -11,6 +11,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.config import ConfigError, load_settings
+from service.listening import bind_any_port, bound_port
 from service.logs import AccessLogger, configure_logging
 from service.store.connection import StoreUnavailable
 
@@ -29,10 +30,9 @@ def main() -> int:
     configure_logging(settings.log_level, settings.log_format)
     listening: socket.socket | None = None
     if settings.port == 0:
-        # Any free port: the kernel picks it as the socket binds, so nothing can take it between
-        # choosing and binding. PUBLIC_URL's default and the sandbox's push target follow it.
+        # PUBLIC_URL's default and the sandbox's push target follow the port bound.
         listening = bind_any_port(settings.host)
-        env = {**os.environ, "PORT": str(listening.getsockname()[1])}
+        env = {**os.environ, "PORT": str(bound_port(listening))}
         settings = load_settings(env)
     if settings.sandbox:
         log.warning(
@@ -60,13 +60,6 @@ def main() -> int:
         log.error("cannot start: %s", exc)
         return 3
     return 0
-
-
-def bind_any_port(host: str) -> socket.socket:
-    family, _, _, _, address = socket.getaddrinfo(
-        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    return socket.create_server(address[:2], family=family)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def signed_in_openid(request: web.Request) -> str:
             value=None,
             headers={"WWW-Authenticate": 'Bearer realm="wechat"'},
         )
-    return request.app[keys.JWT].verify(token)["sub"]
+    openid: str = request.app[keys.JWT].verify(token)["sub"]
+    return openid
 
 
 def require_admin(request: web.Request, what: str = "the status endpoint") -> None:

@@ -17,9 +17,11 @@ from aiohttp import web
 
 from service import keys, resources
 from service.account import routes as account_routes
+from service.account.follow import FollowCheck
 from service.app_jwt.issuer import JwtIssuer
 from service.clock import Clock, SystemClock
 from service.config import Settings, jwt_key_set
+from service.openapi import ApiDocument
 from service.ops import docs as ops_docs
 from service.ops import health as ops_health
 from service.ops import metrics as ops_metrics
@@ -28,13 +30,14 @@ from service.pipeline.metrics import Metrics
 from service.pipeline.middleware import service_middleware
 from service.pipeline.ratelimit import Limit, RateLimiter, parse_networks
 from service.push import routes as push_routes
-from service.push.background import background_ctx
-from service.push.handling import message_crypto
+from service.push.background import SHUTDOWN_GRACE, Background
+from service.push.handling import PushHandler, message_crypto
 from service.qr import routes as qr_routes
-from service.qr.codes import TicketMaker
-from service.qr.login import LoginWaiters, close_waiters
+from service.qr.codes import QrCodes
+from service.qr.login import LoginWaiters, QrSignIn
 from service.signin import pages as signin_pages
 from service.signin import routes as signin_routes
+from service.signin.flow import SignIn
 from service.store.connection import open_database
 from service.store.queries import Store
 from service.store.sealing import Sealer, parse_data_keys
@@ -43,16 +46,16 @@ from service.wechat.client import WeChatClient
 
 log = logging.getLogger(__name__)
 
-# Each area's routes, in the order the OpenAPI document lists them.
+# Each area's routes, in the order of the layout; /openapi.json lists them in this order too.
 AREA_ROUTES = (
+    account_routes.routes,
     signin_routes.routes,
+    signin_pages.routes,
+    qr_routes.routes,
     push_routes.routes,
     ops_health.routes,
-    account_routes.routes,
     ops_status.routes,
-    qr_routes.routes,
     ops_metrics.routes,
-    signin_pages.routes,
     ops_docs.routes,
 )
 
@@ -90,14 +93,6 @@ def create_app(
     app[keys.QR_WAITERS] = LoginWaiters()
     # Long polls answer at shutdown's start, not when SHUTDOWN_TIMEOUT cuts them.
     app.on_shutdown.append(close_waiters)
-    app[keys.QR_MAKER] = TicketMaker(
-        app[keys.CLOCK],
-        settings.qrcode_daily_budget,
-        app[keys.INSTANCE_ID],
-        # A claimant's create may first wait for the base token (LEASE_TTL plus a fetch).
-        claim_ttl=settings.lease_ttl + 2 * settings.wechat_timeout,
-    )
-    app[keys.MESSAGE_CRYPTO] = message_crypto(settings)
     app[keys.JWT] = JwtIssuer(
         keys=jwt_key_set(settings),
         issuer=settings.jwt_issuer,
@@ -118,6 +113,7 @@ def create_app(
     app.cleanup_ctx.append(wechat_client_ctx)
     app.cleanup_ctx.append(token_upkeep_ctx)
     app.cleanup_ctx.append(background_ctx)
+    app.cleanup_ctx.append(area_services_ctx)
 
     aiohttp_jinja2.setup(
         app,
@@ -127,6 +123,7 @@ def create_app(
     for area_routes in AREA_ROUTES:
         app.add_routes(area_routes)
     app.router.add_static("/static/", STATIC_DIR, name="static")
+    app[keys.API_DOCUMENT] = ApiDocument(settings.public_url, app.router)
 
     if settings.sandbox:
         from service.sandbox import SandboxConfig, create_sandbox_app
@@ -146,6 +143,58 @@ def create_app(
         )
         app.add_subapp("/sandbox", sandbox)
     return app
+
+
+async def close_waiters(app: web.Application) -> None:
+    """on_shutdown: aiohttp runs it before waiting for in-flight requests, so each long poll
+    answers (200, its current state) instead of being cut when SHUTDOWN_TIMEOUT runs out."""
+    app[keys.QR_WAITERS].close()
+
+
+async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[keys.BACKGROUND] = Background()
+    yield
+    await app[keys.BACKGROUND].drain(SHUTDOWN_GRACE)
+
+
+async def area_services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Each area's service, built once from the resources the contexts before it made."""
+    settings, clock, store = app[keys.SETTINGS], app[keys.CLOCK], app[keys.STORE]
+    wechat, base_tokens = app[keys.WECHAT], app[keys.BASE_TOKENS]
+    app[keys.SIGN_IN] = SignIn(settings=settings, store=store, wechat=wechat, jwt=app[keys.JWT])
+    follow = FollowCheck(store=store, base_tokens=base_tokens, wechat=wechat)
+    app[keys.FOLLOW] = follow
+    codes = QrCodes(
+        store=store,
+        base_tokens=base_tokens,
+        wechat=wechat,
+        clock=clock,
+        daily_budget=settings.qrcode_daily_budget,
+        owner=app[keys.INSTANCE_ID],
+        # A claimant's create may first wait for the base token (LEASE_TTL plus a fetch).
+        claim_ttl=settings.lease_ttl + 2 * settings.wechat_timeout,
+    )
+    app[keys.QR_CODES] = codes
+    qr_sign_in = QrSignIn(
+        settings=settings,
+        store=store,
+        codes=codes,
+        follow=follow,
+        jwt=app[keys.JWT],
+        clock=clock,
+        waiters=app[keys.QR_WAITERS],
+    )
+    app[keys.QR_SIGN_IN] = qr_sign_in
+    app[keys.PUSH] = PushHandler(
+        settings=settings,
+        clock=clock,
+        store=store,
+        qr_sign_in=qr_sign_in,
+        background=app[keys.BACKGROUND],
+        crypto=message_crypto(settings),
+        metrics=app[keys.METRICS],
+    )
+    yield
 
 
 async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:

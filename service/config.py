@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from service import resources
@@ -241,7 +242,8 @@ def load_settings(
     for name in fields:
         if name.upper() in env:
             raw[name] = env[name.upper()]
-    values = {name: _coerce(name, v, fields[name].type) for name, v in raw.items()}
+    # Each value coerced to its field's type (_coerce), which mypy cannot follow by name.
+    values: dict[str, Any] = {name: _coerce(name, v, fields[name].type) for name, v in raw.items()}
     settings = Settings(**values)
     if not settings.public_url:
         settings = dataclasses.replace(settings, public_url=f"http://localhost:{settings.port}")
@@ -261,7 +263,7 @@ def jwt_key_set(s: Settings) -> KeySet:
 def _fill_sandbox(settings: Settings) -> Settings:
     if not settings.sandbox:
         return settings
-    filled = {k: v for k, v in SANDBOX_DEFAULTS.items() if not getattr(settings, k)}
+    filled: dict[str, Any] = {k: v for k, v in SANDBOX_DEFAULTS.items() if not getattr(settings, k)}
     if filled:
         log.warning(
             "SANDBOX mode: using public development values for %s. Never use them in production.",

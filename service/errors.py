@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from service.logs import logged_path
 
@@ -188,7 +189,7 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The error shape alone, for the emulator (the service's own requests get it from
     service.pipeline.middleware, with the request id, rate limits and metrics)."""
     try:

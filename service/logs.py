@@ -48,7 +48,8 @@ def begin_request(request: web.Request) -> tuple[str, Token[str]]:
 
 def _resource(request: BaseRequest) -> AbstractResource | None:
     try:
-        return request.match_info.route.resource  # type: ignore[attr-defined]
+        resource: AbstractResource | None = request.match_info.route.resource  # type: ignore[attr-defined]
+        return resource
     except (AttributeError, AssertionError):  # a request refused before routing
         return None
 

@@ -278,11 +278,11 @@ async def test_the_lease_covers_a_pause_between_retries_longer_than_lease_ttl(
         taken_during_pause.append(await store.acquire_lease(keeper.lease_name, "other", 30))
 
     keeper = BaseTokenKeeper(
-        store,
-        holder_client.app[keys.WECHAT],
-        holder_client.app[keys.SETTINGS],
-        clock,
-        "holder",
+        store=store,
+        wechat=holder_client.app[keys.WECHAT],
+        settings=holder_client.app[keys.SETTINGS],
+        clock=clock,
+        instance_id="holder",
         sleep=pause,
     )
     emulator.faults.set("busy", paths=["cgi-bin/stable_token"], count=1)

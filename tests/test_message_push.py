@@ -232,6 +232,16 @@ async def test_plain_mode_refuses_encrypted_pushes(client, clock):
     assert_error_shape(await resp.json(), 403, "INVALID_SIGNATURE", "encrypt_type")
 
 
+async def test_an_encrypt_type_other_than_aes_is_refused_as_documented(client, clock):
+    """WeChat sends encrypt_type=aes or none; the document declares the enum [aes], so any
+    other value is a 400 naming it, never read as a plain push (nothing is stored)."""
+    params = {**signed(clock, openid=OPENID), "encrypt_type": "raw"}
+    resp = await push(client, event("subscribe", int(clock.now())), params)
+    assert_error_shape(await resp.json(), 400, "INVALID_PARAMETER", "encrypt_type")
+    assert await stored_pushes(client) == 0
+    assert await client.app[keys.STORE].get_user(OPENID) is None
+
+
 # Forged and replayed pushes: in plain mode the signature never covers the body (§10).
 
 

@@ -198,11 +198,11 @@ async def test_a_claimant_whose_claim_lapsed_during_retries_does_not_create_agai
     qrcode/create again: it waits for the other's ticket."""
     slow_retry = await make_client(mongo_client=shared_mongo, wechat_retry_delay=0.5)
     other = await make_client(mongo_client=shared_mongo)
-    maker = slow_retry.app[keys.QR_MAKER]
+    codes = slow_retry.app[keys.QR_CODES]
     emulator.faults.set("busy", paths=[CREATE], count=1)
     first = asyncio.create_task(qr(slow_retry, scene="lapsed", format="json"))
     assert await until(lambda: emulator.stats[CREATE] == 1)  # busy: the claimant pauses
-    clock.advance(maker.claim_ttl + 1)
+    clock.advance(codes.claim_ttl + 1)
     second = await qr(other, scene="lapsed", format="json")
     assert second.status == 200
     answer = await first
@@ -232,13 +232,13 @@ async def test_a_dead_claimants_claim_lapses(make_client, shared_mongo, emulator
     """An instance that claimed the creation and died never releases its claim: the others
     wait until it lapses, then one of them creates the code."""
     client = await make_client(mongo_client=shared_mongo)
-    maker = client.app[keys.QR_MAKER]
+    codes = client.app[keys.QR_CODES]
     store = client.app[keys.STORE]
-    assert await store.claim_qr_create("temporary:orphan", "a-dead-instance", maker.claim_ttl)
+    assert await store.claim_qr_create("temporary:orphan", "a-dead-instance", codes.claim_ttl)
     waiting = asyncio.create_task(qr(client, scene="orphan", format="json"))
     await asyncio.sleep(0.3)
     assert not waiting.done() and emulator.stats[CREATE] == 0
-    clock.advance(maker.claim_ttl)
+    clock.advance(codes.claim_ttl)
     resp = await asyncio.wait_for(waiting, 5)
     assert resp.status == 200, await resp.text()
     assert emulator.stats[CREATE] == 1

@@ -6,10 +6,15 @@ errcode faults and the call counters.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from flows import ADMIN_KEY, APPID, SECRET, assert_error_shape
@@ -590,6 +595,39 @@ def test_the_command_line_takes_a_whitelist():
 
     with pytest.raises(SystemExit):
         main(["--ip-whitelist", "203.0.113.7,1.2.3"])  # a bad entry stops it at once
+
+
+def spawn_emulator(log: Path) -> subprocess.Popen:
+    with log.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service.sandbox", "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+async def test_the_emulator_alone_binds_any_free_port_and_logs_the_real_one(tmp_path):
+    """`python -m service.sandbox --port 0`: the log names the port the kernel gave, and it
+    answers there (another program's tests start it this way, beside their own servers)."""
+    log = tmp_path / "emulator.log"
+    process = spawn_emulator(log)
+    try:
+        for _ in range(600):
+            text = await asyncio.to_thread(log.read_text)
+            found = re.search(r"authorize at (http://127\.0\.0\.1:(\d+))/", text)
+            if found or process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert found, text
+        assert int(found.group(2)) != 0
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{found.group(1)}/_sandbox/users") as resp,
+        ):
+            assert resp.status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 async def test_the_service_reports_a_whitelist_refusal_and_recovers_once_listed(

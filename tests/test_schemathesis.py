@@ -27,10 +27,10 @@ from aiohttp import web
 from schemathesis import checks
 
 from flows import MONGODB_URI, listening_socket
+from service import keys
 from service.app import SERVER_LIMITS, create_app
 from service.config import load_settings
 from service.logs import AccessLogger
-from service.openapi import openapi_json
 
 MAX_EXAMPLES = 25  # per operation, in the fuzzing phase
 SEED = 20260523
@@ -46,7 +46,21 @@ CHECKS = [
 LISTENING = listening_socket()  # the live service's, held open until it serves on it
 PORT = LISTENING.getsockname()[1]
 PUBLIC_URL = f"http://localhost:{PORT}"  # the default PUBLIC_URL of the service below
-DOCUMENT = openapi_json(PUBLIC_URL)
+DATABASE = f"wechat_oa_auth_test_schemathesis_{uuid.uuid4().hex[:8]}"
+ENV = {
+    "SANDBOX": "1",
+    "HOST": "127.0.0.1",
+    "PORT": str(PORT),
+    "MONGODB_DB": DATABASE,
+    "TOKEN_UPKEEP": "0",
+    "RATE_LIMIT_AUTHORIZE": "0",
+    "RATE_LIMIT_JWT": "0",
+    "RATE_LIMIT_QRCODE": "0",
+    "LOG_FORMAT": "text",
+    **({"MONGODB_URI": MONGODB_URI} if MONGODB_URI else {}),
+}
+# The document such a service serves (building an app does no I/O; the fixture runs another).
+DOCUMENT = create_app(load_settings(ENV))[keys.API_DOCUMENT].text
 
 CONFIG = schemathesis.Config.from_dict(
     {
@@ -70,20 +84,6 @@ def live_service() -> Iterator[str]:
     """The service on 127.0.0.1 in a thread with its own event loop, serving on LISTENING;
     its base URL."""
     port = PORT
-    database = f"wechat_oa_auth_test_schemathesis_{uuid.uuid4().hex[:8]}"
-    env = {
-        "SANDBOX": "1",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "MONGODB_DB": database,
-        "TOKEN_UPKEEP": "0",
-        "RATE_LIMIT_AUTHORIZE": "0",
-        "RATE_LIMIT_JWT": "0",
-        "RATE_LIMIT_QRCODE": "0",
-        "LOG_FORMAT": "text",
-    }
-    if MONGODB_URI:
-        env["MONGODB_URI"] = MONGODB_URI
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="live-service", daemon=True)
     thread.start()
@@ -92,7 +92,7 @@ def live_service() -> Iterator[str]:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
 
     async def start() -> web.AppRunner:
-        runner = web.AppRunner(create_app(load_settings(env)), access_log_class=AccessLogger)
+        runner = web.AppRunner(create_app(load_settings(ENV)), access_log_class=AccessLogger)
         await runner.setup()
         await web.SockSite(runner, LISTENING).start()
         return runner
@@ -110,7 +110,7 @@ def live_service() -> Iterator[str]:
             from pymongo import MongoClient
 
             with MongoClient(MONGODB_URI) as client:
-                client.drop_database(database)
+                client.drop_database(DATABASE)
 
 
 @pytest.fixture(scope="module")

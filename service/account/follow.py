@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from service.clock import utc
@@ -11,36 +12,39 @@ from service.wechat.client import WeChatClient, WeChatError
 from service.wechat.upstream import upstream_error
 
 
-async def check_follow(
-    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
-) -> dict[str, Any]:
-    """cgi-bin/user/info for `openid`; the answer also updates the stored user."""
-    try:
-        return await read_follow(keeper, wechat, store, openid)
-    except WeChatError as exc:
-        raise upstream_error(exc) from None
+@dataclass(frozen=True, kw_only=True)
+class FollowCheck:
+    """cgi-bin/user/info for one openid; every answer also updates the stored user."""
 
+    store: Store
+    base_tokens: BaseTokenKeeper
+    wechat: WeChatClient
 
-async def read_follow(
-    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
-) -> dict[str, Any]:
-    """check_follow, but WeChat's failure is raised as WeChat's (its errcode kept), for callers
-    that tell the openid's fault (40003) from WeChat's."""
-    info = await keeper.call(lambda token: wechat.follower_info(token, openid))
-    # §9: subscribe 0 means not following; WeChat then leaves out nearly everything else.
-    subscribed = info.get("subscribe") == 1
-    subscribe_time = info.get("subscribe_time") if subscribed else None
-    scene = (info.get("subscribe_scene") or None) if subscribed else None
-    await store.record_follow_state(
-        openid,
-        subscribed=subscribed,
-        subscribe_time=subscribe_time,
-        subscribe_scene=scene,
-        unionid=info.get("unionid") or None,
-    )
-    return {
-        "openid": openid,
-        "subscribed": subscribed,
-        "subscribeTime": utc(subscribe_time).isoformat() if subscribe_time else None,
-        "subscribeScene": scene,
-    }
+    async def check(self, openid: str) -> dict[str, Any]:
+        """The follow state, with WeChat's failures as the answers clients get."""
+        try:
+            return await self.read(openid)
+        except WeChatError as exc:
+            raise upstream_error(exc) from None
+
+    async def read(self, openid: str) -> dict[str, Any]:
+        """check(), but WeChat's failure is raised as WeChat's (its errcode kept), for callers
+        that tell the openid's fault (40003) from WeChat's."""
+        info = await self.base_tokens.call(lambda token: self.wechat.follower_info(token, openid))
+        # §9: subscribe 0 means not following; WeChat then leaves out nearly everything else.
+        subscribed = info.get("subscribe") == 1
+        subscribe_time = info.get("subscribe_time") if subscribed else None
+        scene = (info.get("subscribe_scene") or None) if subscribed else None
+        await self.store.record_follow_state(
+            openid,
+            subscribed=subscribed,
+            subscribe_time=subscribe_time,
+            subscribe_scene=scene,
+            unionid=info.get("unionid") or None,
+        )
+        return {
+            "openid": openid,
+            "subscribed": subscribed,
+            "subscribeTime": utc(subscribe_time).isoformat() if subscribe_time else None,
+            "subscribeScene": scene,
+        }

@@ -6,18 +6,15 @@ from aiohttp import web
 
 from service import keys
 from service.access import signed_in_openid
-from service.account.follow import check_follow
+from service.account import contract
+from service.openapi import documented
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/wechat/subscribed")
+@documented(contract.SUBSCRIBED)
 async def subscribed(request: web.Request) -> web.Response:
     openid = signed_in_openid(request)
-    result = await check_follow(
-        request.app[keys.BASE_TOKENS],
-        request.app[keys.WECHAT],
-        request.app[keys.STORE],
-        openid,
-    )
+    result = await request.app[keys.FOLLOW].check(openid)
     return web.json_response(result, headers={"Cache-Control": "no-store"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
@@ -112,7 +112,7 @@ class JwtIssuer:
         return claims
 
 
-def _is_whole_seconds(value: Any) -> bool:
+def _is_whole_seconds(value: object) -> TypeGuard[int]:
     # bool is an int in Python; `true` is no timestamp.
     return isinstance(value, int) and not isinstance(value, bool)
 

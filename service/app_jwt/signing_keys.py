@@ -128,6 +128,7 @@ def _is_ec(path: Path) -> bool:
         return False
     if "EC PRIVATE KEY" in text:
         return True
+    key: object
     try:
         key = serialization.load_pem_public_key(text.encode())
     except ValueError:

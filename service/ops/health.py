@@ -9,6 +9,8 @@ from aiohttp import web
 
 from service import keys
 from service.errors import NotReady, ServiceError
+from service.openapi import documented
+from service.ops import contract
 from service.wechat.client import WeChatError
 
 log = logging.getLogger(__name__)
@@ -19,11 +21,13 @@ READY_TOKEN_TIMEOUT = 5
 
 
 @routes.get("/healthz")
+@documented(contract.HEALTHZ)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@documented(contract.READYZ)
 async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(2):

@@ -6,11 +6,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import keys
+from service.openapi import documented
+from service.ops import contract
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/metrics")
+@documented(contract.METRICS)
 async def metrics_endpoint(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[keys.METRICS]
@@ -20,7 +23,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     counts = await app[keys.STORE].count_web_tokens_by_status()
     for state in ("active", "reauth_required", *counts):
         metrics.web_tokens.labels(state).set(counts.get(state, 0))
-    budget = app[keys.QR_MAKER].budget.status()
+    budget = app[keys.QR_CODES].budget.status()
     metrics.qrcode_budget_remaining.set(budget["budget"] - budget["used"])
     return web.Response(
         body=generate_latest(metrics.registry),

@@ -6,11 +6,14 @@ from aiohttp import web
 
 from service import keys
 from service.access import require_admin
+from service.openapi import documented
+from service.ops import contract
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/wechat/tokens/status")
+@documented(contract.TOKENS_STATUS)
 async def tokens_status(request: web.Request) -> web.Response:
     """Ages, expiries, lease and errors; never a token value."""
     require_admin(request)
@@ -30,6 +33,6 @@ async def tokens_status(request: web.Request) -> web.Response:
         "baseToken": await keeper.status(),
         "webTokens": await request.app[keys.STORE].count_web_tokens_by_status(),
         "scheduler": {"running": scheduler is not None and scheduler.running, "jobs": jobs},
-        "qrcodeBudget": request.app[keys.QR_MAKER].budget.status(),
+        "qrcodeBudget": request.app[keys.QR_CODES].budget.status(),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler
 from service import keys
 from service.errors import response_for
 from service.logs import REQUEST_ID_HEADER, begin_request, request_id_var
-from service.pipeline.ratelimit import check_rate_limit
+from service.pipeline.ratelimit import ROUTE_GROUPS, client_ip
 
 # One year, the value browsers' preload lists ask for. includeSubDomains covers only hosts
 # below PUBLIC_URL's own (auth.example.com's subdomains, never example.com's siblings), which
@@ -66,3 +66,12 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         # request.app is this (the main) app here, also for requests routed to the emulator.
         request.app[keys.METRICS].request_done(request, status, time.perf_counter() - started)
         request_id_var.reset(log_context)
+
+
+def check_rate_limit(request: web.Request) -> None:
+    """Spend one of the client's tokens if the route is limited; RateLimited if none is left."""
+    route = request.match_info.route.resource
+    group = ROUTE_GROUPS.get(route.canonical) if route is not None else None
+    if group is not None:
+        app = request.app
+        app[keys.RATE_LIMITER].check(group, client_ip(request, app[keys.TRUSTED_PROXIES]))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from service import keys
 from service.clock import Clock
 from service.errors import ServiceError
 
@@ -85,18 +84,17 @@ class RateLimiter:
 
 def parse_networks(
     entries: tuple[str, ...],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # An unparsable X-Forwarded-For entry still names a bucket, but not an unbounded one.
 MAX_RAW_CLIENT = 64
 
 
-def client_ip(
-    request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-) -> str:
+def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
     """The client's bucket: the peer's address, or, when the peer is a trusted proxy, the
     nearest untrusted address in X-Forwarded-For (the leftmost entries are whatever the client
     chose to send). IPv6 clients are keyed by their /64: one subscriber usually holds a whole
@@ -155,14 +153,5 @@ def _bucket(address: Address | None, written: str) -> str:
     return f"{ipaddress.IPv6Address(int(address) >> 64 << 64)}/64"
 
 
-def _is_trusted(address: Address, trusted: tuple) -> bool:
+def _is_trusted(address: Address, trusted: tuple[Network, ...]) -> bool:
     return any(address in network for network in trusted)
-
-
-def check_rate_limit(request: web.Request) -> None:
-    """Spend one of the client's tokens if the route is limited; RateLimited if none is left."""
-    route = request.match_info.route.resource
-    group = ROUTE_GROUPS.get(route.canonical) if route is not None else None
-    if group is not None:
-        app = request.app
-        app[keys.RATE_LIMITER].check(group, client_ip(request, app[keys.TRUSTED_PROXIES]))

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
-
-from aiohttp import web
-
-from service import keys
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +40,3 @@ class Background:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-
-async def background_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[keys.BACKGROUND] = Background()
-    yield
-    await app[keys.BACKGROUND].drain(SHUTDOWN_GRACE)

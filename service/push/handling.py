@@ -19,13 +19,11 @@ from typing import Any
 
 from service.clock import Clock
 from service.config import Settings
-from service.errors import BadRequest, Forbidden, InvalidSignature, MissingParameter, ServiceError
+from service.errors import BadRequest, Forbidden, InvalidSignature, ServiceError
 from service.pipeline.metrics import Metrics
 from service.push.background import Background
-from service.qr import login as qr_login
+from service.qr.login import QrSignIn, is_login_scene
 from service.store.queries import Store
-from service.tokens.base import BaseTokenKeeper
-from service.wechat.client import WeChatClient
 from service.wechat.crypto import MessageCrypto, MessageCryptoError
 from service.wechat.signature import signature_matches, wechat_signature
 from service.wechat.xml import MessageXmlError, build_message, parse_message
@@ -83,95 +81,24 @@ class Push:
 
 
 @dataclass(frozen=True)
-class MessageServices:
-    settings: Settings
-    clock: Clock
-    store: Store
-    keeper: BaseTokenKeeper
-    wechat: WeChatClient
-    waiters: qr_login.LoginWaiters
-    background: Background
-    crypto: MessageCrypto | None
-    metrics: Metrics | None = None
+class PushQuery:
+    """A push's query, each parameter present and well-formed (push/contract.py)."""
+
+    signature: str
+    timestamp: str
+    nonce: str
+    encrypted: bool  # encrypt_type=aes
+    msg_signature: str | None
 
 
-def _required(params: Mapping[str, str | None], name: str) -> str:
-    value = params.get(name)
-    if not value:
-        raise MissingParameter(f"{name} is required", field=name, value=value)
-    return value
+@dataclass(frozen=True)
+class ServerUrlCheck:
+    """The query of WeChat's server-URL check, each parameter present (push/contract.py)."""
 
-
-def verify_push(
-    settings: Settings,
-    crypto: MessageCrypto | None,
-    params: Mapping[str, str | None],
-    body: bytes,
-    now: float,
-    metrics: Metrics | None = None,
-) -> Push:
-    """Check the signature the configured mode asks for and the push's age, decrypt, parse.
-
-    Nothing is stored. In plain mode the signature covers the token, timestamp and nonce but
-    never the body (§10), so a signature copied from any log would validate any body: the
-    timestamp must be recent here, and the (timestamp, nonce) pair unused (claim_nonce).
-    """
-    timestamp = _required(params, "timestamp")
-    nonce = _required(params, "nonce")
-    signature = _required(params, "signature")
-    encrypted = params.get("encrypt_type") == "aes"
-    mode = settings.wechat_message_mode
-    if encrypted and crypto is None:
-        raise InvalidSignature(
-            "encrypted pushes need WECHAT_MESSAGE_MODE=compatible or safe and WECHAT_AES_KEY",
-            field="encrypt_type",
-            value="aes",
-        )
-    if mode != "plain" and not encrypted:
-        # §10: in compatible and safe modes WeChat adds encrypt_type=aes and msg_signature to
-        # every push; one without them did not come from WeChat.
-        raise InvalidSignature(
-            f"{mode} mode accepts encrypted pushes only (encrypt_type=aes with msg_signature)",
-            field="encrypt_type",
-            value=params.get("encrypt_type"),
-        )
-    if not encrypted:
-        expected = wechat_signature(settings.wechat_token, timestamp, nonce)
-        if not signature_matches(expected, signature):
-            raise InvalidSignature(
-                "signature does not match WECHAT_TOKEN", field="signature", value=signature
-            )
-        _check_age(timestamp, now, settings.push_max_age)
-        fields = _parse(body)
-        _check_fields(fields)
-        return Push(fields, False, timestamp, nonce)
-
-    assert crypto is not None
-    msg_signature = params.get("msg_signature")
-    if not msg_signature:
-        raise InvalidSignature(
-            "an encrypted push carries msg_signature (§11)", field="msg_signature", value=None
-        )
-    outer = _parse(body)
-    encrypt = outer.get("Encrypt")
-    if not encrypt or not isinstance(encrypt, str):
-        raise InvalidMessage("an encrypted push carries an Encrypt element", field="Encrypt")
-    # msg_signature covers the ciphertext, so it is checked before anything is decrypted.
-    if not crypto.check_signature(msg_signature, timestamp, nonce, encrypt):
-        raise InvalidSignature(
-            "msg_signature does not match", field="msg_signature", value=msg_signature
-        )
-    _check_age(timestamp, now, settings.push_max_age)
-    # From here on the sender is someone who knows WECHAT_TOKEN; whatever is wrong with the
-    # ciphertext or what it decrypts to gets one answer, or the differences are an oracle.
-    try:
-        fields = parse_message(crypto.decrypt(encrypt))
-        _check_fields(fields)
-    except (MessageCryptoError, MessageXmlError, InvalidMessage):
-        if metrics is not None:
-            metrics.push_unreadable.inc()
-        raise InvalidMessage(UNREADABLE_PUSH, field="Encrypt") from None
-    return Push(fields, True, timestamp, nonce)
+    signature: str
+    timestamp: str
+    nonce: str
+    echostr: str
 
 
 def _check_age(timestamp: str, now: float, max_age: int) -> None:
@@ -218,50 +145,6 @@ def _check_fields(fields: Mapping[str, Any]) -> None:
         raise InvalidMessage("a push names its sender and time", field="FromUserName")
 
 
-async def claim_nonce(
-    store: Store, settings: Settings, timestamp: str, nonce: str, content: bytes
-) -> None:
-    """Remember a signed request's (timestamp, nonce) for as long as its timestamp is accepted.
-
-    A second request with the same pair is a replay, unless it is WeChat's retry of the same
-    message, byte for byte, which goes on to be answered as the first was (de-duplication).
-    Shared by every instance through MongoDB's unique _id. Kept twice PUSH_MAX_AGE past the
-    timestamp: MongoDB expires records by its own clock, and one running ahead of ours must not
-    free a pair that is still accepted here.
-    """
-    digest = hashlib.sha256(content).hexdigest()
-    earlier = await store.claim_push_nonce(
-        timestamp, nonce, digest, int(timestamp) + 2 * settings.push_max_age
-    )
-    if earlier is not None and not hmac.compare_digest(earlier, digest):
-        raise ReplayedPush(
-            "this timestamp and nonce were already used by another request from WeChat",
-            field="nonce",
-            value=nonce,
-        )
-
-
-async def verify_server_url(
-    settings: Settings, store: Store, params: Mapping[str, str | None], now: float
-) -> str:
-    """WeChat's server-URL check (§10): its echostr, once signature, age and nonce pass.
-
-    The GET's signed (timestamp, nonce) is claimed like a push's, so a copy of its query from
-    an access log cannot carry a forged POST; WeChat asking again with the same echostr is
-    answered again."""
-    timestamp, nonce, signature, echostr = (
-        _required(params, name) for name in ("timestamp", "nonce", "signature", "echostr")
-    )
-    expected = wechat_signature(settings.wechat_token, timestamp, nonce)
-    if not signature_matches(expected, signature):
-        raise InvalidSignature(
-            "signature does not match WECHAT_TOKEN", field="signature", value=signature
-        )
-    _check_age(timestamp, now, settings.push_max_age)
-    await claim_nonce(store, settings, timestamp, nonce, b"echostr:" + echostr.encode())
-    return echostr
-
-
 def dedup_key(fields: Mapping[str, str]) -> str | None:
     """§10: messages by MsgId, events by FromUserName + CreateTime (and the event's name)."""
     if fields.get("MsgId"):
@@ -272,132 +155,227 @@ def dedup_key(fields: Mapping[str, str]) -> str | None:
     return None
 
 
-async def receive(services: MessageServices, params: Mapping[str, str | None], body: bytes) -> str:
-    """One push, from its query and body to the reply: verified, fresh, unreplayed, handled."""
-    push = verify_push(
-        services.settings,
-        services.crypto,
-        params,
-        body,
-        services.clock.now(),
-        services.metrics,
-    )
-    await claim_nonce(services.store, services.settings, push.timestamp, push.nonce, body)
-    return await handle_push(services, push)
-
-
-async def handle_push(services: MessageServices, push: Push) -> str:
-    """Act on a verified push; the reply body (\"success\", or a passive reply)."""
-    fields = push.fields
-    key = dedup_key(fields)
-    assert key is not None  # verify_push refuses pushes without one
-    msg_type = text_of(fields, "MsgType")
-    # Known before anything is stored, so it is stored with the delivery in one write, and a
-    # retry arriving while the first delivery is processed already gets the same answer.
-    reply = _text_reply(services, fields) if msg_type == "text" else None
-    deadline = time.monotonic() + IN_PROGRESS_WAIT
-    while True:
-        earlier = await services.store.first_delivery(key, DEDUP_RETENTION, reply, ABANDONED_AFTER)
-        if earlier is None:
-            break  # ours to process
-        if earlier.get("done", True):
-            # WeChat retries when our answer was late; the first delivery was processed, so
-            # answer again what it answered, and do nothing twice.
-            log.info("WeChat retried a push already received; answered again, not processed")
-            return _seal(services, push, earlier.get("reply"))
-        # The first delivery is still being processed (here or on another instance): its
-        # outcome decides. Acknowledging now would lose the push if that processing fails.
-        if time.monotonic() >= deadline:
-            raise PushInProgress(
-                "this push is still being processed; WeChat will deliver it again",
-                field="MsgId" if fields.get("MsgId") else "CreateTime",
-            )
-        await asyncio.sleep(IN_PROGRESS_POLL)
-    # The kind of push only (%r: no line breaks): its fields carry openids and sign-in scenes.
-    kind = f"event/{text_of(fields, 'Event')}" if msg_type == "event" else msg_type
-    log.info("push received: %r", kind[:MAX_LOGGED_KIND])
-    try:
-        if msg_type == "event":
-            await _on_event(services, fields)
-    except BaseException:
-        # Not processed after all (an error, or cancelled at shutdown): let WeChat's retry be
-        # processed rather than skipped.
-        await asyncio.shield(services.store.forget_delivery(key))
-        raise
-    await services.store.delivery_done(key)
-    return _seal(services, push, reply)
-
-
-def _seal(services: MessageServices, push: Push, reply: str | None) -> str:
-    """`success`, or the passive reply, encrypted when the push was (§11)."""
-    if not reply:
-        return "success"
-    if push.encrypted and services.crypto is not None:
-        return services.crypto.encrypted_reply(reply, push.timestamp, push.nonce)
-    return reply
-
-
 def text_of(fields: Mapping[str, Any], name: str) -> str:
     """A field's text; "" when absent or when it nests elements."""
     value = fields.get(name, "")
     return value if isinstance(value, str) else ""
 
 
-async def _on_event(services: MessageServices, fields: Mapping[str, Any]) -> None:
-    event = text_of(fields, "Event")
-    openid = fields.get("FromUserName", "")
-    key = text_of(fields, "EventKey")
-    created = int(fields.get("CreateTime") or services.clock.now())  # digits: _check_fields
-    if event == "subscribe":
-        scene = key[len(QR_SCENE_PREFIX) :] if key.startswith(QR_SCENE_PREFIX) else None
-        await services.store.record_follow_state(
-            openid,
-            subscribed=True,
-            subscribe_time=created,
-            subscribe_scene="ADD_SCENE_QR_CODE" if scene else None,
-            unionid=None,
-        )
-        if scene:
-            await _on_scan(services, scene, openid, new_follower=True)
-    elif event == "SCAN":
-        await _on_scan(services, key, openid, new_follower=False)
-    elif event == "unsubscribe":
-        await services.store.record_follow_state(
-            openid, subscribed=False, subscribe_time=None, subscribe_scene=None, unionid=None
-        )
+@dataclass(frozen=True, kw_only=True)
+class PushHandler:
+    """WeChat's pushes and its server-URL check, with what acting on them needs; built once
+    when the service starts."""
 
+    settings: Settings
+    clock: Clock
+    store: Store
+    qr_sign_in: QrSignIn
+    background: Background
+    crypto: MessageCrypto | None
+    metrics: Metrics | None = None
 
-async def _on_scan(services: MessageServices, scene: str, openid: str, new_follower: bool) -> None:
-    if not qr_login.is_login_scene(scene):
-        log.info("scan of QR scene %r (not a sign-in code)", scene)
-        return
-    if await qr_login.scanned(services.store, services.waiters, scene, openid, new_follower):
-        services.background.spawn(
-            "qr sign-in",
-            qr_login.confirm(
-                services.store,
-                services.keeper,
-                services.wechat,
-                services.waiters,
-                scene,
+    async def verify_server_url(self, check: ServerUrlCheck) -> str:
+        """WeChat's server-URL check (§10): its echostr, once signature, age and nonce pass.
+
+        The GET's signed (timestamp, nonce) is claimed like a push's, so a copy of its query from
+        an access log cannot carry a forged POST; WeChat asking again with the same echostr is
+        answered again."""
+        timestamp, nonce, signature, echostr = (
+            check.timestamp,
+            check.nonce,
+            check.signature,
+            check.echostr,
+        )
+        expected = wechat_signature(self.settings.wechat_token, timestamp, nonce)
+        if not signature_matches(expected, signature):
+            raise InvalidSignature(
+                "signature does not match WECHAT_TOKEN", field="signature", value=signature
+            )
+        _check_age(timestamp, self.clock.now(), self.settings.push_max_age)
+        await self.claim_nonce(timestamp, nonce, b"echostr:" + echostr.encode())
+        return echostr
+
+    async def claim_nonce(self, timestamp: str, nonce: str, content: bytes) -> None:
+        """Remember a signed request's (timestamp, nonce) for as long as its timestamp is accepted.
+
+        A second request with the same pair is a replay, unless it is WeChat's retry of the same
+        message, byte for byte, which goes on to be answered as the first was (de-duplication).
+        Shared by every instance through MongoDB's unique _id. Kept twice PUSH_MAX_AGE past the
+        timestamp: MongoDB expires records by its own clock, and one running ahead of ours must not
+        free a pair that is still accepted here.
+        """
+        digest = hashlib.sha256(content).hexdigest()
+        earlier = await self.store.claim_push_nonce(
+            timestamp, nonce, digest, int(timestamp) + 2 * self.settings.push_max_age
+        )
+        if earlier is not None and not hmac.compare_digest(earlier, digest):
+            raise ReplayedPush(
+                "this timestamp and nonce were already used by another request from WeChat",
+                field="nonce",
+                value=nonce,
+            )
+
+    async def receive(self, query: PushQuery, body: bytes) -> str:
+        """One push, from its query and body to the reply: verified, fresh, unreplayed, handled."""
+        push = self.verify(query, body)
+        await self.claim_nonce(push.timestamp, push.nonce, body)
+        return await self.handle(push)
+
+    async def handle(self, push: Push) -> str:
+        """Act on a verified push; the reply body (\"success\", or a passive reply)."""
+        fields = push.fields
+        key = dedup_key(fields)
+        assert key is not None  # verify() refuses pushes without one
+        msg_type = text_of(fields, "MsgType")
+        # Known before anything is stored, so it is stored with the delivery in one write, and a
+        # retry arriving while the first delivery is processed already gets the same answer.
+        reply = self._text_reply(fields) if msg_type == "text" else None
+        deadline = time.monotonic() + IN_PROGRESS_WAIT
+        while True:
+            earlier = await self.store.first_delivery(key, DEDUP_RETENTION, reply, ABANDONED_AFTER)
+            if earlier is None:
+                break  # ours to process
+            if earlier.get("done", True):
+                # WeChat retries when our answer was late; the first delivery was processed, so
+                # answer again what it answered, and do nothing twice.
+                log.info("WeChat retried a push already received; answered again, not processed")
+                return self._seal(push, earlier.get("reply"))
+            # The first delivery is still being processed (here or on another instance): its
+            # outcome decides. Acknowledging now would lose the push if that processing fails.
+            if time.monotonic() >= deadline:
+                raise PushInProgress(
+                    "this push is still being processed; WeChat will deliver it again",
+                    field="MsgId" if fields.get("MsgId") else "CreateTime",
+                )
+            await asyncio.sleep(IN_PROGRESS_POLL)
+        # The kind of push only (%r: no line breaks): its fields carry openids and sign-in scenes.
+        kind = f"event/{text_of(fields, 'Event')}" if msg_type == "event" else msg_type
+        log.info("push received: %r", kind[:MAX_LOGGED_KIND])
+        try:
+            if msg_type == "event":
+                await self._on_event(fields)
+        except BaseException:
+            # Not processed after all (an error, or cancelled at shutdown): let WeChat's retry be
+            # processed rather than skipped.
+            await asyncio.shield(self.store.forget_delivery(key))
+            raise
+        await self.store.delivery_done(key)
+        return self._seal(push, reply)
+
+    def _seal(self, push: Push, reply: str | None) -> str:
+        """`success`, or the passive reply, encrypted when the push was (§11)."""
+        if not reply:
+            return "success"
+        if push.encrypted and self.crypto is not None:
+            return self.crypto.encrypted_reply(reply, push.timestamp, push.nonce)
+        return reply
+
+    def verify(self, query: PushQuery, body: bytes) -> Push:
+        """Check the signature the configured mode asks for and the push's age, decrypt, parse.
+
+        Nothing is stored. In plain mode the signature covers the token, timestamp and nonce but
+        never the body (§10), so a signature copied from any log would validate any body: the
+        timestamp must be recent here, and the (timestamp, nonce) pair unused (claim_nonce).
+        """
+        settings, crypto, now = self.settings, self.crypto, self.clock.now()
+        timestamp, nonce, signature = query.timestamp, query.nonce, query.signature
+        encrypted = query.encrypted
+        mode = settings.wechat_message_mode
+        if encrypted and crypto is None:
+            raise InvalidSignature(
+                "encrypted pushes need WECHAT_MESSAGE_MODE=compatible or safe and WECHAT_AES_KEY",
+                field="encrypt_type",
+                value="aes",
+            )
+        if mode != "plain" and not encrypted:
+            # §10: in compatible and safe modes WeChat adds encrypt_type=aes and msg_signature to
+            # every push; one without them did not come from WeChat.
+            raise InvalidSignature(
+                f"{mode} mode accepts encrypted pushes only (encrypt_type=aes with msg_signature)",
+                field="encrypt_type",
+                value=None,
+            )
+        if not encrypted:
+            expected = wechat_signature(settings.wechat_token, timestamp, nonce)
+            if not signature_matches(expected, signature):
+                raise InvalidSignature(
+                    "signature does not match WECHAT_TOKEN", field="signature", value=signature
+                )
+            _check_age(timestamp, now, settings.push_max_age)
+            fields = _parse(body)
+            _check_fields(fields)
+            return Push(fields, False, timestamp, nonce)
+
+        assert crypto is not None
+        msg_signature = query.msg_signature
+        if not msg_signature:
+            raise InvalidSignature(
+                "an encrypted push carries msg_signature (§11)", field="msg_signature", value=None
+            )
+        outer = _parse(body)
+        encrypt = outer.get("Encrypt")
+        if not encrypt or not isinstance(encrypt, str):
+            raise InvalidMessage("an encrypted push carries an Encrypt element", field="Encrypt")
+        # msg_signature covers the ciphertext, so it is checked before anything is decrypted.
+        if not crypto.check_signature(msg_signature, timestamp, nonce, encrypt):
+            raise InvalidSignature(
+                "msg_signature does not match", field="msg_signature", value=msg_signature
+            )
+        _check_age(timestamp, now, settings.push_max_age)
+        # From here on the sender is someone who knows WECHAT_TOKEN; whatever is wrong with the
+        # ciphertext or what it decrypts to gets one answer, or the differences are an oracle.
+        try:
+            fields = parse_message(crypto.decrypt(encrypt))
+            _check_fields(fields)
+        except (MessageCryptoError, MessageXmlError, InvalidMessage):
+            if self.metrics is not None:
+                self.metrics.push_unreadable.inc()
+            raise InvalidMessage(UNREADABLE_PUSH, field="Encrypt") from None
+        return Push(fields, True, timestamp, nonce)
+
+    async def _on_event(self, fields: Mapping[str, Any]) -> None:
+        event = text_of(fields, "Event")
+        openid = fields.get("FromUserName", "")
+        key = text_of(fields, "EventKey")
+        created = int(fields.get("CreateTime") or self.clock.now())  # digits: _check_fields
+        if event == "subscribe":
+            scene = key[len(QR_SCENE_PREFIX) :] if key.startswith(QR_SCENE_PREFIX) else None
+            await self.store.record_follow_state(
                 openid,
-            ),
+                subscribed=True,
+                subscribe_time=created,
+                subscribe_scene="ADD_SCENE_QR_CODE" if scene else None,
+                unionid=None,
+            )
+            if scene:
+                await self._on_scan(scene, openid, new_follower=True)
+        elif event == "SCAN":
+            await self._on_scan(key, openid, new_follower=False)
+        elif event == "unsubscribe":
+            await self.store.record_follow_state(
+                openid, subscribed=False, subscribe_time=None, subscribe_scene=None, unionid=None
+            )
+
+    async def _on_scan(self, scene: str, openid: str, new_follower: bool) -> None:
+        if not is_login_scene(scene):
+            log.info("scan of QR scene %r (not a sign-in code)", scene)
+            return
+        if await self.qr_sign_in.scanned(scene, openid, new_follower):
+            self.background.spawn("qr sign-in", self.qr_sign_in.confirm(scene, openid))
+
+    def _text_reply(self, fields: Mapping[str, str]) -> str | None:
+        text = self.settings.message_text_reply
+        if not text:
+            return None
+        return build_message(
+            {
+                "ToUserName": fields.get("FromUserName", ""),
+                "FromUserName": fields.get("ToUserName", ""),
+                "CreateTime": int(self.clock.now()),
+                "MsgType": "text",
+                "Content": text,
+            }
         )
-
-
-def _text_reply(services: MessageServices, fields: Mapping[str, str]) -> str | None:
-    text = services.settings.message_text_reply
-    if not text:
-        return None
-    return build_message(
-        {
-            "ToUserName": fields.get("FromUserName", ""),
-            "FromUserName": fields.get("ToUserName", ""),
-            "CreateTime": int(services.clock.now()),
-            "MsgType": "text",
-            "Content": text,
-        }
-    )
 
 
 def message_crypto(settings: Settings) -> MessageCrypto | None:

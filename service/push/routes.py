@@ -5,42 +5,39 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import keys
-from service.params import query
-from service.push import handling
+from service.openapi import documented
+from service.push import contract, handling
 
 routes = web.RouteTableDef()
 
-PUSH_PARAMS = ("signature", "timestamp", "nonce", "openid", "encrypt_type", "msg_signature")
-
 
 @routes.get("/wechat/message")
+@documented(contract.VERIFY_SERVER_URL)
 async def verify_server_url(request: web.Request) -> web.Response:
     app = request.app
-    params = {name: query(request, name) for name in ("signature", "timestamp", "nonce", "echostr")}
-    echostr = await handling.verify_server_url(
-        app[keys.SETTINGS], app[keys.STORE], params, app[keys.CLOCK].now()
+    # Read in this order, so a missing parameter is named as before: timestamp first.
+    check = handling.ServerUrlCheck(
+        timestamp=contract.TIMESTAMP.value(request),
+        nonce=contract.NONCE.value(request),
+        signature=contract.SIGNATURE.value(request),
+        echostr=contract.ECHOSTR.value(request),
     )
+    echostr = await app[keys.PUSH].verify_server_url(check)
     return web.Response(text=echostr, content_type="text/plain")
 
 
 @routes.post("/wechat/message")
+@documented(contract.RECEIVE_PUSH)
 async def receive_push(request: web.Request) -> web.Response:
     app = request.app
     body = await request.read()  # client_max_size refuses bodies over MAX_BODY_BYTES (413)
-    params = {name: query(request, name) for name in PUSH_PARAMS}
-    reply = await handling.receive(
-        handling.MessageServices(
-            settings=app[keys.SETTINGS],
-            clock=app[keys.CLOCK],
-            store=app[keys.STORE],
-            keeper=app[keys.BASE_TOKENS],
-            wechat=app[keys.WECHAT],
-            waiters=app[keys.QR_WAITERS],
-            background=app[keys.BACKGROUND],
-            crypto=app[keys.MESSAGE_CRYPTO],
-            metrics=app[keys.METRICS],
-        ),
-        params,
-        body,
+    query = handling.PushQuery(
+        timestamp=contract.TIMESTAMP.value(request),
+        nonce=contract.NONCE.value(request),
+        signature=contract.SIGNATURE.value(request),
+        encrypted=contract.ENCRYPT_TYPE.read(request) == "aes",
+        msg_signature=contract.MSG_SIGNATURE.read(request),
     )
+    contract.OPENID.read(request)  # WeChat's copy of FromUserName: checked, not trusted
+    reply = await app[keys.PUSH].receive(query, body)
     return web.Response(text=reply, content_type=handling.reply_content_type(reply))

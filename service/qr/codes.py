@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import logging
 import math
@@ -26,7 +27,6 @@ import segno
 from service.clock import Clock, utc
 from service.errors import (
     InvalidParameter,
-    MissingParameter,
     QrCodeBudgetExhausted,
     UpstreamTimeout,
 )
@@ -42,6 +42,8 @@ MAX_SCENE_STR = 64
 MIN_EXPIRE = 60
 MAX_EXPIRE = 2_592_000  # 30 days
 FORMATS = ("png", "svg", "json")
+SCALE_RANGE = (1, 40)  # pixels per module
+BORDER_RANGE = (0, 20)  # quiet zone, in modules
 TYPES = ("temporary", "permanent")
 DIGITS = re.compile(r"[0-9]{1,10}")
 # WeChat's daily quotas reset at 00:00 Beijing time (UTC+8); the budget does the same.
@@ -99,43 +101,9 @@ class DailyBudget:
         }
 
 
-class TicketMaker:
-    """This instance's qrcode/create calls: its daily budget and the creations in flight."""
-
-    def __init__(self, clock: Clock, budget: int, owner: str, claim_ttl: float) -> None:
-        self.clock = clock
-        self.budget = DailyBudget(clock, budget)
-        self.owner = owner  # names this instance's claims in MongoDB
-        # How long a claim holds off other instances: a create call with its token fetch fits
-        # in it, and it is renewed before each retried call; a dead claimant's claim lapses.
-        self.claim_ttl = claim_ttl
-        self.flights: dict[str, asyncio.Future[dict[str, Any]]] = {}
-
-
-@dataclass(frozen=True)
-class QrRequest:
-    kind: str
-    scene: str | int
-    expire_seconds: int | None
-    format: str
-    scale: int
-    border: int
-
-
-def _int_param(name: str, raw: str | None, default: int, low: int, high: int) -> int:
-    if raw is None or raw == "":
-        return default
-    if not DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
-        raise InvalidParameter(
-            f"{name} must be a whole number from {low} to {high}", field=name, value=raw
-        )
-    return int(raw)
-
-
-def parse_scene(kind: str, raw: str | None) -> str | int:
-    """Digits are a scene_id (QR_SCENE / QR_LIMIT_SCENE), anything else a scene_str."""
-    if raw is None or raw == "":
-        raise MissingParameter("scene is required", field="scene", value=raw)
+def scene_of(kind: str, raw: str) -> str | int:
+    """Digits are a scene_id (QR_SCENE / QR_LIMIT_SCENE) in the range of its type, anything
+    else a scene_str (its length is the contract's rule)."""
     if DIGITS.fullmatch(raw):
         limit = MAX_TEMPORARY_SCENE_ID if kind == "temporary" else MAX_PERMANENT_SCENE_ID
         if not 1 <= int(raw) <= limit:
@@ -143,42 +111,20 @@ def parse_scene(kind: str, raw: str | None) -> str | int:
                 f"a numeric scene of a {kind} code is from 1 to {limit}", field="scene", value=raw
             )
         return int(raw)
-    if len(raw) > MAX_SCENE_STR:
-        raise InvalidParameter(
-            f"a scene is at most {MAX_SCENE_STR} characters", field="scene", value=raw
-        )
     return raw
 
 
-def parse_qr_request(
-    query: dict[str, str | None], default_expire: int, *, scene_required: bool = True
-) -> QrRequest:
-    kind = query.get("type") or "temporary"
-    if kind not in TYPES:
-        raise InvalidParameter("type is temporary or permanent", field="type", value=kind)
-    scene = parse_scene(kind, query.get("scene")) if scene_required else ""
-    expire = None
+def expiry_of(kind: str, given: int | None, default: int) -> int | None:
+    """A temporary code's lifetime in seconds; permanent codes have none."""
     if kind == "temporary":
-        expire = _int_param(
-            "expireSeconds", query.get("expireSeconds"), default_expire, MIN_EXPIRE, MAX_EXPIRE
-        )
-    elif query.get("expireSeconds"):
+        return default if given is None else given
+    if given is not None:
         raise InvalidParameter(
             "permanent codes do not expire; leave expireSeconds out",
             field="expireSeconds",
-            value=query.get("expireSeconds"),
+            value=str(given),
         )
-    fmt = query.get("format") or "png"
-    if fmt not in FORMATS:
-        raise InvalidParameter("format is png, svg or json", field="format", value=fmt)
-    return QrRequest(
-        kind=kind,
-        scene=scene,
-        expire_seconds=expire,
-        format=fmt,
-        scale=_int_param("scale", query.get("scale"), 8, 1, 40),
-        border=_int_param("border", query.get("border"), 4, 0, 20),
-    )
+    return None
 
 
 def create_body(kind: str, scene: str | int, expire_seconds: int | None) -> dict[str, Any]:
@@ -201,136 +147,170 @@ def reusable(doc: dict[str, Any] | None, wanted: int | None, now: float) -> bool
         return False
     if doc.get("expiresAt") is None:
         return True  # permanent
-    remaining = doc["expiresAt"].timestamp() - now
-    return remaining >= max(60, (wanted or 0) / 2)
-
-
-async def obtain_ticket(
-    store: Store,
-    keeper: BaseTokenKeeper,
-    wechat: WeChatClient,
-    maker: TicketMaker,
-    kind: str,
-    scene: str | int,
-    expire_seconds: int | None,
-    *,
-    reuse: bool = True,
-) -> dict[str, Any]:
-    """The stored ticket for (kind, scene) while it is reusable, else a new one.
-
-    `reuse=False` is for a scene nobody else can ask for (a fresh sign-in scene): it is created
-    at once, without looking for a stored ticket or a claim.
-    """
-    if not reuse:
-        return await _create(store, keeper, wechat, maker, kind, scene, expire_seconds)
-    for _ in range(2):
-        stored = await store.get_qr_ticket(kind, scene)
-        if reusable(stored, expire_seconds, maker.clock.now()):
-            assert stored is not None
-            return stored
-        key = f"{kind}:{scene}"
-        flight = maker.flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(
-                _claim_and_create(store, keeper, wechat, maker, kind, scene, expire_seconds)
-            )
-            maker.flights[key] = flight
-            flight.add_done_callback(lambda done, key=key: _landed(maker, key, done))
-        # Shielded: a caller that goes away does not cancel the others' creation.
-        doc = await asyncio.shield(flight)
-        if reusable(doc, expire_seconds, maker.clock.now()):
-            return doc
-        # Joined a flight for a shorter life than this caller asked for: one more round.
-    return doc
+    expires_at: datetime = doc["expiresAt"]
+    return expires_at.timestamp() - now >= max(60, (wanted or 0) / 2)
 
 
 class ClaimLost(Exception):
     """This instance's claim on a creation lapsed and another instance took it."""
 
 
-def _landed(maker: TicketMaker, key: str, flight: asyncio.Future[dict[str, Any]]) -> None:
-    if maker.flights.get(key) is flight:
-        del maker.flights[key]
-    if not flight.cancelled():
-        flight.exception()  # retrieved here too, so no waiter leaving makes it "unretrieved"
+@dataclass(frozen=True)
+class Ticket:
+    """A QR code's ticket as clients see it, never the stored document."""
+
+    ticket: str
+    url: str  # what the code encodes (weixin.qq.com/q/…)
+    kind: str
+    scene: str | int
+    expires_at: datetime | None  # None: permanent
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Ticket:
+        return cls(doc["ticket"], doc["url"], doc["type"], doc["scene"], doc.get("expiresAt"))
+
+    def cache_seconds(self, now: float) -> int:
+        """How long a client may keep the image: the remaining life, a year if permanent."""
+        if self.expires_at is None:
+            return 365 * 86400
+        return max(0, int(self.expires_at.timestamp() - now))
+
+    def public(self, scale: int, border: int) -> dict[str, Any]:
+        return {
+            "ticket": self.ticket,
+            "url": self.url,
+            "type": self.kind,
+            "scene": self.scene,
+            "expiresAt": self.expires_at.isoformat() if self.expires_at else None,
+            "image": data_uri(self.url, scale, border),
+        }
 
 
-async def _claim_and_create(
-    store: Store,
-    keeper: BaseTokenKeeper,
-    wechat: WeChatClient,
-    maker: TicketMaker,
-    kind: str,
-    scene: str | int,
-    expire_seconds: int | None,
-) -> dict[str, Any]:
-    """Create under this instance's claim, or wait (bounded) for the claimant's ticket.
+class QrCodes:
+    """This instance's QR codes: tickets reused from the store, created through WeChat under
+    a daily budget, one creation per (type, scene) in flight here and claimed across instances."""
 
-    A claimant that fails releases its claim, and a waiter then takes it; one that dies leaves
-    a claim that lapses after claim_ttl, within the wait."""
-    key = f"{kind}:{scene}"
-    deadline = time.monotonic() + maker.claim_ttl + 1
-    while True:
-        if await store.claim_qr_create(key, maker.owner, maker.claim_ttl):
-            try:
-                # The claim may have been free because its holder just stored the ticket.
-                stored = await store.get_qr_ticket(kind, scene)
-                if reusable(stored, expire_seconds, maker.clock.now()):
-                    assert stored is not None
-                    return stored
-                return await _create(
-                    store, keeper, wechat, maker, kind, scene, expire_seconds, claimed=True
+    def __init__(
+        self,
+        *,
+        store: Store,
+        base_tokens: BaseTokenKeeper,
+        wechat: WeChatClient,
+        clock: Clock,
+        daily_budget: int,
+        owner: str,
+        claim_ttl: float,
+    ) -> None:
+        self.store = store
+        self.base_tokens = base_tokens
+        self.wechat = wechat
+        self.clock = clock
+        self.budget = DailyBudget(clock, daily_budget)
+        self.owner = owner  # names this instance's claims in MongoDB
+        # How long a claim holds off other instances: a create call with its token fetch fits
+        # in it, and it is renewed before each retried call; a dead claimant's claim lapses.
+        self.claim_ttl = claim_ttl
+        self.flights: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def obtain(
+        self, kind: str, scene: str | int, expire_seconds: int | None, *, reuse: bool = True
+    ) -> Ticket:
+        """The stored ticket for (kind, scene) while it is reusable, else a new one.
+
+        `reuse=False` is for a scene nobody else can ask for (a fresh sign-in scene): it is created
+        at once, without looking for a stored ticket or a claim.
+        """
+        if not reuse:
+            return Ticket.of(await self._create(kind, scene, expire_seconds))
+        return Ticket.of(await self._reused_or_created(kind, scene, expire_seconds))
+
+    async def _reused_or_created(
+        self, kind: str, scene: str | int, expire_seconds: int | None
+    ) -> dict[str, Any]:
+        for _ in range(2):
+            stored = await self.store.get_qr_ticket(kind, scene)
+            if reusable(stored, expire_seconds, self.clock.now()):
+                assert stored is not None
+                return stored
+            key = f"{kind}:{scene}"
+            flight = self.flights.get(key)
+            if flight is None:
+                flight = asyncio.ensure_future(self._claim_and_create(kind, scene, expire_seconds))
+                self.flights[key] = flight
+                flight.add_done_callback(functools.partial(self._landed, key))
+            # Shielded: a caller that goes away does not cancel the others' creation.
+            doc = await asyncio.shield(flight)
+            if reusable(doc, expire_seconds, self.clock.now()):
+                return doc
+            # Joined a flight for a shorter life than this caller asked for: one more round.
+        return doc
+
+    def _landed(self, key: str, flight: asyncio.Future[dict[str, Any]]) -> None:
+        if self.flights.get(key) is flight:
+            del self.flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here too, so no waiter leaving makes it "unretrieved"
+
+    async def _claim_and_create(
+        self, kind: str, scene: str | int, expire_seconds: int | None
+    ) -> dict[str, Any]:
+        """Create under this instance's claim, or wait (bounded) for the claimant's ticket.
+
+        A claimant that fails releases its claim, and a waiter then takes it; one that dies leaves
+        a claim that lapses after claim_ttl, within the wait."""
+        key = f"{kind}:{scene}"
+        deadline = time.monotonic() + self.claim_ttl + 1
+        while True:
+            if await self.store.claim_qr_create(key, self.owner, self.claim_ttl):
+                try:
+                    # The claim may have been free because its holder just stored the ticket.
+                    stored = await self.store.get_qr_ticket(kind, scene)
+                    if reusable(stored, expire_seconds, self.clock.now()):
+                        assert stored is not None
+                        return stored
+                    return await self._create(kind, scene, expire_seconds, claimed=True)
+                except ClaimLost:
+                    pass  # it lapsed during a retry and another instance creates it: wait for that
+                finally:
+                    await self.store.release_qr_claim(key, self.owner)
+            stored = await self.store.get_qr_ticket(kind, scene)
+            if reusable(stored, expire_seconds, self.clock.now()):
+                assert stored is not None
+                return stored
+            if time.monotonic() >= deadline:
+                raise UpstreamTimeout(
+                    "another instance is creating this QR code and WeChat has not answered it in "
+                    "time; try again",
+                    field="scene",
+                    value=scene,
                 )
-            except ClaimLost:
-                pass  # it lapsed during a retry and another instance creates it: wait for that
-            finally:
-                await store.release_qr_claim(key, maker.owner)
-        stored = await store.get_qr_ticket(kind, scene)
-        if reusable(stored, expire_seconds, maker.clock.now()):
-            assert stored is not None
-            return stored
-        if time.monotonic() >= deadline:
-            raise UpstreamTimeout(
-                "another instance is creating this QR code and WeChat has not answered it in "
-                "time; try again",
-                field="scene",
-                value=scene,
-            )
-        await asyncio.sleep(CLAIM_POLL)
+            await asyncio.sleep(CLAIM_POLL)
 
+    async def _create(
+        self, kind: str, scene: str | int, expire_seconds: int | None, *, claimed: bool = False
+    ) -> dict[str, Any]:
+        body = create_body(kind, scene, expire_seconds)
+        key = f"{kind}:{scene}"
 
-async def _create(
-    store: Store,
-    keeper: BaseTokenKeeper,
-    wechat: WeChatClient,
-    maker: TicketMaker,
-    kind: str,
-    scene: str | int,
-    expire_seconds: int | None,
-    *,
-    claimed: bool = False,
-) -> dict[str, Any]:
-    body = create_body(kind, scene, expire_seconds)
-    key = f"{kind}:{scene}"
+        async def create(token: str) -> dict[str, Any]:
+            # A claim is renewed before each call, a retry's too: however long the retries take,
+            # no other instance creates the same code meanwhile (if one did, this one stops).
+            if claimed and not await self.store.extend_qr_claim(key, self.owner, self.claim_ttl):
+                raise ClaimLost(key)
+            self.budget.spend()  # each call WeChat counts, a retry's too
+            return await self.wechat.create_qrcode(token, body)
 
-    async def create(token: str) -> dict[str, Any]:
-        # A claim is renewed before each call, a retry's too: however long the retries take,
-        # no other instance creates the same code meanwhile (if one did, this one stops).
-        if claimed and not await store.extend_qr_claim(key, maker.owner, maker.claim_ttl):
-            raise ClaimLost(key)
-        maker.budget.spend()  # each call WeChat counts, a retry's too
-        return await wechat.create_qrcode(token, body)
-
-    try:
-        answer = await keeper.call(create)
-    except WeChatError as exc:
-        raise upstream_error(exc) from None
-    expires_in = None
-    if kind == "temporary":
-        expires_in = int(answer.get("expire_seconds", expire_seconds))
-    return await store.save_qr_ticket(
-        kind, scene, ticket=str(answer["ticket"]), url=str(answer["url"]), expires_in=expires_in
-    )
+        try:
+            answer = await self.base_tokens.call(create)
+        except WeChatError as exc:
+            raise upstream_error(exc) from None
+        expires_in = None
+        if kind == "temporary":
+            assert expire_seconds is not None  # expiry_of() gives every temporary code one
+            expires_in = int(answer.get("expire_seconds", expire_seconds))
+        return await self.store.save_qr_ticket(
+            kind, scene, ticket=str(answer["ticket"]), url=str(answer["url"]), expires_in=expires_in
+        )
 
 
 def render(url: str, fmt: str, scale: int, border: int) -> bytes:
@@ -343,23 +323,3 @@ def render(url: str, fmt: str, scale: int, border: int) -> bytes:
 def data_uri(url: str, scale: int, border: int) -> str:
     png = render(url, "png", scale, border)
     return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
-def cache_seconds(doc: dict[str, Any], now: float) -> int:
-    """How long a client may keep the image: the ticket's remaining life, a year if permanent."""
-    expires_at: datetime | None = doc.get("expiresAt")
-    if expires_at is None:
-        return 365 * 86400
-    return max(0, int(expires_at.timestamp() - now))
-
-
-def public_ticket(doc: dict[str, Any], scale: int, border: int) -> dict[str, Any]:
-    expires_at = doc.get("expiresAt")
-    return {
-        "ticket": doc["ticket"],
-        "url": doc["url"],
-        "type": doc["type"],
-        "scene": doc["scene"],
-        "expiresAt": expires_at.isoformat() if expires_at else None,
-        "image": data_uri(doc["url"], scale, border),
-    }

@@ -12,30 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import string
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-
-from service import keys
-from service.account.follow import read_follow
+from service.account.follow import FollowCheck
 from service.app_jwt.issuer import JwtIssuer
 from service.clock import Clock
 from service.config import Settings
 from service.errors import ServiceError
-from service.qr.codes import TicketMaker, obtain_ticket
+from service.qr.codes import QrCodes
 from service.signin.flow import app_url, signed_in
 from service.store.queries import Store
-from service.tokens.base import BaseTokenKeeper
-from service.wechat.client import WeChatAPIError, WeChatClient, WeChatError
+from service.wechat.client import WeChatAPIError, WeChatError
 from service.wechat.upstream import upstream_error
 
 log = logging.getLogger(__name__)
 
 SCENE_PREFIX = "login_"
 _ALPHABET = string.ascii_letters + string.digits
+# 24 of 62 symbols: ~143 bits, unguessable, and within scene_str's 64 characters.
+SCENE_RANDOM_LENGTH = 24
+LOGIN_SCENE_PATTERN = re.compile(rf"{SCENE_PREFIX}[A-Za-z0-9]{{{SCENE_RANDOM_LENGTH}}}")
 MAX_WAIT = 30  # seconds a long poll may hold a request (below common proxy timeouts)
 QR_LOGIN_SCOPE = "snsapi_base"  # the scan proves the openid, as silent authorization does
 
@@ -53,8 +55,7 @@ class QrLoginNotFound(ServiceError):
 
 
 def new_scene() -> str:
-    # 24 of 62 symbols: ~143 bits, unguessable, and within scene_str's 64 characters.
-    return SCENE_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return SCENE_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(SCENE_RANDOM_LENGTH))
 
 
 def is_login_scene(scene: str) -> bool:
@@ -105,161 +106,156 @@ class LoginWaiters:
                 del self._waiting[scene]  # the last waiter leaves no trace
 
 
-async def close_waiters(app: web.Application) -> None:
-    """on_shutdown: aiohttp runs it before waiting for in-flight requests, so each long poll
-    answers (200, its current state) instead of being cut when SHUTDOWN_TIMEOUT runs out."""
-    app[keys.QR_WAITERS].close()
+@dataclass(frozen=True)
+class Started:
+    """A new sign-in session as its starter sees it, never the stored document."""
+
+    scene: str
+    ticket: str
+    url: str
+    expires_at: datetime
 
 
-async def start_qr_login(
-    store: Store,
-    keeper: BaseTokenKeeper,
-    wechat: WeChatClient,
-    maker: TicketMaker,
-    settings: Settings,
-    redirect_uri: str | None,
-) -> dict[str, Any]:
-    if redirect_uri:
-        redirect_uri = app_url(settings, "redirectUri", redirect_uri)
-    scene = new_scene()
-    ticket = await obtain_ticket(
-        store, keeper, wechat, maker, "temporary", scene, settings.qr_login_ttl, reuse=False
-    )
-    return await store.create_qr_login(
-        scene,
-        ticket=ticket["ticket"],
-        url=ticket["url"],
-        ttl=settings.qr_login_ttl,
-        redirect_uri=redirect_uri or None,
-    )
+@dataclass(frozen=True, kw_only=True)
+class QrSignIn:
+    """Desktop sign-in sessions: started with a fresh code, scanned by a push, confirmed by
+    WeChat's follow check, handed out once to the long poll."""
 
+    settings: Settings
+    store: Store
+    codes: QrCodes
+    follow: FollowCheck
+    jwt: JwtIssuer
+    clock: Clock
+    waiters: LoginWaiters
 
-def _status(doc: dict[str, Any], now: float) -> str:
-    if doc["status"] in ("pending", "scanned") and doc["expiresAt"].timestamp() <= now:
-        return "expired"
-    return doc["status"]
-
-
-async def login_status(
-    store: Store,
-    issuer: JwtIssuer,
-    clock: Clock,
-    waiters: LoginWaiters,
-    scene: str,
-    wait: float,
-) -> dict[str, Any]:
-    """The session's state; waits up to `wait` seconds for it to change (pending to scanned,
-    a problem found, confirmed, expired), answering at once when the service shuts down."""
-    deadline = time.monotonic() + min(wait, MAX_WAIT)
-    first: dict[str, Any] | None = None
-    while True:
-        doc = await store.get_qr_login(scene)
-        if doc is None or (doc["status"] == "confirmed" and doc["handedOut"]):
-            raise QrLoginNotFound(
-                "no such sign-in session, or its token was already handed out",
-                field="scene",
-                value=scene,
-            )
-        status = _status(doc, clock.now())
-        if status == "confirmed":
-            return await _hand_out(store, issuer, scene)
-        answer = _public(doc, status)
-        if first is None:
-            first = answer
-        remaining = deadline - time.monotonic()
-        if status == "expired" or answer != first or remaining <= 0 or waiters.closing:
-            return answer
-        await waiters.wait(scene, min(remaining, 1.0))
-
-
-def _public(doc: dict[str, Any], status: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "status": status,
-        "scene": doc["_id"],
-        "expiresAt": doc["expiresAt"].isoformat(),
-    }
-    if status == "scanned":
-        problem = doc.get("problem")
-        # WeChat sends a scan event only for a (new) follower; user/info may say otherwise.
-        body["subscribed"] = not problem or problem["code"] != NOT_FOLLOWING
-        body["newFollower"] = doc.get("newFollower", False)
-        body["problem"] = problem or None
-    return body
-
-
-async def _hand_out(store: Store, issuer: JwtIssuer, scene: str) -> dict[str, Any]:
-    doc = await store.hand_out_qr_login(scene)
-    if doc is None:  # another poll took it a moment ago
-        raise QrLoginNotFound(
-            "this sign-in's token was already handed out", field="scene", value=scene
+    async def start(self, redirect_uri: str | None) -> Started:
+        """A new session and its temporary code, living QR_LOGIN_TTL seconds."""
+        if redirect_uri:
+            redirect_uri = app_url(self.settings, "redirectUri", redirect_uri)
+        scene = new_scene()
+        ticket = await self.codes.obtain(
+            "temporary", scene, self.settings.qr_login_ttl, reuse=False
         )
-    user = await store.get_user(doc["openid"]) or {"openid": doc["openid"]}
-    return {"status": "confirmed", **signed_in(issuer, user, QR_LOGIN_SCOPE, doc["redirectUri"])}
+        doc = await self.store.create_qr_login(
+            scene,
+            ticket=ticket.ticket,
+            url=ticket.url,
+            ttl=self.settings.qr_login_ttl,
+            redirect_uri=redirect_uri or None,
+        )
+        return Started(scene, ticket.ticket, ticket.url, doc["expiresAt"])
 
+    @staticmethod
+    def _state_of(doc: dict[str, Any], now: float) -> str:
+        if doc["status"] in ("pending", "scanned") and doc["expiresAt"].timestamp() <= now:
+            return "expired"
+        status: str = doc["status"]
+        return status
 
-async def scanned(store: Store, waiters: LoginWaiters, scene: str, openid: str, new: bool) -> bool:
-    """Record the scan (fast, before WeChat gets its reply); False if no live session."""
-    doc = await store.qr_login_scanned(scene, openid, new_follower=new)
-    if doc is None:
-        log.info("scan of an unknown, expired or already scanned sign-in code")
-        return False
-    waiters.notify(scene)
-    return True
+    async def status(self, scene: str, wait: float) -> dict[str, Any]:
+        """The session's state; waits up to `wait` seconds for it to change (pending to scanned,
+        a problem found, confirmed, expired), answering at once when the service shuts down."""
+        deadline = time.monotonic() + min(wait, MAX_WAIT)
+        first: dict[str, Any] | None = None
+        while True:
+            doc = await self.store.get_qr_login(scene)
+            if doc is None or (doc["status"] == "confirmed" and doc["handedOut"]):
+                raise QrLoginNotFound(
+                    "no such sign-in session, or its token was already handed out",
+                    field="scene",
+                    value=scene,
+                )
+            status = self._state_of(doc, self.clock.now())
+            if status == "confirmed":
+                return await self._hand_out(scene)
+            answer = self._public(doc, status)
+            if first is None:
+                first = answer
+            remaining = deadline - time.monotonic()
+            if status == "expired" or answer != first or remaining <= 0 or self.waiters.closing:
+                return answer
+            await self.waiters.wait(scene, min(remaining, 1.0))
 
-
-async def confirm(
-    store: Store,
-    keeper: BaseTokenKeeper,
-    wechat: WeChatClient,
-    waiters: LoginWaiters,
-    scene: str,
-    openid: str,
-) -> None:
-    """After the reply: confirm the session only once WeChat's cgi-bin/user/info says this
-    openid follows the account (subscribe 1); otherwise leave it scanned, saying why.
-
-    The push alone proves nothing about the openid: in plain mode its signature covers no
-    body, so anyone holding one signed query could name any openid. WeChat's own answer does.
-    """
-    try:
-        problem = await _follow_problem(keeper, wechat, store, openid)
-    except Exception:  # a fault of ours: the waiting page must still learn why, not hang
-        log.exception("QR sign-in follow check failed unexpectedly")
-        problem = _check_failed(ServiceError("an internal error; see the service's log"))
-    if problem is not None:
-        log.warning("QR sign-in not confirmed: %s", problem["code"])
-        await store.qr_login_problem(scene, openid, problem)
-    else:
-        await store.record_login(openid, None, None)
-        await store.qr_login_confirmed(scene, openid)
-    waiters.notify(scene)
-
-
-async def _follow_problem(
-    keeper: BaseTokenKeeper, wechat: WeChatClient, store: Store, openid: str
-) -> dict[str, str] | None:
-    """None if WeChat says `openid` follows the account, else the code and message to show."""
-    try:
-        follow = await read_follow(keeper, wechat, store, openid)
-    except WeChatAPIError as exc:
-        if exc.errcode == 40003:
-            return {
-                "code": UNKNOWN_OPENID,
-                "message": "WeChat does not know the account that scanned for this Official "
-                "Account (errcode 40003); the sign-in was not confirmed",
-            }
-        return _check_failed(upstream_error(exc))
-    except WeChatError as exc:
-        return _check_failed(upstream_error(exc))
-    except ServiceError as exc:  # no base token to be had
-        return _check_failed(exc)
-    if not follow["subscribed"]:
-        return {
-            "code": NOT_FOLLOWING,
-            "message": "WeChat says the account that scanned does not follow the Official "
-            "Account; follow it and scan a new code",
+    @staticmethod
+    def _public(doc: dict[str, Any], status: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": status,
+            "scene": doc["_id"],
+            "expiresAt": doc["expiresAt"].isoformat(),
         }
-    return None
+        if status == "scanned":
+            problem = doc.get("problem")
+            # WeChat sends a scan event only for a (new) follower; user/info may say otherwise.
+            body["subscribed"] = not problem or problem["code"] != NOT_FOLLOWING
+            body["newFollower"] = doc.get("newFollower", False)
+            body["problem"] = problem or None
+        return body
+
+    async def _hand_out(self, scene: str) -> dict[str, Any]:
+        doc = await self.store.hand_out_qr_login(scene)
+        if doc is None:  # another poll took it a moment ago
+            raise QrLoginNotFound(
+                "this sign-in's token was already handed out", field="scene", value=scene
+            )
+        user = await self.store.get_user(doc["openid"]) or {"openid": doc["openid"]}
+        return {
+            "status": "confirmed",
+            **signed_in(self.jwt, user, QR_LOGIN_SCOPE, doc["redirectUri"]),
+        }
+
+    async def scanned(self, scene: str, openid: str, new: bool) -> bool:
+        """Record the scan (fast, before WeChat gets its reply); False if no live session."""
+        doc = await self.store.qr_login_scanned(scene, openid, new_follower=new)
+        if doc is None:
+            log.info("scan of an unknown, expired or already scanned sign-in code")
+            return False
+        self.waiters.notify(scene)
+        return True
+
+    async def confirm(self, scene: str, openid: str) -> None:
+        """After the reply: confirm the session only once WeChat's cgi-bin/user/info says this
+        openid follows the account (subscribe 1); otherwise leave it scanned, saying why.
+
+        The push alone proves nothing about the openid: in plain mode its signature covers no
+        body, so anyone holding one signed query could name any openid. WeChat's own answer does.
+        """
+        try:
+            problem = await self._follow_problem(openid)
+        except Exception:  # a fault of ours: the waiting page must still learn why, not hang
+            log.exception("QR sign-in follow check failed unexpectedly")
+            problem = _check_failed(ServiceError("an internal error; see the service's log"))
+        if problem is not None:
+            log.warning("QR sign-in not confirmed: %s", problem["code"])
+            await self.store.qr_login_problem(scene, openid, problem)
+        else:
+            await self.store.record_login(openid, None, None)
+            await self.store.qr_login_confirmed(scene, openid)
+        self.waiters.notify(scene)
+
+    async def _follow_problem(self, openid: str) -> dict[str, str] | None:
+        """None if WeChat says `openid` follows the account, else the code and message to show."""
+        try:
+            follow = await self.follow.read(openid)
+        except WeChatAPIError as exc:
+            if exc.errcode == 40003:
+                return {
+                    "code": UNKNOWN_OPENID,
+                    "message": "WeChat does not know the account that scanned for this Official "
+                    "Account (errcode 40003); the sign-in was not confirmed",
+                }
+            return _check_failed(upstream_error(exc))
+        except WeChatError as exc:
+            return _check_failed(upstream_error(exc))
+        except ServiceError as exc:  # no base token to be had
+            return _check_failed(exc)
+        if not follow["subscribed"]:
+            return {
+                "code": NOT_FOLLOWING,
+                "message": "WeChat says the account that scanned does not follow the Official "
+                "Account; follow it and scan a new code",
+            }
+        return None
 
 
 def _check_failed(reason: ServiceError) -> dict[str, str]:

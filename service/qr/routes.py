@@ -8,15 +8,12 @@ from aiohttp import web
 
 from service import keys
 from service.access import require_admin
-from service.errors import InvalidParameter
-from service.params import query
-from service.qr import codes
-from service.qr.login import MAX_WAIT, login_status, start_qr_login
+from service.openapi import documented
+from service.qr import codes, contract
 
 routes = web.RouteTableDef()
 
 CONTENT_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
-QR_PARAMS = ("type", "scene", "expireSeconds", "format", "scale", "border")
 
 
 def _cache_headers(seconds: int, now: float) -> dict[str, str]:
@@ -27,92 +24,67 @@ def _cache_headers(seconds: int, now: float) -> dict[str, str]:
     }
 
 
-def _answer(doc: dict, request_format: str, scale: int, border: int, now: float) -> web.Response:
-    headers = _cache_headers(codes.cache_seconds(doc, now), now)
+def _answer(
+    ticket: codes.Ticket, request_format: str, scale: int, border: int, now: float
+) -> web.Response:
+    headers = _cache_headers(ticket.cache_seconds(now), now)
     if request_format == "json":
-        return web.json_response(codes.public_ticket(doc, scale, border), headers=headers)
-    image = codes.render(doc["url"], request_format, scale, border)
+        return web.json_response(ticket.public(scale, border), headers=headers)
+    image = codes.render(ticket.url, request_format, scale, border)
     return web.Response(body=image, content_type=CONTENT_TYPES[request_format], headers=headers)
 
 
 @routes.get("/wechat/qrcode")
+@documented(contract.QR_CODE)
 async def qr_code(request: web.Request) -> web.Response:
     app = request.app
-    settings = app[keys.SETTINGS]
-    if query(request, "type") == "permanent":
+    kind = contract.TYPE.value(request)
+    if kind == "permanent":
         # The account may hold 100,000 permanent codes in its whole life (§8): operators only.
         require_admin(request, "creating permanent QR codes")
-    wanted = codes.parse_qr_request(
-        {name: query(request, name) for name in QR_PARAMS}, settings.qrcode_expire_seconds
+    scene = codes.scene_of(kind, contract.SCENE.value(request))
+    expire_seconds = codes.expiry_of(
+        kind, contract.EXPIRE_SECONDS.read(request), app[keys.SETTINGS].qrcode_expire_seconds
     )
-    doc = await codes.obtain_ticket(
-        app[keys.STORE],
-        app[keys.BASE_TOKENS],
-        app[keys.WECHAT],
-        app[keys.QR_MAKER],
-        wanted.kind,
-        wanted.scene,
-        wanted.expire_seconds,
-    )
-    return _answer(doc, wanted.format, wanted.scale, wanted.border, app[keys.CLOCK].now())
+    image_format = contract.FORMAT.value(request)
+    scale, border = contract.SCALE.value(request), contract.BORDER.value(request)
+    ticket = await app[keys.QR_CODES].obtain(kind, scene, expire_seconds)
+    return _answer(ticket, image_format, scale, border, app[keys.CLOCK].now())
 
 
 @routes.post("/wechat/qrcode/login")
+@documented(contract.START_QR_LOGIN)
 async def start_login(request: web.Request) -> web.Response:
     """A sign-in session and its QR code: `format=json` (default), png or svg."""
     app = request.app
-    settings = app[keys.SETTINGS]
-    wanted = codes.parse_qr_request(
-        {
-            "format": query(request, "format") or "json",
-            "scale": query(request, "scale"),
-            "border": query(request, "border"),
-        },
-        settings.qr_login_ttl,
-        scene_required=False,
-    )
-    doc = await start_qr_login(
-        app[keys.STORE],
-        app[keys.BASE_TOKENS],
-        app[keys.WECHAT],
-        app[keys.QR_MAKER],
-        settings,
-        query(request, "redirectUri"),
-    )
-    poll = str(request.app.router["qr_login_status"].url_for(scene=doc["_id"]))
-    headers = {"Cache-Control": "no-store", "Location": poll, "X-QR-Scene": doc["_id"]}
-    if wanted.format != "json":
-        image = codes.render(doc["url"], wanted.format, wanted.scale, wanted.border)
+    redirect_uri = contract.LOGIN_REDIRECT_URI.read(request)
+    image_format = contract.LOGIN_FORMAT.value(request)
+    scale, border = contract.SCALE.value(request), contract.BORDER.value(request)
+    started = await app[keys.QR_SIGN_IN].start(redirect_uri)
+    poll = str(request.app.router["qr_login_status"].url_for(scene=started.scene))
+    headers = {"Cache-Control": "no-store", "Location": poll, "X-QR-Scene": started.scene}
+    if image_format != "json":
+        image = codes.render(started.url, image_format, scale, border)
         return web.Response(
-            status=201, body=image, content_type=CONTENT_TYPES[wanted.format], headers=headers
+            status=201, body=image, content_type=CONTENT_TYPES[image_format], headers=headers
         )
     body = {
-        "scene": doc["_id"],
+        "scene": started.scene,
         "status": "pending",
-        "ticket": doc["ticket"],
-        "url": doc["url"],
-        "expiresAt": doc["expiresAt"].isoformat(),
+        "ticket": started.ticket,
+        "url": started.url,
+        "expiresAt": started.expires_at.isoformat(),
         "poll": poll,
-        "image": codes.data_uri(doc["url"], wanted.scale, wanted.border),
+        "image": codes.data_uri(started.url, scale, border),
     }
     return web.json_response(body, status=201, headers=headers)
 
 
 @routes.get("/wechat/qrcode/login/{scene}", name="qr_login_status")
+@documented(contract.QR_LOGIN_STATUS)
 async def login_state(request: web.Request) -> web.Response:
     """pending, scanned, expired, or confirmed with the JWT (handed out once); `wait` long-polls."""
     app = request.app
-    raw_wait = query(request, "wait") or "0"
-    if not (raw_wait.isascii() and raw_wait.isdigit()) or int(raw_wait) > MAX_WAIT:
-        raise InvalidParameter(
-            f"wait is a whole number of seconds from 0 to {MAX_WAIT}", field="wait", value=raw_wait
-        )
-    body = await login_status(
-        app[keys.STORE],
-        app[keys.JWT],
-        app[keys.CLOCK],
-        app[keys.QR_WAITERS],
-        request.match_info["scene"],
-        int(raw_wait),
-    )
+    wait = contract.WAIT.value(request)
+    body = await app[keys.QR_SIGN_IN].status(request.match_info["scene"], wait)
     return web.json_response(body, headers={"Cache-Control": "no-store"})

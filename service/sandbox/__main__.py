@@ -10,6 +10,7 @@ from aiohttp import web
 
 from service.clock import ManualClock, SystemClock
 from service.config import SANDBOX_DEFAULTS
+from service.listening import bind_any_port, bound_port
 from service.logs import AccessLogger, configure_logging
 from service.sandbox.app import create_sandbox_app
 from service.sandbox.state import MESSAGE_MODES, SandboxConfig
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m service.sandbox", description="An offline WeChat for development."
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=3100)
+    parser.add_argument("--port", type=int, default=3100, help="0: any free port (logged)")
     parser.add_argument("--appid", default=SANDBOX_DEFAULTS["wechat_appid"])
     parser.add_argument("--secret", default=SANDBOX_DEFAULTS["wechat_secret"])
     parser.add_argument(
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     configure_logging("INFO", "text")
     clock = ManualClock() if args.manual_clock else SystemClock()
-    base = f"http://{args.host}:{args.port}"
+    # --port 0: any free port, bound here so the log names the real one.
+    listening = bind_any_port(args.host) if args.port == 0 else None
+    port = bound_port(listening) if listening else args.port
+    base = f"http://{args.host}:{port}"
     log.warning(
         "WeChat emulator for appid %s (domain %s): authorize at %s/connect/oauth2/authorize, "
         "API at %s/sns/... and %s/cgi-bin/..., users at %s/_sandbox/users, phone at "
@@ -98,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     web.run_app(
         create_sandbox_app(config, clock),
-        host=args.host,
-        port=args.port,
+        host=None if listening else args.host,
+        port=None if listening else args.port,
+        sock=listening,
         access_log_class=AccessLogger,
         print=lambda *_: None,
     )

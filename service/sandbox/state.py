@@ -482,6 +482,7 @@ class SandboxWeChat:
                 self._stable_previous = current  # keeps working until its own end
                 self._stable = self._issue_base_token("stable", now)
         token = self._stable
+        assert token is not None  # issued above when there was none
         return {"access_token": token.value, "expires_in": round(token.expires_at - now)}
 
     def _may_force_refresh(self, now: float) -> bool:

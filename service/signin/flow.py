@@ -11,7 +11,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote, urlsplit
 
 from service.app_jwt.issuer import JwtIssuer
@@ -41,7 +41,7 @@ SCOPES = ("snsapi_base", "snsapi_userinfo")
 # WeChat echoes `state` only if it is 1..128 of [a-zA-Z0-9]; 32 of 62 symbols is ~190 bits.
 STATE_LENGTH = 32
 STATE_PATTERN = re.compile(r"[A-Za-z0-9]{1,128}")
-CODE_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,512}")
+CODE_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,512}")
 MAX_URL_LENGTH = 2048
 UNSAFE_URL_CHARACTERS = re.compile(r"[\s\x00-\x1f\x7f]")
 # Codes WeChat refuses because of the code itself: the user must authorize again.
@@ -60,6 +60,7 @@ PROFILE_FIELDS = ("nickname", "headimgurl", "sex", "province", "city", "country"
 # PKCE (RFC 7636). Only S256: its challenge is BASE64URL(SHA256(verifier)) without padding,
 # always 43 characters (§4.2); "plain" would put the verifier itself in the browser's URL.
 CODE_CHALLENGE_METHODS = ("S256",)
+DEFAULT_SCOPE = "snsapi_base"
 CODE_CHALLENGE_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 # §4.1: 43 to 128 unreserved characters.
 CODE_VERIFIER_PATTERN = re.compile(r"[A-Za-z0-9._~-]{43,128}")
@@ -81,16 +82,16 @@ class AuthorizationRequest:
 
 def parse_authorization_request(
     settings: Settings,
-    redirect_uri: str | None,
-    callback: str | None,
-    scope: str | None,
+    redirect_uri: str,
+    callback: str,
+    scope: str,
     code_challenge: str | None = None,
     code_challenge_method: str | None = None,
 ) -> AuthorizationRequest:
-    """Validate /wechat/authorize's input; every failure names the parameter and its value."""
+    """/wechat/authorize's input, each parameter well-formed (signin/contract.py): the URLs
+    allowed and distinct, the PKCE pair complete. Every failure names the parameter."""
     redirect_uri = app_url(settings, "redirectUri", redirect_uri)
     callback = app_url(settings, "callback", callback)
-    scope = _scope(scope)
     if callback == redirect_uri:
         raise InvalidParameter(
             "callback must differ from redirectUri: WeChat returns the user to callback, "
@@ -110,9 +111,7 @@ def parse_authorization_request(
     return AuthorizationRequest(redirect_uri, callback, scope, challenge)
 
 
-def parse_login_request(
-    settings: Settings, redirect_uri: str | None, scope: str | None
-) -> AuthorizationRequest:
+def parse_login_request(settings: Settings, redirect_uri: str, scope: str) -> AuthorizationRequest:
     """/wechat/login's input: WeChat returns the user to the built-in callback page."""
     redirect_uri = app_url(settings, "redirectUri", redirect_uri)
     callback = builtin_callback(settings)
@@ -122,20 +121,11 @@ def parse_login_request(
             field="redirectUri",
             value=redirect_uri,
         )
-    return AuthorizationRequest(redirect_uri, callback, _scope(scope))
+    return AuthorizationRequest(redirect_uri, callback, scope)
 
 
 def builtin_callback(settings: Settings) -> str:
     return settings.public_url.rstrip("/") + BUILTIN_CALLBACK_PATH
-
-
-def _scope(scope: str | None) -> str:
-    scope = "snsapi_base" if scope is None or scope == "" else scope
-    if scope not in SCOPES:
-        raise InvalidParameter(
-            f"scope must be one of {', '.join(SCOPES)}", field="scope", value=scope
-        )
-    return scope
 
 
 def _code_challenge(settings: Settings, challenge: str | None, method: str | None) -> str | None:
@@ -163,19 +153,6 @@ def _code_challenge(settings: Settings, challenge: str | None, method: str | Non
             "codeChallengeMethod=S256 is required with codeChallenge (plain is refused)",
             field="codeChallengeMethod",
             value=method,
-        )
-    if method not in CODE_CHALLENGE_METHODS:
-        raise InvalidParameter(
-            "codeChallengeMethod must be S256: plain would expose the verifier in the URL",
-            field="codeChallengeMethod",
-            value=method,
-        )
-    if not CODE_CHALLENGE_PATTERN.fullmatch(challenge):
-        raise InvalidParameter(
-            "codeChallenge must be BASE64URL(SHA-256(codeVerifier)) without padding: "
-            "43 characters of A-Z, a-z, 0-9, - and _",
-            field="codeChallenge",
-            value=challenge,
         )
     return challenge
 
@@ -322,84 +299,6 @@ def new_state() -> str:
             return symbols[:STATE_LENGTH].decode()
 
 
-async def begin_authorization(
-    store: Store,
-    settings: Settings,
-    request: AuthorizationRequest,
-    *,
-    binding_secret: str | None = None,
-) -> str:
-    """Store a fresh single-use state and return the WeChat URL to send the user to.
-
-    With a codeChallenge the state completes only with its verifier; with a binding secret
-    only in the browser whose cookie holds it."""
-    state = new_state()
-    await store.create_state(
-        state,
-        redirect_uri=request.redirect_uri,
-        callback=request.callback,
-        scope=request.scope,
-        ttl=settings.state_ttl,
-        retention=settings.state_retention,
-        code_challenge=request.code_challenge,
-        binding_hash=_binding_hash(binding_secret) if binding_secret else None,
-    )
-    return authorization_url(settings, request.callback, request.scope, state)
-
-
-async def begin_login(
-    store: Store, settings: Settings, request: AuthorizationRequest, presented: str | None
-) -> Started:
-    """/wechat/login: a state bound to this browser by the cookie returned with the URL."""
-    secret = browser_secret(presented)
-    url = await begin_authorization(store, settings, request, binding_secret=secret)
-    return Started(url, binding_cookie(settings, secret))
-
-
-def check_state_format(state: str | None) -> str:
-    if state is None or state == "":
-        raise MissingParameter("state is required", field="state", value=state)
-    if not STATE_PATTERN.fullmatch(state):
-        raise InvalidState("state must be 1 to 128 letters or digits", field="state", value=state)
-    return state
-
-
-async def retry_authorization(
-    store: Store,
-    settings: Settings,
-    state: str | None,
-    presented: str | None,
-    code_verifier: str | None = None,
-) -> Started:
-    """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
-    bound as that one was: the same codeChallenge, or the requesting browser's cookie (so the
-    new state completes only where it was asked for).
-
-    A PKCE state is renewed only for whoever shows its verifier: a state string is no secret
-    (it travels in URLs), and a renewed challenge in anyone's hands would let them start a
-    sign-in of their own that the victim's page, holding the verifier, then completes."""
-    state = check_state_format(state)
-    doc = await store.find_state(state)
-    if doc is None:
-        raise InvalidState(
-            "unknown state: start signing in again from the app", field="state", value=state
-        )
-    _check_verifier(doc, code_verifier)
-    if doc.get("bindingHash"):
-        request = parse_login_request(settings, doc["redirectUri"], doc["scope"])
-        return await begin_login(store, settings, request, presented)
-    challenge = doc.get("codeChallenge")
-    request = parse_authorization_request(
-        settings,
-        doc["redirectUri"],
-        doc["callback"],
-        doc["scope"],
-        challenge,
-        "S256" if challenge else None,
-    )
-    return Started(await begin_authorization(store, settings, request))
-
-
 @dataclass(frozen=True)
 class Completed:
     """/wechat/jwt's answer, and whether the state was bound by a cookie (then cleared)."""
@@ -408,87 +307,164 @@ class Completed:
     browser_bound: bool
 
 
-async def complete_authorization(
-    store: Store,
-    wechat: WeChatClient,
-    issuer: JwtIssuer,
-    state: str | None,
-    code: str | None,
-    *,
-    code_verifier: str | None = None,
-    presented_secret: str | None = None,
-    cookie_name: str = BINDING_COOKIE,
-) -> Completed:
-    """Check the state's binding, consume it, exchange the code, record the user and token,
-    issue the app's JWT."""
-    state = check_state_format(state)
-    if code is None or code == "":
-        raise MissingParameter(
-            "code is required; WeChat sends none when the user declines authorization",
-            field="code",
-            value=code,
+@dataclass(frozen=True, kw_only=True)
+class SignIn:
+    """Web authorization for the app: a single-use state out, WeChat's code back in, the app's
+    JWT issued once the state's binding holds."""
+
+    settings: Settings
+    store: Store
+    wechat: WeChatClient
+    jwt: JwtIssuer
+
+    async def begin(
+        self, request: AuthorizationRequest, *, binding_secret: str | None = None
+    ) -> str:
+        """Store a fresh single-use state and return the WeChat URL to send the user to.
+
+        With a codeChallenge the state completes only with its verifier; with a binding secret
+        only in the browser whose cookie holds it."""
+        state = new_state()
+        await self.store.create_state(
+            state,
+            redirect_uri=request.redirect_uri,
+            callback=request.callback,
+            scope=request.scope,
+            ttl=self.settings.state_ttl,
+            retention=self.settings.state_retention,
+            code_challenge=request.code_challenge,
+            binding_hash=_binding_hash(binding_secret) if binding_secret else None,
         )
-    if not CODE_PATTERN.fullmatch(code):
-        raise InvalidCode("code has characters WeChat never uses", field="code", value=code)
+        return authorization_url(self.settings, request.callback, request.scope, state)
 
-    live = await store.find_live_state(state)
-    if live is None:
-        raise InvalidState(await _why_state_unusable(store, state), field="state", value=state)
-    # Before consuming: a failed check leaves the state to whoever holds its binding.
-    _check_binding(live, code_verifier, presented_secret, cookie_name)
+    async def begin_login(self, request: AuthorizationRequest, presented: str | None) -> Started:
+        """/wechat/login: a state bound to this browser by the cookie returned with the URL."""
+        secret = browser_secret(presented)
+        url = await self.begin(request, binding_secret=secret)
+        return Started(url, binding_cookie(self.settings, secret))
 
-    doc = await store.consume_state(state)
-    if doc is None:  # used or expired by a concurrent request since the check
-        raise InvalidState(await _why_state_unusable(store, state), field="state", value=state)
+    async def retry(
+        self, state: str, presented: str | None, code_verifier: str | None = None
+    ) -> Started:
+        """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
+        bound as that one was: the same codeChallenge, or the requesting browser's cookie (so the
+        new state completes only where it was asked for).
 
-    try:
-        web_token = await wechat.exchange_code(code)
-    except WeChatAPIError as exc:
-        if exc.errcode in CODE_ERRCODES:
-            if exc.errcode in RELEASING_ERRCODES:
-                await store.release_state(doc)
-            raise InvalidCode(
-                f"WeChat refused the code: {CODE_ERRCODES[exc.errcode]} (errcode {exc.errcode})",
-                field="code",
-                value=code,
-            ) from None
-        # WeChat did not take the code, so the user may retry with the same state.
-        await store.release_state(doc)
-        raise upstream_error(exc) from None
-    except WeChatError as exc:
-        await store.release_state(doc)
-        raise upstream_error(exc) from None
+        A PKCE state is renewed only for whoever shows its verifier: a state string is no secret
+        (it travels in URLs), and a renewed challenge in anyone's hands would let them start a
+        sign-in of their own that the victim's page, holding the verifier, then completes."""
+        doc = await self.store.find_state(state)
+        if doc is None:
+            raise InvalidState(
+                "unknown state: start signing in again from the app", field="state", value=state
+            )
+        _check_verifier(doc, code_verifier)
+        if doc.get("bindingHash"):
+            request = parse_login_request(self.settings, doc["redirectUri"], doc["scope"])
+            return await self.begin_login(request, presented)
+        challenge = doc.get("codeChallenge")
+        request = parse_authorization_request(
+            self.settings,
+            doc["redirectUri"],
+            doc["callback"],
+            doc["scope"],
+            challenge,
+            "S256" if challenge else None,
+        )
+        return Started(await self.begin(request))
 
-    if web_token.is_snapshotuser:
-        # A virtual account from WeChat's snapshot page (wechat-api.md §1): its openid and
-        # unionid are not the person's (one virtual unionid has been seen on several openids),
-        # so nobody is signed in or stored. The state is released: tapping 使用完整服务 reopens
-        # the authorization, and its real code may then finish this same sign-in.
-        await store.release_state(doc)
-        raise SnapshotUser(
-            "WeChat opened this page as a snapshot (快照页) with a virtual account: tap "
-            "「使用完整服务」 (Use full service) at the bottom of the screen, then sign in again",
-            field="is_snapshotuser",
-            value=1,
+    async def complete(
+        self,
+        state: str,
+        code: str,
+        *,
+        code_verifier: str | None = None,
+        presented_secret: str | None = None,
+        cookie_name: str = BINDING_COOKIE,
+    ) -> Completed:
+        """Check the state's binding, consume it, exchange the code, record the user and token,
+        issue the app's JWT."""
+        live = await self.store.find_live_state(state)
+        if live is None:
+            raise InvalidState(await self._why_state_unusable(state), field="state", value=state)
+        # Before consuming: a failed check leaves the state to whoever holds its binding.
+        _check_binding(live, code_verifier, presented_secret, cookie_name)
+
+        doc = await self.store.consume_state(state)
+        if doc is None:  # used or expired by a concurrent request since the check
+            raise InvalidState(await self._why_state_unusable(state), field="state", value=state)
+
+        try:
+            web_token = await self.wechat.exchange_code(code)
+        except WeChatAPIError as exc:
+            if exc.errcode in CODE_ERRCODES:
+                if exc.errcode in RELEASING_ERRCODES:
+                    await self.store.release_state(doc)
+                reason = CODE_ERRCODES[exc.errcode]
+                raise InvalidCode(
+                    f"WeChat refused the code: {reason} (errcode {exc.errcode})",
+                    field="code",
+                    value=code,
+                ) from None
+            # WeChat did not take the code, so the user may retry with the same state.
+            await self.store.release_state(doc)
+            raise upstream_error(exc) from None
+        except WeChatError as exc:
+            await self.store.release_state(doc)
+            raise upstream_error(exc) from None
+
+        if web_token.is_snapshotuser:
+            # A virtual account from WeChat's snapshot page (wechat-api.md §1): its openid and
+            # unionid are not the person's (one virtual unionid has been seen on several
+            # openids), so nobody is signed in or stored. The state is released: tapping
+            # 使用完整服务 reopens the authorization, and its real code may then finish this
+            # same sign-in.
+            await self.store.release_state(doc)
+            raise SnapshotUser(
+                "WeChat opened this page as a snapshot (快照页) with a virtual account: tap "
+                "「使用完整服务」 (Use full service) at the bottom of the screen, then sign in "
+                "again",
+                field="is_snapshotuser",
+                value=1,
+            )
+
+        scope = web_token.scope if web_token.scope in SCOPES else doc["scope"]
+        profile = None
+        if scope == "snsapi_userinfo":
+            profile = await self._fetch_profile(web_token.access_token, web_token.openid)
+        unionid = web_token.unionid or (profile or {}).get("unionid") or None
+        user = await self.store.record_login(web_token.openid, unionid, _profile_fields(profile))
+        await self.store.save_web_token(
+            openid=web_token.openid,
+            scope=scope,
+            access_token=web_token.access_token,
+            refresh_token=web_token.refresh_token,
+            expires_in=web_token.expires_in,
+            unionid=unionid,
+        )
+        return Completed(
+            signed_in(self.jwt, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
         )
 
-    scope = web_token.scope if web_token.scope in SCOPES else doc["scope"]
-    profile = None
-    if scope == "snsapi_userinfo":
-        profile = await _fetch_profile(wechat, web_token.access_token, web_token.openid)
-    unionid = web_token.unionid or (profile or {}).get("unionid") or None
-    user = await store.record_login(web_token.openid, unionid, _profile_fields(profile))
-    await store.save_web_token(
-        openid=web_token.openid,
-        scope=scope,
-        access_token=web_token.access_token,
-        refresh_token=web_token.refresh_token,
-        expires_in=web_token.expires_in,
-        unionid=unionid,
-    )
-    return Completed(
-        signed_in(issuer, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
-    )
+    async def _why_state_unusable(self, state: str) -> str:
+        doc = await self.store.find_state(state)
+        if doc is None:
+            return "unknown state: start signing in again"
+        if doc.get("usedAt") is not None:
+            return "this state was already used: each sign-in link works once"
+        return "this state expired: start signing in again"
+
+    async def _fetch_profile(self, access_token: str, openid: str) -> dict[str, Any] | None:
+        """The user's profile, or None if WeChat would not give it now.
+
+        The code is already spent, so failing the sign-in here would force the user to authorize
+        again; signing in with the profile missing (and logging why) serves them better.
+        """
+        try:
+            return await self.wechat.user_info(access_token, openid)
+        except WeChatError as exc:
+            log.warning("sign-in continues without a profile: %s", exc)
+            return None
 
 
 def _check_binding(
@@ -533,7 +509,7 @@ def _check_cookie(doc: dict[str, Any], presented: str | None, cookie_name: str) 
             )
 
 
-def _verifier_format_ok(verifier: str | None) -> bool:
+def _verifier_format_ok(verifier: str | None) -> TypeGuard[str]:
     return verifier is not None and CODE_VERIFIER_PATTERN.fullmatch(verifier) is not None
 
 
@@ -553,29 +529,7 @@ def signed_in(
     }
 
 
-async def _why_state_unusable(store: Store, state: str) -> str:
-    doc = await store.find_state(state)
-    if doc is None:
-        return "unknown state: start signing in again"
-    if doc.get("usedAt") is not None:
-        return "this state was already used: each sign-in link works once"
-    return "this state expired: start signing in again"
-
-
-async def _fetch_profile(wechat: WeChatClient, access_token: str, openid: str) -> dict | None:
-    """The user's profile, or None if WeChat would not give it now.
-
-    The code is already spent, so failing the sign-in here would force the user to authorize
-    again; signing in with the profile missing (and logging why) serves them better.
-    """
-    try:
-        return await wechat.user_info(access_token, openid)
-    except WeChatError as exc:
-        log.warning("sign-in continues without a profile: %s", exc)
-        return None
-
-
-def _profile_fields(profile: dict | None) -> dict[str, Any]:
+def _profile_fields(profile: dict[str, Any] | None) -> dict[str, Any]:
     if not profile:
         return {}
     return {k: profile[k] for k in PROFILE_FIELDS if k in profile}

@@ -5,18 +5,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import keys
+from service.openapi import documented
 from service.pipeline.pages import page
+from service.signin import contract
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/wechat/callback")
+@documented(contract.CALLBACK_PAGE)
 async def callback(request: web.Request) -> web.Response:
     """Reads code and state in the browser, calls /wechat/jwt, goes on to the app."""
     return page(request, "callback.html")
 
 
 @routes.get("/")
+@documented(contract.INDEX)
 async def index(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     if not settings.sandbox:
@@ -48,6 +52,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 @routes.get("/demo/qr-login")
+@documented(contract.QR_LOGIN_DEMO)
 async def qr_login_demo(request: web.Request) -> web.Response:
     """The desktop sign-in: a QR code to scan with the sandbox phone, and long polling."""
     if not request.app[keys.SETTINGS].sandbox:
@@ -56,6 +61,7 @@ async def qr_login_demo(request: web.Request) -> web.Response:
 
 
 @routes.get("/demo/landing")
+@documented(contract.DEMO_LANDING)
 async def landing(request: web.Request) -> web.Response:
     """Where the demo's sign-in ends: shows the JWT it receives in the URL fragment."""
     if not request.app[keys.SETTINGS].sandbox:

@@ -9,8 +9,8 @@ from aiohttp import web
 from service import keys
 from service.app_jwt.issuer import bearer_token, scope_covers
 from service.errors import Unauthorized
-from service.params import query
-from service.signin import flow
+from service.openapi import documented
+from service.signin import contract, flow
 
 routes = web.RouteTableDef()
 
@@ -49,15 +49,16 @@ def _set_binding_cookie(response: web.StreamResponse, cookie: flow.BindingCookie
 
 
 @routes.get("/wechat/authorize")
+@documented(contract.AUTHORIZE)
 async def authorize(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     auth_request = flow.parse_authorization_request(
         settings,
-        query(request, "redirectUri"),
-        query(request, "callback"),
-        query(request, "scope"),
-        query(request, "codeChallenge"),
-        query(request, "codeChallengeMethod"),
+        contract.REDIRECT_URI.value(request),
+        contract.CALLBACK.value(request),
+        contract.SCOPE.value(request),
+        contract.CODE_CHALLENGE.read(request),
+        contract.CODE_CHALLENGE_METHOD.read(request),
     )
     token = bearer_token(request.headers.get("Authorization"))
     if token:
@@ -67,22 +68,22 @@ async def authorize(request: web.Request) -> web.Response:
             claims = None  # a stale token just means: sign in again
         if claims and scope_covers(claims["scope"], auth_request.scope):
             return web.json_response(claims)
-    url = await flow.begin_authorization(request.app[keys.STORE], settings, auth_request)
+    url = await request.app[keys.SIGN_IN].begin(auth_request)
     _authorization_needed(flow.Started(url))
 
 
 @routes.get("/wechat/login")
+@documented(contract.LOGIN)
 async def login(request: web.Request) -> web.Response:
     """A top-level navigation: bind a state to this browser, then off to WeChat."""
     settings = request.app[keys.SETTINGS]
     auth_request = flow.parse_login_request(
-        settings, query(request, "redirectUri"), query(request, "scope")
-    )
-    started = await flow.begin_login(
-        request.app[keys.STORE],
         settings,
-        auth_request,
-        request.cookies.get(flow.binding_cookie_name(settings)),
+        contract.REDIRECT_URI.value(request),
+        contract.SCOPE.value(request),
+    )
+    started = await request.app[keys.SIGN_IN].begin_login(
+        auth_request, request.cookies.get(flow.binding_cookie_name(settings))
     )
     response = web.Response(
         status=302,
@@ -95,30 +96,30 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.get("/wechat/authorize/retry")
+@documented(contract.RETRY)
 async def retry(request: web.Request) -> web.Response:
     """Start again for the same app after a denial, an expired state or a used code."""
     settings = request.app[keys.SETTINGS]
-    started = await flow.retry_authorization(
-        request.app[keys.STORE],
-        settings,
-        query(request, "state"),
-        request.cookies.get(flow.binding_cookie_name(settings)),
-        query(request, "codeVerifier"),
+    state = contract.STATE.value(request)
+    code_verifier = contract.CODE_VERIFIER.read(request)
+    started = await request.app[keys.SIGN_IN].retry(
+        state, request.cookies.get(flow.binding_cookie_name(settings)), code_verifier
     )
     _authorization_needed(started)
 
 
 @routes.get("/wechat/jwt")
+@documented(contract.EXCHANGE_CODE)
 async def jwt(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     cookie_name = flow.binding_cookie_name(settings)
-    completed = await flow.complete_authorization(
-        request.app[keys.STORE],
-        request.app[keys.WECHAT],
-        request.app[keys.JWT],
-        query(request, "state"),
-        query(request, "code"),
-        code_verifier=query(request, "codeVerifier"),
+    state = contract.STATE.value(request)
+    code = contract.CODE.value(request)
+    code_verifier = contract.CODE_VERIFIER.read(request)
+    completed = await request.app[keys.SIGN_IN].complete(
+        state,
+        code,
+        code_verifier=code_verifier,
         presented_secret=request.cookies.get(cookie_name),
         cookie_name=cookie_name,
     )
@@ -130,6 +131,7 @@ async def jwt(request: web.Request) -> web.Response:
 
 
 @routes.get("/.well-known/jwks.json")
+@documented(contract.JWKS)
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that verify the app's JWTs (RS256/ES256); empty for HS256."""
     return web.json_response(

@@ -29,7 +29,7 @@ async def open_database(settings: Settings, client: Any = None) -> AsyncIterator
             from pymongo import AsyncMongoClient
 
             # Keyword options would override the URI's; this one only applies if it is absent.
-            timeout = (
+            timeout: dict[str, Any] = (
                 {}
                 if "serverselectiontimeoutms" in settings.mongodb_uri.lower()
                 else {"serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS}

@@ -69,9 +69,11 @@ def _make_embedded_store_scale() -> None:
             key = filter["_id"]
             if isinstance(key, str | int | ObjectId) and not isinstance(key, bool):
                 doc = self._store[key] if key in self._store else None  # noqa: SIM401
-                return iter([doc] if doc is not None and filter_applies(filter, doc) else [])
+                found = doc is not None and filter_applies(filter, doc)  # type: ignore[no-untyped-call]
+                return iter([doc] if found else [])
         return iterate(self, filter)
 
-    CollectionStore._remove_expired_documents = expire_like_mongodb
-    Collection._iter_documents = by_id
-    CollectionStore._wechat_oa_auth_scaled = True
+    # The patch itself: replacing methods is the point, so mypy is told it is meant.
+    CollectionStore._remove_expired_documents = expire_like_mongodb  # type: ignore[method-assign]
+    Collection._iter_documents = by_id  # type: ignore[method-assign]
+    CollectionStore._wechat_oa_auth_scaled = True  # type: ignore[attr-defined]

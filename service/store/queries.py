@@ -7,11 +7,13 @@ embedded store), so it keeps to operations both implement as MongoDB documents t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from service.clock import Clock, utc
@@ -41,6 +43,12 @@ SEALED_FIELDS = ("accessToken", "refreshToken")
 QR_LOGIN_RETENTION = 3600
 
 
+def upserted(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """find_one_and_update(upsert=True, return_document=AFTER) always answers a document."""
+    assert doc is not None, "an upsert that returns the document after it returns one"
+    return doc
+
+
 async def upsert_retrying_once(upsert: Callable[[], Awaitable[T]]) -> T:
     """An upsert, run once more if it lost a race on a unique index.
 
@@ -53,23 +61,28 @@ async def upsert_retrying_once(upsert: Callable[[], Awaitable[T]]) -> T:
         return await upsert()
 
 
+# pymongo's typed collection: documents are dicts, so every query below is type-checked as
+# pymongo's AsyncMongoClient answers (the embedded store answers alike; see embedded.py).
+Collection = AsyncCollection[dict[str, Any]]
+
+
 class Store:
     def __init__(self, db: Any, clock: Clock, sealer: Sealer | None = None) -> None:
         self.db = db
         self.clock = clock
         self.sealer = sealer or Sealer({})
-        self.states = db["oauth_states"]
+        self.states: Collection = db["oauth_states"]
         self.state_writer = GroupInsert(self.states)
-        self.users = db["users"]
-        self.web_tokens = db["web_tokens"]
-        self.base_tokens = db["base_tokens"]
-        self.leases = db["leases"]
-        self.qr_tickets = db["qr_tickets"]
-        self.qr_logins = db["qr_logins"]
-        self.qr_claims = db["qr_claims"]
-        self.pushed_messages = db["pushed_messages"]
+        self.users: Collection = db["users"]
+        self.web_tokens: Collection = db["web_tokens"]
+        self.base_tokens: Collection = db["base_tokens"]
+        self.leases: Collection = db["leases"]
+        self.qr_tickets: Collection = db["qr_tickets"]
+        self.qr_logins: Collection = db["qr_logins"]
+        self.qr_claims: Collection = db["qr_claims"]
+        self.pushed_messages: Collection = db["pushed_messages"]
         self.delivery_writer = GroupInsert(self.pushed_messages)
-        self.push_nonces = db["push_nonces"]
+        self.push_nonces: Collection = db["push_nonces"]
         self.nonce_writer = GroupInsert(self.push_nonces)
 
     async def ensure_indexes(self) -> None:
@@ -201,12 +214,12 @@ class Store:
             "$setOnInsert": {"firstSeenAt": now},
             "$inc": {"loginCount": 1},
         }
-        user: dict[str, Any] = await upsert_retrying_once(
+        user = await upsert_retrying_once(
             lambda: self.users.find_one_and_update(
                 {"openid": openid}, update, upsert=True, return_document=ReturnDocument.AFTER
             )
         )
-        return user
+        return upserted(user)
 
     async def record_follow_state(
         self,
@@ -316,7 +329,7 @@ class Store:
 
     def web_tokens_due(
         self, *, due_before: float, used_since: float | None, batch_size: int
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncCursor[dict[str, Any]]:
         """Active tokens expiring before `due_before`, most urgent first, streamed in batches.
 
         One cursor over the (status, accessTokenExpiresAt, _id) index: the server sends
@@ -433,7 +446,7 @@ class Store:
         self, appid: str, *, access_token: str, expires_in: int, source: str, fetched_by: str
     ) -> dict[str, Any]:
         now = self.clock.now()
-        return await self.base_tokens.find_one_and_update(
+        doc = await self.base_tokens.find_one_and_update(
             {"_id": appid},
             {
                 "$set": {
@@ -451,6 +464,7 @@ class Store:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        return upserted(doc)
 
     async def invalidate_base_token(self, appid: str, access_token: str) -> bool:
         """Compare-and-set: drop the stored token only if it is still the one that failed.
@@ -489,7 +503,7 @@ class Store:
     ) -> dict[str, Any]:
         now = self.clock.now()
         expires_at = utc(now + expires_in) if expires_in else None
-        return await self.qr_tickets.find_one_and_update(
+        doc = await self.qr_tickets.find_one_and_update(
             {"_id": f"{kind}:{scene}"},
             {
                 "$set": {
@@ -505,6 +519,7 @@ class Store:
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        return upserted(doc)
 
     async def claim_qr_create(self, key: str, owner: str, ttl: float) -> bool:
         """Claim the right to call qrcode/create for `key` (type:scene) for `ttl` seconds;

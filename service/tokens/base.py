@@ -84,6 +84,7 @@ class BaseTokenKeeper:
 
     def __init__(
         self,
+        *,
         store: Store,
         wechat: WeChatClient,
         settings: Settings,
@@ -124,8 +125,9 @@ class BaseTokenKeeper:
         expires_at = doc["expiresAt"].timestamp()
         if expires_at - READER_MARGIN <= now:
             return None
-        self._cached = _Cached(doc["accessToken"], expires_at)
-        return doc["accessToken"]
+        token: str = doc["accessToken"]
+        self._cached = _Cached(token, expires_at)
+        return token
 
     async def _obtain(self) -> str:
         """No usable token is stored: fetch it under the lease, or wait for whoever holds it."""
@@ -241,7 +243,8 @@ class BaseTokenKeeper:
     def _due(self, doc: dict[str, Any] | None, now: float) -> bool:
         if not doc or not doc.get("accessToken"):
             return True
-        return doc["expiresAt"].timestamp() - now <= self._settings.base_token_refresh_margin
+        expires_at: datetime = doc["expiresAt"]
+        return expires_at.timestamp() - now <= self._settings.base_token_refresh_margin
 
     async def _fetch_and_store(self) -> str:
         """Fetch under the lease (the caller holds it) and store the token.
@@ -324,6 +327,7 @@ class BaseTokenKeeper:
         fetched_at = _ts(doc.get("fetchedAt"))
         valid = bool(doc.get("accessToken")) and expires_at is not None and expires_at > now
         lease_live = lease is not None and lease["expiresAt"].timestamp() > now
+        holder = lease if lease_live else None
         return {
             "appid": self.appid,
             "source": doc.get("source"),
@@ -337,8 +341,8 @@ class BaseTokenKeeper:
             "lastError": _jsonable(doc.get("lastError")),
             "backoffUntil": _iso(doc.get("backoffUntil")),
             "consecutiveFailures": doc.get("failures", 0),
-            "leaseHolder": lease["owner"] if lease_live else None,
-            "leaseExpiresAt": _iso(lease["expiresAt"]) if lease_live else None,
+            "leaseHolder": holder["owner"] if holder else None,
+            "leaseExpiresAt": _iso(holder["expiresAt"]) if holder else None,
         }
 
 

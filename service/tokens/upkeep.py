@@ -44,7 +44,9 @@ def start_scheduler(
     """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
     scheduler = AsyncIOScheduler(timezone=UTC)
 
-    def every(seconds: int, job_id: str, name: str, work: Callable[[], Awaitable[Any]], **kw: Any):
+    def every(
+        seconds: int, job_id: str, name: str, work: Callable[[], Awaitable[Any]], **kw: Any
+    ) -> None:
         scheduler.add_job(
             run_job,
             "interval",
@@ -72,11 +74,35 @@ def start_scheduler(
 
 
 async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The base token keeper and the web token sweeper, and the scheduler that runs them."""
     settings = app[keys.SETTINGS]
-    parts = (app[keys.STORE], app[keys.WECHAT], settings, app[keys.CLOCK], app[keys.INSTANCE_ID])
     failures = app[keys.METRICS].token_refresh_failures
-    keeper = BaseTokenKeeper(*parts, on_failure=lambda kind: failures.labels(kind).inc())
-    sweeper = WebTokenSweeper(*parts, on_failure=lambda kind: failures.labels(kind).inc())
+
+    def count_failure(kind: str) -> None:
+        failures.labels(kind).inc()
+
+    store, wechat, clock, instance = (
+        app[keys.STORE],
+        app[keys.WECHAT],
+        app[keys.CLOCK],
+        app[keys.INSTANCE_ID],
+    )
+    keeper = BaseTokenKeeper(
+        store=store,
+        wechat=wechat,
+        settings=settings,
+        clock=clock,
+        instance_id=instance,
+        on_failure=count_failure,
+    )
+    sweeper = WebTokenSweeper(
+        store=store,
+        wechat=wechat,
+        settings=settings,
+        clock=clock,
+        instance_id=instance,
+        on_failure=count_failure,
+    )
     app[keys.BASE_TOKENS] = keeper
     app[keys.WEB_TOKENS] = sweeper
     scheduler = start_scheduler(keeper, sweeper, settings) if settings.token_upkeep else None

@@ -67,6 +67,7 @@ class WebTokenSweeper:
 
     def __init__(
         self,
+        *,
         store: Store,
         wechat: WeChatClient,
         settings: Settings,

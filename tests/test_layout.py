@@ -1,0 +1,154 @@
+"""The layout's rules, read from the code itself (README, "Layout"): data flows down only.
+
+- Foundations import no area, and nothing that wires the app.
+- An area imports foundations and the areas below it (tokens < account < signin < qr < push <
+  ops), never one above it.
+- Only the wiring (routes, cleanup contexts, the middleware, app.py) imports keys.py, which
+  names each resource with its class: logic takes its dependencies as arguments.
+- The emulator imports nothing of the service but foundations and WeChat's protocol.
+- No import circles.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "service"
+
+AREAS = ("tokens", "account", "signin", "qr", "push", "ops")
+FOUNDATIONS = ("config", "errors", "clock", "logs", "params", "openapi", "resources", "listening")
+FOUNDATION_PACKAGES = ("store", "wechat", "app_jwt", "pipeline")
+# Modules that read the app's resources: the only importers of keys.py.
+WIRING = ("keys", "access", "app", "__main__", "reseal", "pipeline.middleware", "tokens.upkeep")
+WIRING_SUFFIXES = (".routes", ".pages", ".status", ".health", ".metrics", ".docs")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def runtime_imports(path: Path) -> Iterator[str]:
+    """Every service module `path` imports when it runs (not those under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+        for node in ast.walk(branch)
+    }
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from service.qr import codes` imports the module service.qr.codes.
+            names = [
+                f"{node.module}.{alias.name}"
+                if f"{node.module}.{alias.name}" in MODULES
+                else node.module
+                for alias in node.names
+            ]
+        else:
+            continue
+        yield from (name for name in names if name == "service" or name.startswith("service."))
+
+
+def relative(name: str) -> str:
+    return name.removeprefix("service").removeprefix(".")
+
+
+def area_of(name: str) -> str | None:
+    top = relative(name).split(".")[0]
+    return top if top in AREAS else None
+
+
+def is_foundation(name: str) -> bool:
+    local = relative(name)
+    top = local.split(".")[0]
+    return (local in FOUNDATIONS or top in FOUNDATION_PACKAGES) and not is_wiring(name)
+
+
+def is_wiring(name: str) -> bool:
+    local = relative(name)
+    return local in WIRING or (area_of(name) is not None and local.endswith(WIRING_SUFFIXES))
+
+
+IMPORTS = {name: set(runtime_imports(path)) for name, path in MODULES.items()}
+
+
+def test_the_rules_see_every_module_and_its_imports():
+    assert "service.signin.flow" in MODULES and "service.sandbox.state" in MODULES
+    assert "service.store.queries" in IMPORTS["service.signin.flow"]
+    assert "service.qr.codes" in IMPORTS["service.qr.routes"]  # `from service.qr import codes`
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if is_foundation(m)))
+def test_foundations_import_no_area_and_no_wiring(module):
+    upward = sorted(
+        name
+        for name in IMPORTS[module]
+        if area_of(name) or is_wiring(name) or relative(name).startswith("sandbox")
+    )
+    assert upward == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if area_of(m)))
+def test_an_area_imports_only_the_areas_below_it(module):
+    rank = AREAS.index(area_of(module))
+    upward = sorted(
+        name for name in IMPORTS[module] if area_of(name) and AREAS.index(area_of(name)) > rank
+    )
+    assert upward == []
+    assert not any(relative(name).startswith("sandbox") for name in IMPORTS[module])
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not is_wiring(m)))
+def test_only_the_wiring_reads_the_apps_resources(module):
+    assert "service.keys" not in IMPORTS[module]
+    assert "service.access" not in IMPORTS[module]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if relative(m).startswith("sandbox")))
+def test_the_emulator_imports_only_foundations_and_wechat(module):
+    outside = sorted(
+        name
+        for name in IMPORTS[module]
+        if not relative(name).startswith("sandbox")
+        and name != "service"
+        and not (is_foundation(name) and not relative(name).startswith(("openapi", "params")))
+    )
+    assert outside == []
+
+
+def test_there_are_no_import_circles():
+    def circle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        seen: set[str] = set()
+        while stack:
+            name, path = stack.pop()
+            for imported in IMPORTS.get(name, ()):
+                if imported == start:
+                    return [*path, start]
+                if imported not in seen and imported in IMPORTS:
+                    seen.add(imported)
+                    stack.append((imported, [*path, imported]))
+        return None
+
+    # A package's __init__ imported by its own modules is no circle of code.
+    circles = [
+        circle
+        for module in MODULES
+        if (circle := circle_from(module))
+        and not any(MODULES[m].name == "__init__.py" for m in circle)
+    ]
+    assert circles == []

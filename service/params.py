@@ -9,6 +9,7 @@ area's logic.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import re
 from collections.abc import Callable
@@ -32,7 +33,7 @@ ErrorClass = Callable[..., ServiceError]
 
 
 @dataclass(frozen=True)
-class Param:
+class Param(abc.ABC):
     """What every query parameter shares: its name, its description, whether it is required."""
 
     name: str
@@ -40,6 +41,8 @@ class Param:
     required: bool = False
     # The answer when a required parameter is absent or empty.
     missing_message: str = ""
+    # Some values are never echoed in an error (a PKCE verifier): the error says None.
+    echo: bool = True
 
     def raw(self, request: web.Request) -> str | None:
         """The one value given, or None; repeated or oversized ones are refused, not guessed at."""
@@ -49,14 +52,16 @@ class Param:
             return None
         if len(values) > 1:
             raise InvalidParameter(
-                f"{self.name} was given more than once", field=self.name, value=values
+                f"{self.name} was given more than once",
+                field=self.name,
+                value=values if self.echo else None,
             )
         value = values[0]
         if len(value) > MAX_PARAM_LENGTH:
             raise InvalidParameter(
                 f"{self.name} is longer than {MAX_PARAM_LENGTH} characters",
                 field=self.name,
-                value=value[:ECHOED_PREFIX],
+                value=value[:ECHOED_PREFIX] if self.echo else None,
             )
         if not value:
             self._absent(value)
@@ -69,8 +74,9 @@ class Param:
             message = self.missing_message or f"{self.name} is required"
             raise MissingParameter(message, field=self.name, value=value)
 
+    @abc.abstractmethod
     def schema(self) -> Schema:
-        raise NotImplementedError
+        """The JSON schema of the value, as the rule reads it."""
 
     def document(self) -> Schema:
         """This parameter as an OpenAPI parameter object."""
@@ -99,8 +105,6 @@ class Text(Param):
     # A broken pattern or length: this class, with this message (default: InvalidParameter).
     error: ErrorClass = InvalidParameter
     invalid_message: str = ""
-    # Some values are never echoed (a PKCE verifier): the error says so with None.
-    echo: bool = True
     # Documentation only: OpenAPI's format and an example value.
     format: str = ""
     example: str = ""

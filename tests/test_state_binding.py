@@ -72,6 +72,26 @@ async def test_a_stolen_code_and_state_without_the_verifier_do_not_sign_in(clien
     assert (await done.json())["openid"] == VICTIM.openid
 
 
+async def test_a_verifier_is_never_echoed_whatever_is_wrong_with_it(client, browser):
+    """Malformed, over-long or repeated: the answer names codeVerifier and never holds it, and
+    the state stays usable for the page that has the right one."""
+    verifier, challenge = pkce_pair()
+    query = await authorize_at_wechat(browser, await start_pkce(client, challenge), VICTIM.openid)
+    attempts = [
+        [("codeVerifier", "not a verifier!")],
+        [("codeVerifier", verifier + "x" * 5000)],
+        [("codeVerifier", verifier), ("codeVerifier", verifier)],
+    ]
+    for attempt in attempts:
+        resp = await client.get("/wechat/jwt", params=[*query.items(), *attempt])
+        body = await resp.json()
+        assert resp.status == 400, body
+        assert body["details"] == {"field": "codeVerifier", "fieldValue": None}
+        assert verifier not in await resp.text()
+    done = await client.get("/wechat/jwt", params={**query, "codeVerifier": verifier})
+    assert done.status == 200, await done.text()
+
+
 async def test_a_code_from_another_flow_does_not_complete_a_pkce_state(client, browser):
     victim_verifier, victim_challenge = pkce_pair()
     victim_url = await start_pkce(client, victim_challenge)

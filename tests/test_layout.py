@@ -7,6 +7,7 @@
   names each resource with its class: logic takes its dependencies as arguments.
 - The emulator imports nothing of the service but foundations and WeChat's protocol.
 - No import circles.
+- A handler reads exactly the query parameters its operation documents (the contract).
 """
 
 from __future__ import annotations
@@ -152,3 +153,50 @@ def test_there_are_no_import_circles():
         and not any(MODULES[m].name == "__init__.py" for m in circle)
     ]
     assert circles == []
+
+
+def handlers_and_their_reads(module: str) -> Iterator[tuple[str, str, set[str]]]:
+    """Each handler documented with `@documented(contract.X)`: X, the handler's name, and the
+    contract parameters it reads (`contract.P.read(...)` or `.value(...)`)."""
+    tree = ast.parse(MODULES[module].read_text())
+    for node in tree.body:
+        if not isinstance(node, ast.AsyncFunctionDef):
+            continue
+        operations = [
+            d.args[0].attr
+            for d in node.decorator_list
+            if isinstance(d, ast.Call)
+            and getattr(d.func, "id", "") == "documented"
+            and isinstance(d.args[0], ast.Attribute)
+        ]
+        reads = {
+            call.func.value.attr
+            for call in ast.walk(node)
+            if isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr in ("read", "value")
+            and isinstance(call.func.value, ast.Attribute)
+            and getattr(call.func.value.value, "id", "") == "contract"
+        }
+        for operation in operations:
+            yield operation, node.name, reads
+
+
+ROUTE_MODULES = sorted(m for m in MODULES if area_of(m) and m.endswith((".routes", ".pages")))
+
+
+@pytest.mark.parametrize("module", ROUTE_MODULES)
+def test_a_handler_reads_exactly_the_query_parameters_its_operation_documents(module):
+    import importlib
+
+    contract = importlib.import_module(module.rsplit(".", 1)[0] + ".contract")
+    handlers = list(handlers_and_their_reads(module))
+    assert handlers, f"no documented handler found in {module}"
+    for operation_name, handler, reads in handlers:
+        operation = getattr(contract, operation_name)
+        documented = {param.name for param in operation.params}
+        read = {getattr(contract, attribute).name for attribute in reads}
+        if operation_name == "CALLBACK_PAGE":
+            assert read == set()  # the page's script reads them; the page answers whatever
+            continue
+        assert read == documented, handler

@@ -73,6 +73,17 @@ def start_scheduler(
     return scheduler
 
 
+def scheduler_status(scheduler: AsyncIOScheduler | None) -> dict[str, Any]:
+    """Whether the upkeep runs here, and when each job runs next (None: TOKEN_UPKEEP=0)."""
+    if scheduler is None:
+        return {"running": False, "jobs": []}
+    jobs = [
+        {"id": job.id, "nextRunAt": job.next_run_time.isoformat() if job.next_run_time else None}
+        for job in scheduler.get_jobs()
+    ]
+    return {"running": bool(scheduler.running), "jobs": jobs}
+
+
 async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     """The base token keeper and the web token sweeper, and the scheduler that runs them."""
     settings = app[keys.SETTINGS]

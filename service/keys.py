@@ -49,8 +49,8 @@ HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 WECHAT = web.AppKey("wechat", WeChatClient)
 BASE_TOKENS = web.AppKey("base_tokens", BaseTokenKeeper)
 WEB_TOKENS = web.AppKey("web_tokens", WebTokenSweeper)
-# None while TOKEN_UPKEEP is off (tests run the jobs themselves).
-SCHEDULER: web.AppKey[AsyncIOScheduler | None] = web.AppKey("scheduler")
+# Absent while TOKEN_UPKEEP is off (tests run the jobs themselves): read it with app.get().
+SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 BACKGROUND = web.AppKey("background", Background)
 
 # Each area's service, built once from the resources above.

@@ -23,7 +23,7 @@ async def tokens_status(request: web.Request) -> web.Response:
         "instance": app[keys.INSTANCE_ID],
         "baseToken": await app[keys.BASE_TOKENS].status(),
         "webTokens": await app[keys.STORE].count_web_tokens_by_status(),
-        "scheduler": scheduler_status(app[keys.SCHEDULER]),
+        "scheduler": scheduler_status(app.get(keys.SCHEDULER)),
         "qrcodeBudget": app[keys.QR_CODES].budget.status(),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})

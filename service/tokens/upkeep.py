@@ -117,7 +117,8 @@ async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.BASE_TOKENS] = keeper
     app[keys.WEB_TOKENS] = sweeper
     scheduler = start_scheduler(keeper, sweeper, settings) if settings.token_upkeep else None
-    app[keys.SCHEDULER] = scheduler
+    if scheduler is not None:
+        app[keys.SCHEDULER] = scheduler
     yield
     if scheduler is not None:
         scheduler.shutdown(wait=False)

@@ -103,7 +103,7 @@ async def child(size: int, emulator: str) -> dict[str, Any]:
     )
     logging_off()
     async with open_database(settings) as db:
-        store = Store(db, SystemClock())
+        store = Store(db, clock=SystemClock())
         await store.ensure_indexes()
         await seed(store, emulator, size)
         gc.collect()

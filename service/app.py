@@ -103,7 +103,8 @@ def create_app(
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_database(settings, mongo_client) as db:
-            store = Store(db, app[keys.CLOCK], Sealer(parse_data_keys(settings.data_keys)))
+            sealer = Sealer(parse_data_keys(settings.data_keys))
+            store = Store(db, clock=app[keys.CLOCK], sealer=sealer)
             await store.ensure_indexes()
             app[keys.STORE] = store
             yield

@@ -26,7 +26,7 @@ async def reseal() -> int:
     if not sealer.enabled:
         raise ConfigError("DATA_KEYS is not set: there is no key to seal with")
     async with open_database(settings) as db:
-        count = await Store(db, SystemClock(), sealer).reseal_web_tokens()
+        count = await Store(db, clock=SystemClock(), sealer=sealer).reseal_web_tokens()
     log.info("re-sealed %s stored tokens with data key %r", count, sealer.current)
     return count
 

@@ -67,7 +67,7 @@ Collection = AsyncCollection[dict[str, Any]]
 
 
 class Store:
-    def __init__(self, db: Any, clock: Clock, sealer: Sealer | None = None) -> None:
+    def __init__(self, db: Any, *, clock: Clock, sealer: Sealer | None = None) -> None:
         self.db = db
         self.clock = clock
         self.sealer = sealer or Sealer({})

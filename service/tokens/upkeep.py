@@ -39,7 +39,7 @@ async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:
 
 
 def start_scheduler(
-    keeper: BaseTokenKeeper, sweeper: WebTokenSweeper, settings: Settings
+    *, keeper: BaseTokenKeeper, sweeper: WebTokenSweeper, settings: Settings
 ) -> AsyncIOScheduler:
     """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -116,7 +116,11 @@ async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.BASE_TOKENS] = keeper
     app[keys.WEB_TOKENS] = sweeper
-    scheduler = start_scheduler(keeper, sweeper, settings) if settings.token_upkeep else None
+    scheduler = (
+        start_scheduler(keeper=keeper, sweeper=sweeper, settings=settings)
+        if settings.token_upkeep
+        else None
+    )
     if scheduler is not None:
         app[keys.SCHEDULER] = scheduler
     yield

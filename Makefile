@@ -21,7 +21,15 @@ run: $(STAMP)
 sandbox: $(STAMP)
 	$(BIN)/python -m service.sandbox --port 3100
 
-test: $(STAMP)
+# openid-client (npm) for tests/test_oidc_interop.py; without Node.js those tests are skipped.
+INTEROP       := tests/interop
+INTEROP_STAMP := $(INTEROP)/node_modules/.installed
+$(INTEROP_STAMP): $(INTEROP)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(INTEROP) --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the OpenID Connect interop tests will be skipped"; fi
+
+test: $(STAMP) $(INTEROP_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Speed and memory figures (not pass/fail); MONGODB_URI=... for the production-sized runs.

@@ -43,6 +43,8 @@ def main() -> int:
     log.info(
         "listening on %s:%s (public URL %s)", settings.host, settings.port, settings.public_url
     )
+    if settings.metrics_port:
+        log.info("metrics on %s:%s/metrics only", settings.host, settings.metrics_port)
     try:
         web.run_app(
             create_app(settings),

@@ -19,8 +19,12 @@ from service import keys, resources
 from service.account import routes as account_routes
 from service.account.follow import FollowCheck
 from service.app_jwt.issuer import JwtIssuer
+from service.app_jwt.signing_keys import ephemeral_es256_key
 from service.clock import Clock, SystemClock
-from service.config import Settings, jwt_key_set
+from service.config import Settings, jwt_key_set, oidc_signing_key, verify_files
+from service.oidc import pages as oidc_pages
+from service.oidc import routes as oidc_routes
+from service.oidc.provider import OidcProvider
 from service.openapi import ApiDocument
 from service.ops import docs as ops_docs
 from service.ops import health as ops_health
@@ -28,7 +32,9 @@ from service.ops import metrics as ops_metrics
 from service.ops import status as ops_status
 from service.pipeline.metrics import Metrics
 from service.pipeline.middleware import service_middleware
+from service.pipeline.origins import follows_request_origin
 from service.pipeline.ratelimit import Limit, RateLimiter, parse_networks
+from service.pipeline.static import static_routes
 from service.push import routes as push_routes
 from service.push.background import SHUTDOWN_GRACE, Background
 from service.push.handling import PushHandler, message_crypto
@@ -51,6 +57,8 @@ AREA_ROUTES = (
     account_routes.routes,
     signin_routes.routes,
     signin_pages.routes,
+    oidc_routes.routes,
+    oidc_pages.routes,
     qr_routes.routes,
     push_routes.routes,
     ops_health.routes,
@@ -68,9 +76,14 @@ STATIC_DIR = resources.STATIC_DIR
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, mongo_client: Any = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    mongo_client: Any = None,
+    metrics_socket: socket.socket | None = None,
 ) -> web.Application:
-    """The service. `mongo_client` lets several app instances share one store (tests)."""
+    """The service. `mongo_client` lets several app instances share one store (tests);
+    `metrics_socket`, bound already, serves METRICS_PORT's listener (tests)."""
     app = web.Application(
         middlewares=[service_middleware],
         client_max_size=settings.max_body_bytes,
@@ -88,6 +101,8 @@ def create_app(
         app[keys.CLOCK],
     )
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
+    # WeChat's MP_verify_….txt files, read once; the middleware serves them.
+    app[keys.VERIFY_FILES] = verify_files(settings)
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     app[keys.QR_WAITERS] = LoginWaiters()
@@ -115,6 +130,11 @@ def create_app(
     app.cleanup_ctx.append(token_upkeep_ctx)
     app.cleanup_ctx.append(background_ctx)
     app.cleanup_ctx.append(area_services_ctx)
+    if settings.metrics_port:
+        # Last: a scrape reads the resources the contexts above make.
+        app.cleanup_ctx.append(
+            ops_metrics.metrics_listener(settings.host, settings.metrics_port, metrics_socket)
+        )
 
     aiohttp_jinja2.setup(
         app,
@@ -122,8 +142,10 @@ def create_app(
         autoescape=jinja2.select_autoescape(["html"]),
     )
     for area_routes in AREA_ROUTES:
+        if area_routes is ops_metrics.routes and settings.metrics_port:
+            continue  # /metrics is served on METRICS_PORT alone (metrics_listener)
         app.add_routes(area_routes)
-    app.router.add_static("/static/", STATIC_DIR, name="static")
+    app.add_routes(static_routes(STATIC_DIR))
     app[keys.API_DOCUMENT] = ApiDocument(settings.public_url, app.router)
 
     if settings.sandbox:
@@ -134,6 +156,8 @@ def create_app(
                 appid=settings.wechat_appid,
                 secret=settings.wechat_secret,
                 authorized_domain=urlsplit(settings.public_url).hostname or "localhost",
+                # Without PUBLIC_URL, the host each browser reaches it at too (origins.py).
+                authorize_reached_host=follows_request_origin(settings),
                 token=settings.wechat_token,
                 aes_key=settings.wechat_aes_key,
                 # The emulator pushes to the service over loopback, as WeChat would over the net.
@@ -162,7 +186,15 @@ async def area_services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Each area's service, built once from the resources the contexts before it made."""
     settings, clock, store = app[keys.SETTINGS], app[keys.CLOCK], app[keys.STORE]
     wechat, base_tokens = app[keys.WECHAT], app[keys.BASE_TOKENS]
-    app[keys.SIGN_IN] = SignIn(settings=settings, store=store, wechat=wechat, jwt=app[keys.JWT])
+    sign_in = SignIn(settings=settings, store=store, wechat=wechat, jwt=app[keys.JWT])
+    app[keys.SIGN_IN] = sign_in
+    # ID tokens: the configured key, else (sandbox mode only) one made for this process.
+    id_token_key = oidc_signing_key(settings) or (
+        ephemeral_es256_key() if settings.sandbox else None
+    )
+    app[keys.OIDC] = OidcProvider(
+        settings=settings, store=store, sign_in=sign_in, clock=clock, key=id_token_key
+    )
     follow = FollowCheck(store=store, base_tokens=base_tokens, wechat=wechat)
     app[keys.FOLLOW] = follow
     codes = QrCodes(

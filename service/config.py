@@ -8,6 +8,7 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,15 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from service import resources
-from service.app_jwt.signing_keys import JwtKeyError, KeySet, load_key_set
+from service.app_jwt.signing_keys import (
+    JwtKey,
+    JwtKeyError,
+    KeySet,
+    is_ec_key_file,
+    load_key_set,
+    pem_key,
+)
+from service.oidc_config import ClientConfigError, OidcClient, parse_clients, sandbox_clients
 from service.store.sealing import SealingError, parse_data_keys
 
 log = logging.getLogger(__name__)
@@ -133,6 +142,27 @@ class Settings:
     # qrcode/create calls one instance may make per day (Beijing time), sign-in codes included.
     qrcode_daily_budget: int = 20000
 
+    # -- OpenID Connect provider --
+    # Clients: [[oidc_clients]] tables in config/ (OIDC_CLIENTS: the same as a JSON array).
+    oidc_clients: tuple[OidcClient, ...] = ()
+    # The ID tokens' RS256/ES256 key (PEM); empty: the app JWT's key if asymmetric, else an
+    # ephemeral key in sandbox mode.
+    oidc_private_key_file: str = ""
+    oidc_access_token_ttl: int = 3600
+
+    # -- deployment --
+    # A second port serving /metrics alone, for the monitoring network (0: /metrics on PORT).
+    metrics_port: int = 0
+    # WeChat's domain verification files (MP_verify_<code>.txt), each served at /<its name>.
+    wechat_verify_files: tuple[str, ...] = ()
+
+    # -- branding (pages) --
+    # The name the callback and QR sign-in pages show (title and heading).
+    app_name: str = "wechat-oa-auth"
+    # A PNG, SVG, JPEG, WebP or ICO image (at most 256 KiB) shown beside it and as the pages'
+    # icon; read and checked at start. Empty: no logo.
+    app_logo_file: str = ""
+
     @property
     def redirect_origins(self) -> frozenset[str]:
         """Origins redirectUri/callback may use; sandbox mode adds the service's own."""
@@ -196,6 +226,11 @@ _FALSE = {"0", "false", "no", "off", ""}
 def _coerce(name: str, value: object, target: type | str) -> object:
     kind = target if isinstance(target, str) else target.__name__
     env_name = name.upper()
+    if name == "oidc_clients":
+        try:
+            return parse_clients(value)
+        except ClientConfigError as exc:
+            raise ConfigError(str(exc)) from None
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -221,27 +256,42 @@ def _coerce(name: str, value: object, target: type | str) -> object:
     return str(value)
 
 
+def _read_config(path: Path, fields: Mapping[str, object]) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for key in raw:
+        if key in SECRET_FIELDS:
+            raise ConfigError(
+                f"{key} must not be set in {path}; set the {key.upper()} environment "
+                "variable instead (secrets never live in config files)"
+            )
+        if key not in fields:
+            raise ConfigError(f"unknown setting {key!r} in {path}")
+    return raw
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, config_file: Path | None = DEFAULT_CONFIG
 ) -> Settings:
     """Read the TOML defaults, apply environment overrides, validate. Raises ConfigError."""
     env = os.environ if env is None else env
     raw: dict[str, object] = {}
-    if config_file is not None and config_file.exists():
-        with config_file.open("rb") as fh:
-            raw = tomllib.load(fh)
     fields = {f.name: f for f in dataclasses.fields(Settings)}
-    for key in raw:
-        if key in SECRET_FIELDS:
-            raise ConfigError(
-                f"{key} must not be set in {config_file}; set the {key.upper()} environment "
-                "variable instead (secrets never live in config files)"
-            )
-        if key not in fields:
-            raise ConfigError(f"unknown setting {key!r} in {config_file}")
+    # The defaults, then CONFIG_FILE (the deployment's own TOML, e.g. its [[oidc_clients]]).
+    layers = [config_file] if config_file is not None and config_file.exists() else []
+    if env.get("CONFIG_FILE"):
+        layers.append(Path(env["CONFIG_FILE"]))
+    for layer in layers:
+        raw |= _read_config(layer, fields)
     for name in fields:
         if name.upper() in env:
             raw[name] = env[name.upper()]
+    raw.update(_secrets_from_files(env))
     # Each value coerced to its field's type (_coerce), which mypy cannot follow by name.
     values: dict[str, Any] = {name: _coerce(name, v, fields[name].type) for name, v in raw.items()}
     settings = Settings(**values)
@@ -263,6 +313,8 @@ def jwt_key_set(s: Settings) -> KeySet:
 def _fill_sandbox(settings: Settings) -> Settings:
     if not settings.sandbox:
         return settings
+    if not settings.oidc_clients:
+        settings = dataclasses.replace(settings, oidc_clients=sandbox_clients(settings.public_url))
     filled: dict[str, Any] = {k: v for k, v in SANDBOX_DEFAULTS.items() if not getattr(settings, k)}
     if filled:
         log.warning(
@@ -272,7 +324,36 @@ def _fill_sandbox(settings: Settings) -> Settings:
     return dataclasses.replace(settings, **filled)
 
 
+def _validate_oidc(s: Settings) -> None:
+    if s.oidc_access_token_ttl <= 0:
+        raise ConfigError("OIDC_ACCESS_TOKEN_TTL must be a positive number of seconds")
+    asymmetric = s.oidc_private_key_file or s.jwt_algorithm in ("RS256", "ES256")
+    if s.oidc_clients and not asymmetric and not s.sandbox:
+        raise ConfigError(
+            "OpenID Connect clients are configured but ID tokens need an RS256 or ES256 key: "
+            "set OIDC_PRIVATE_KEY_FILE (or JWT_ALGORITHM=RS256/ES256 with its key file)"
+        )
+    if s.oidc_private_key_file:
+        try:
+            oidc_signing_key(s)
+        except JwtKeyError as exc:
+            raise ConfigError(f"OIDC_PRIVATE_KEY_FILE: {exc}") from None
+
+
+def oidc_signing_key(s: Settings) -> JwtKey | None:
+    """The key ID tokens are signed with; None when none is configured (sandbox: ephemeral)."""
+    if s.oidc_private_key_file:
+        path = Path(s.oidc_private_key_file)
+        key = pem_key(path, "ES256" if is_ec_key_file(path) else "RS256")
+        if key.signing is None:
+            raise JwtKeyError(f"{path} is a public key; signing needs the private key")
+        return key
+    current = jwt_key_set(s).current
+    return current if current.algorithm in ("RS256", "ES256") else None
+
+
 def _validate(s: Settings) -> Settings:
+    _validate_branding(s)
     if not (0 <= s.port < 65536):
         raise ConfigError(f"PORT must be between 0 (any free port) and 65535, got {s.port}")
     if urlsplit(s.public_url).scheme not in ("http", "https") or not origin_of(s.public_url):
@@ -288,6 +369,7 @@ def _validate(s: Settings) -> Settings:
             )
     if s.jwt_ttl <= 0:
         raise ConfigError(f"JWT_TTL must be a positive number of seconds, got {s.jwt_ttl}")
+    _validate_oidc(s)
     if s.state_ttl <= 0:
         raise ConfigError(f"STATE_TTL must be a positive number of seconds, got {s.state_ttl}")
     if s.state_retention < 0:
@@ -437,4 +519,89 @@ def _validate(s: Settings) -> Settings:
             "MONGODB_URI selects the embedded development store, which is not installed "
             "(pip install '.[dev]'); set MONGODB_URI to a MongoDB server"
         )
+    _validate_deployment(s)
     return s
+
+
+# -- deployment --
+
+# WeChat names its domain verification files so; anything larger than this is not one.
+VERIFY_FILE_NAME = re.compile(r"MP_verify_[A-Za-z0-9]+\.txt")
+VERIFY_FILE_MAX_BYTES = 4096
+
+
+def _secrets_from_files(env: Mapping[str, str]) -> dict[str, str]:
+    """Each secret whose NAME_FILE is set (Docker and Kubernetes secrets): the file's text,
+    trailing newlines stripped. A refusal names the variable and the path, never the content."""
+    values: dict[str, str] = {}
+    for name in SECRET_FIELDS:
+        variable = name.upper()
+        path = env.get(f"{variable}_FILE", "")
+        if not path:
+            continue
+        if env.get(variable, ""):
+            raise ConfigError(f"{variable} and {variable}_FILE are both set; set only one")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{variable}_FILE: cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{variable}_FILE: {path} is not UTF-8 text") from None
+        values[name] = text.rstrip("\r\n")
+    return values
+
+
+def _validate_deployment(s: Settings) -> None:
+    _validate_metrics_port(s)
+    verify_files(s)
+
+
+def _validate_metrics_port(s: Settings) -> None:
+    if not 0 <= s.metrics_port < 65536:
+        raise ConfigError(
+            f"METRICS_PORT must be between 0 (metrics on PORT) and 65535, got {s.metrics_port}"
+        )
+    if s.metrics_port and s.metrics_port == s.port:
+        raise ConfigError(
+            f"METRICS_PORT must differ from PORT ({s.port}); 0 serves /metrics on PORT itself"
+        )
+
+
+def verify_files(s: Settings) -> dict[str, bytes]:
+    """WECHAT_VERIFY_FILES read: each file's name (served at /<name>) and its content."""
+    files: dict[str, bytes] = {}
+    for entry in s.wechat_verify_files:
+        path = Path(entry)
+        if not VERIFY_FILE_NAME.fullmatch(path.name):
+            raise ConfigError(
+                f"WECHAT_VERIFY_FILES: {entry!r} is not named MP_verify_<letters and digits>.txt, "
+                "as WeChat names its verification files"
+            )
+        if path.name in files:
+            raise ConfigError(f"WECHAT_VERIFY_FILES names {path.name} twice")
+        try:
+            with path.open("rb") as fh:
+                content = fh.read(VERIFY_FILE_MAX_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"WECHAT_VERIFY_FILES: cannot read {entry}: {exc.strerror}") from None
+        if len(content) > VERIFY_FILE_MAX_BYTES:
+            raise ConfigError(
+                f"WECHAT_VERIFY_FILES: {entry} is over {VERIFY_FILE_MAX_BYTES} bytes; WeChat's "
+                "verification files hold a short code"
+            )
+        files[path.name] = content
+    return files
+
+
+def _validate_branding(s: Settings) -> None:
+    """APP_NAME, and APP_LOGO_FILE read now: a missing or wrong file stops the start."""
+    from service.pipeline.branding import LogoError, check_app_name, load_logo
+
+    problem = check_app_name(s.app_name)
+    if problem:
+        raise ConfigError(f"APP_NAME {problem}")
+    if s.app_logo_file:
+        try:
+            load_logo(s.app_logo_file)
+        except LogoError as exc:
+            raise ConfigError(f"APP_LOGO_FILE: {exc}") from None

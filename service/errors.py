@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -157,11 +159,62 @@ def _http_name(exc: web.HTTPException) -> str:
     return exc.reason.upper().replace(" ", "_").replace("-", "_") or "HTTP_ERROR"
 
 
+# A field name as logged: names of parameters, headers and cookies. Anything else (the emulator
+# names a JSON body's unknown members) is left out, so no request can write into a log line.
+_LOGGABLE_FIELD = re.compile(r"[A-Za-z0-9_.:\- ]{1,64}")
+
+
+def log_error_answer(
+    request: web.BaseRequest, body: dict[str, Any], exc: BaseException | None = None
+) -> None:
+    """The log line of an error answer: status, name, id (what a page shows as "Reference"),
+    method, path as access lines name it, and the field at fault:
+
+        error 400 INVALID_STATE id=5b0e…-… on GET /wechat/jwt field=state.usedAt
+
+    4xx at INFO, 5xx at WARNING, an unexpected exception (500) at ERROR with its traceback.
+    Never the message or the value: they may quote what the request carried (a state, a code,
+    a URL)."""
+    status = body["status"]
+    field = body["details"]["field"]
+    level = logging.INFO if status < 500 else logging.WARNING
+    if exc is not None:
+        level = logging.ERROR
+    log.log(
+        level,
+        "error %s %s id=%s on %s %s%s",
+        status,
+        body["name"],
+        body["id"],
+        request.method,
+        logged_path(request),
+        f" field={field}" if field and _LOGGABLE_FIELD.fullmatch(field) else "",
+        exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
+    )
+
+
+def _answer(
+    request: web.BaseRequest,
+    status: int,
+    name: str,
+    message: str,
+    field: str = "",
+    value: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    body = error_body(status, name, message, field, value)
+    log_error_answer(request, body)
+    return web.json_response(body, status=status, headers=headers)
+
+
 def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
-    """The one-shape answer to an exception a handler raised; redirects (HTTPException
-    below 400) are re-raised for aiohttp to send. Unknown errors are logged, never sent."""
+    """The one-shape answer to an exception a handler raised, and its log line; redirects
+    (HTTPException below 400) are re-raised for aiohttp to send. Unknown errors are logged
+    with their traceback, never sent."""
     if isinstance(exc, ServiceError):
-        return error_response(exc.status, exc.name, exc.message, exc.field, exc.value, exc.headers)
+        return _answer(
+            request, exc.status, exc.name, exc.message, exc.field, exc.value, exc.headers
+        )
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
@@ -174,17 +227,11 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
             message = f"{request.method} is not allowed here"
         elif exc.status == 413:
             message = exc.text or "request body too large"
-        return error_response(exc.status, _http_name(exc), message, field, value, headers)
+        return _answer(request, exc.status, _http_name(exc), message, field, value, headers)
     body = error_body(500, "INTERNAL_ERROR", "internal error; quote the id when reporting it")
     # The id ties the client's answer to the traceback in our logs; the path as access lines
     # name it (a route's pattern), so a crash on a capability URL does not log the capability.
-    log.error(
-        "unhandled error %s on %s %s",
-        body["id"],
-        request.method,
-        logged_path(request),
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
+    log_error_answer(request, body, exc)
     return web.json_response(body, status=500)
 
 

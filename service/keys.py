@@ -19,6 +19,7 @@ from service.account.follow import FollowCheck
 from service.app_jwt.issuer import JwtIssuer
 from service.clock import Clock
 from service.config import Settings
+from service.oidc.provider import OidcProvider
 from service.openapi import ApiDocument
 from service.pipeline.metrics import Metrics
 from service.pipeline.ratelimit import Network, RateLimiter
@@ -42,6 +43,8 @@ TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[Network, ...])
 JWT = web.AppKey("jwt", JwtIssuer)
 API_DOCUMENT = web.AppKey("api_document", ApiDocument)
 QR_WAITERS = web.AppKey("qr_waiters", LoginWaiters)
+# WECHAT_VERIFY_FILES read at start: each MP_verify_….txt name and its content.
+VERIFY_FILES = web.AppKey("verify_files", dict[str, bytes])
 
 # Resources with a lifetime, each made and closed by a cleanup context.
 STORE = web.AppKey("store", Store)
@@ -59,3 +62,4 @@ FOLLOW = web.AppKey("follow", FollowCheck)
 QR_CODES = web.AppKey("qr_codes", QrCodes)
 QR_SIGN_IN = web.AppKey("qr_sign_in", QrSignIn)
 PUSH = web.AppKey("push", PushHandler)
+OIDC = web.AppKey("oidc", OidcProvider)

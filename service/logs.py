@@ -24,6 +24,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept only if it is short and plain, so it cannot forge log lines.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# The route a request was answered for although the router matched none: a CORS preflight,
+# which the middleware answers for a route without an OPTIONS handler (pipeline/cors.py).
+ANSWERED_ROUTE_KEY = web.RequestKey("answered_route", AbstractResource)
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -49,9 +52,9 @@ def begin_request(request: web.Request) -> tuple[str, Token[str]]:
 def _resource(request: BaseRequest) -> AbstractResource | None:
     try:
         resource: AbstractResource | None = request.match_info.route.resource  # type: ignore[attr-defined]
-        return resource
     except (AttributeError, AssertionError):  # a request refused before routing
         return None
+    return resource if resource is not None else request.get(ANSWERED_ROUTE_KEY)
 
 
 def route_of(request: BaseRequest) -> str:

@@ -61,6 +61,16 @@ ERROR_SCHEMA: Schema = {
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "name": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"},
         "message": {"type": "string", "minLength": 1},
+        "error": {
+            "type": "string",
+            "description": "The OpenID Connect endpoints only: the error code RFC 6749 §5.2 "
+            "(or RFC 6750 §3) names, beside the service's own `name`.",
+        },
+        "error_description": {
+            "type": "string",
+            "description": "The OpenID Connect endpoints only: `message` again, as RFC 6749 "
+            "calls it.",
+        },
         "details": {
             "type": "object",
             "required": ["field", "fieldValue"],
@@ -173,6 +183,10 @@ TAGS = [
     {"name": "qr", "description": "Parametric QR codes and desktop scan-to-sign-in."},
     {"name": "messages", "description": "WeChat's server-URL check and pushed messages."},
     {"name": "follow", "description": "Does a user follow the Official Account?"},
+    {
+        "name": "openid-connect",
+        "description": "An OpenID Connect provider (code flow, PKCE) over WeChat's sign-in.",
+    },
     {"name": "operations", "description": "Health, readiness and token upkeep."},
     {"name": "pages", "description": "HTML pages (no external assets, no inline script)."},
     {"name": "docs", "description": "This document and its page."},

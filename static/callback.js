@@ -1,9 +1,36 @@
 /* The built-in callback page: WeChat sends the user here with ?code=&state=.
- * Plain ES5 and XMLHttpRequest so it runs in WeChat's in-app browser on old phones too. */
+ * Plain ES5 and XMLHttpRequest so it runs in WeChat's in-app browser on old phones too.
+ * Its texts come with the page (<script type="application/json" id="page-strings">), in the
+ * language the service chose for the reader (service/pipeline/i18n.py). */
 (function () {
   "use strict";
 
+  // What WeChat sends (service/signin/flow.py STATE_PATTERN and CODE_PATTERN): anything else
+  // was changed on the way.
+  var STATE_PATTERN = /^[A-Za-z0-9]{1,128}$/;
+  var CODE_PATTERN = /^[A-Za-z0-9_-]{1,512}$/;
+  // INVALID_STATE's details.field for a used and for an expired state (unknown: "state").
+  var USED_FIELD = "state.usedAt";
+  var EXPIRED_FIELD = "state.expiresAt";
+
   function $(id) { return document.getElementById(id); }
+
+  var strings = {};
+  try {
+    strings = JSON.parse($("page-strings").textContent) || {};
+  } catch (e) {
+    strings = {};
+  }
+
+  // The text of `key` (callback.json) with its {names} filled in from `values`.
+  function t(key, values) {
+    var text = Object.prototype.hasOwnProperty.call(strings, "callback." + key) ?
+      strings["callback." + key] : key;
+    return text.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ?
+        String(values[name]) : whole;
+    });
+  }
 
   // The value of a query parameter, "" when absent, null when its percent-escapes are broken
   // (decodeURIComponent throws on "%" or "%E0%A4%A"; uncaught, the page would spin for ever).
@@ -25,54 +52,138 @@
     xhr.onload = function () {
       var body = null;
       try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
-      done(xhr.status, body);
+      done(xhr.status, body, xhr);
     };
-    xhr.onerror = function () { done(0, null); };
-    xhr.ontimeout = function () { done(0, null); };
+    xhr.onerror = function () { done(0, null, xhr); };
+    xhr.ontimeout = function () { done(0, null, xhr); };
     xhr.send();
   }
 
   var code = param("code");
   var state = param("state");
+  var countdown = null;
 
-  function problem(title, text, retryLabel, onRetry, ref) {
+  function progress(text) {
+    $("problem").className = "hidden";
+    $("progress").className = "";
+    $("progress-text").textContent = t(text);
+  }
+
+  // Say what happened (callback.<what>.title and .text) and offer the one action that helps:
+  // `label` names the button (callback.action.<label>), `onAction` is what it does; no button
+  // when nothing on this page can help. `ref` is the answer's id, which the service logs.
+  function problem(what, label, onAction, ref, values) {
+    if (countdown !== null) { window.clearTimeout(countdown); countdown = null; }
     $("progress").className = "hidden";
     $("problem").className = "";
-    $("problem-title").textContent = title;
-    $("problem-text").textContent = text;
-    $("problem-ref").textContent = ref ? "Reference: " + ref : "";
-    var retry = $("retry");
-    if (onRetry) {
-      retry.textContent = retryLabel;
-      retry.className = "primary";
-      retry.disabled = false;
-      retry.onclick = function () { retry.disabled = true; onRetry(); };
+    $("problem").setAttribute("data-problem", what);
+    $("problem-title").textContent = t(what + ".title", values);
+    $("problem-text").textContent = t(what + ".text", values);
+    $("problem-ref-id").textContent = ref || "";
+    $("problem-ref").className = ref ? "muted small" : "muted small hidden";
+    var button = $("action");
+    if (!label) {
+      button.className = "hidden";
+      button.removeAttribute("data-action");
+      button.onclick = null;
+      return;
+    }
+    button.className = "primary";
+    button.setAttribute("data-action", label);
+    button.textContent = t("action." + label, values);
+    button.disabled = false;
+    button.onclick = function () { button.disabled = true; onAction(); };
+  }
+
+  // 429: count Retry-After down, then let the person send the same request again.
+  function waitThenRetry(seconds, again, ref) {
+    problem("rate", "wait", again, ref, { seconds: seconds });
+    var button = $("action");
+    var left = seconds;
+    function tick() {
+      if (left <= 0) {
+        countdown = null;
+        $("problem-text").textContent = t("rate.ready");
+        button.setAttribute("data-action", "retry");
+        button.textContent = t("action.retry");
+        button.disabled = false;
+        return;
+      }
+      $("problem-text").textContent = t("rate.text", { seconds: left });
+      button.textContent = t("action.wait", { seconds: left });
+      button.disabled = true;
+      left -= 1;
+      countdown = window.setTimeout(tick, 1000);
+    }
+    tick();
+  }
+
+  function retryAfter(xhr) {
+    var seconds = parseInt(xhr.getResponseHeader("Retry-After"), 10);
+    return isNaN(seconds) || seconds < 1 ? 5 : Math.min(seconds, 3600);
+  }
+
+  // A failed answer of /wechat/jwt or /wechat/authorize/retry: what it means for the person,
+  // and what helps. `again` sends the request that failed once more.
+  function failed(status, body, xhr, again) {
+    var name = body && body.name;
+    var field = body && body.details && body.details.field;
+    var ref = body && body.id;
+    if (status === 429) {
+      waitThenRetry(retryAfter(xhr), again, ref);
+    } else if (name === "INVALID_STATE" && field === USED_FIELD) {
+      problem("used", "restart", restart, ref);
+    } else if (name === "INVALID_STATE" && field === EXPIRED_FIELD) {
+      problem("expired", "restart", restart, ref);
+    } else if (name === "INVALID_STATE") {
+      // Unknown here: starting again needs a state the service still remembers.
+      problem("unknown", null, null, ref);
+    } else if (name === "STATE_NOT_BOUND") {
+      // Started in another browser: maybe a link someone sent. Never signed in as them.
+      problem("elsewhere", "restart", restart, ref);
+    } else if (name === "SNAPSHOT_USER") {
+      // WeChat's snapshot page (快照页) gives a virtual account, never the person's own; its
+      // 「使用完整服务」 bar reopens the authorization, and the state is kept for it.
+      problem("snapshot", null, null, ref);
+    } else if (name === "INVALID_CODE") {
+      problem("code", "restart", restart, ref);
+    } else if (name === "MISSING_PARAMETER" || name === "INVALID_PARAMETER") {
+      problem("damaged", null, null, ref);
+    } else if (name === "WECHAT_UNAVAILABLE") {
+      // The state is kept when WeChat fails: the same request can still finish.
+      problem("busy", "retry", again, ref);
+    } else if (name === "WECHAT_TIMEOUT") {
+      problem("timeout", "retry", again, ref);
+    } else if (name === "WECHAT_ERROR") {
+      problem("refused", "retry", again, ref);
+    } else if (status === 0) {
+      problem("offline", "retry", again, null);
+    } else if (status >= 500 || !body) {
+      problem("failed", "retry", again, ref);
     } else {
-      retry.className = "hidden";
+      problem("failed", "restart", restart, ref);
     }
   }
 
   // A fresh authorization for the same app, after a denial or a spent link.
   function restart() {
-    getJson("authorize/retry?state=" + encodeURIComponent(state), function (status, body) {
+    progress("progress.restarting");
+    getJson("authorize/retry?state=" + encodeURIComponent(state), function (status, body, xhr) {
       var url = body && body.details && body.details.fieldValue;
       if (status === 401 && typeof url === "string") {
         window.location.replace(url);
-      } else {
-        problem("Please start again", "This sign-in link can no longer be used. Go back to the app and sign in again.",
-                null, null, body && body.id);
+        return;
       }
+      failed(status, body, xhr, restart);
     });
   }
 
   function exchange() {
-    $("problem").className = "hidden";
-    $("progress").className = "";
-    $("progress-text").textContent = "Checking your WeChat authorization.";
+    progress("progress.checking");
     var url = "jwt?code=" + encodeURIComponent(code) + "&state=" + encodeURIComponent(state);
-    getJson(url, function (status, body) {
+    getJson(url, function (status, body, xhr) {
       if (status === 200 && body && body.token && body.redirectUri) {
-        $("progress-text").textContent = "Signed in. Taking you back…";
+        $("progress-text").textContent = t("progress.done");
         // The token travels in the fragment: never sent to a server, never in Referer or logs.
         var target = body.redirectUri + "#token=" + encodeURIComponent(body.token) +
           "&tokenType=" + encodeURIComponent(body.tokenType) +
@@ -80,47 +191,19 @@
         window.location.replace(target);
         return;
       }
-      var name = body && body.name;
-      var ref = body && body.id;
-      if (name === "INVALID_STATE") {
-        problem("This sign-in link has expired", "Each sign-in link works once and only for ten minutes.",
-                "Sign in again", restart, ref);
-      } else if (name === "STATE_NOT_BOUND") {
-        // Started in another browser: maybe a link someone sent. Never signed in as them.
-        problem("This sign-in was started elsewhere",
-                "This link belongs to a sign-in started in another browser, so it cannot sign you in here. " +
-                "Start again to sign in with your own WeChat account.",
-                "Sign in again", restart, ref);
-      } else if (name === "SNAPSHOT_USER") {
-        // WeChat's snapshot page (快照页) gives a virtual account, never the person's own.
-        problem("请点击屏幕下方的「使用完整服务」",
-                "微信以快照页打开了此页面，无法确认你的身份。请点击屏幕下方的「使用完整服务」后重新登录。 " +
-                "WeChat opened this page as a snapshot, which cannot tell who you are: tap " +
-                "\u201c使用完整服务\u201d (Use full service) at the bottom of the screen, then sign in again.",
-                "Sign in again", restart, ref);
-      } else if (name === "INVALID_CODE") {
-        problem("This sign-in was already used", "WeChat's authorization code was already used or has expired.",
-                "Sign in again", restart, ref);
-      } else if (status === 0 || status === 502 || status === 504 || status >= 500) {
-        problem("WeChat is not answering", "We could not reach WeChat just now. Your sign-in is kept; try again.",
-                "Try again", exchange, ref);
-      } else {
-        problem("Sign-in did not finish", (body && body.message) || "Something went wrong.",
-                "Sign in again", restart, ref);
-      }
+      failed(status, body, xhr, exchange);
     });
   }
 
-  if (code === null || state === null) {
-    problem("This link is damaged", "The address of this page was changed or cut short on the way, " +
-            "so it cannot finish signing you in. Go back to the app and sign in again.", null, null, null);
+  var stateOk = typeof state === "string" && STATE_PATTERN.test(state);
+  if (code === null || state === null || (state && !stateOk) || (code && !CODE_PATTERN.test(code))) {
+    // Changed on the way; with its state intact the same app can still be asked again.
+    problem("damaged", stateOk ? "restart" : null, restart, null);
   } else if (!state) {
-    problem("Nothing to sign in", "This page is where WeChat returns you after you authorize an app; it needs WeChat's code and state.",
-            null, null, null);
+    problem("nothing", null, null, null);
   } else if (!code) {
     // WeChat redirects with only `state` when the user declines.
-    problem("You declined", "You chose not to authorize the app with WeChat, so you are not signed in.",
-            "Try again", restart, null);
+    problem("declined", "reauthorize", restart, null);
   } else {
     exchange();
   }

@@ -1,6 +1,22 @@
 /* Demo landing page: decode (not verify: the service does that) the JWT in the fragment. */
 (function () {
   "use strict";
+  var strings = {};
+  try {
+    strings = JSON.parse(document.getElementById("page-strings").textContent) || {};
+  } catch (e) {
+    strings = {};
+  }
+
+  // The text of `key` (landing.json, in the page's language) with its {names} filled in.
+  function t(key, values) {
+    var text = Object.prototype.hasOwnProperty.call(strings, "landing." + key) ?
+      strings["landing." + key] : key;
+    return text.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? String(values[name]) : whole;
+    });
+  }
+
   var fragment = window.location.hash.replace(/^#/, "");
   var params = {};
   fragment.split("&").forEach(function (pair) {
@@ -15,8 +31,8 @@
   });
   var token = params.token;
   if (!token) {
-    document.getElementById("landing-title").textContent = "No token";
-    document.getElementById("landing-text").textContent = "Sign in from the demo page first.";
+    document.getElementById("landing-title").textContent = t("no_token.title");
+    document.getElementById("landing-text").textContent = t("no_token.text");
     return;
   }
   // Keep the token out of the address bar and the history once read.
@@ -46,6 +62,6 @@
   });
   var row = table.insertRow();
   row.insertCell().textContent = "expiresIn";
-  row.insertCell().textContent = params.expiresIn + " s";
+  row.insertCell().textContent = t("seconds", { seconds: params.expiresIn });
   document.getElementById("raw-token").textContent = token;
 })();

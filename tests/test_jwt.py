@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import datetime
 
 import jwt as pyjwt
 import pytest
@@ -122,7 +124,9 @@ async def test_a_replayed_state_is_refused(client, browser):
     replay = await client.get("/wechat/jwt", params=query)
     assert replay.status == 400
     body = await replay.json()
-    assert_error_shape(body, 400, "INVALID_STATE", "state")
+    # Told apart from an expired or unknown state by details.field, its fieldValue when.
+    assert_error_shape(body, 400, "INVALID_STATE", "state.usedAt")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["details"]["fieldValue"])
     assert "already used" in body["message"]
 
 
@@ -139,7 +143,9 @@ async def test_an_expired_state_is_refused(client, browser, clock):
     clock.advance(601)
     resp = await client.get("/wechat/jwt", params=query)
     body = await resp.json()
-    assert_error_shape(body, 400, "INVALID_STATE", "state")
+    assert_error_shape(body, 400, "INVALID_STATE", "state.expiresAt")
+    expires_at = datetime.fromisoformat(body["details"]["fieldValue"].replace("Z", "+00:00"))
+    assert expires_at.timestamp() == pytest.approx(clock.now() - 1, abs=1)
     assert "expired" in body["message"]
 
 

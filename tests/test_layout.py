@@ -21,8 +21,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "service"
 
-AREAS = ("tokens", "account", "signin", "qr", "push", "ops")
-FOUNDATIONS = ("config", "errors", "clock", "logs", "params", "openapi", "resources", "listening")
+AREAS = ("tokens", "account", "signin", "oidc", "qr", "push", "ops")
+FOUNDATIONS = (
+    "config",
+    "errors",
+    "clock",
+    "logs",
+    "params",
+    "openapi",
+    "resources",
+    "listening",
+    "oidc_config",
+)
 FOUNDATION_PACKAGES = ("store", "wechat", "app_jwt", "pipeline")
 # Modules that read the app's resources: the only importers of keys.py.
 WIRING = ("keys", "access", "app", "__main__", "reseal", "pipeline.middleware", "tokens.upkeep")

@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 import tomllib
 from collections.abc import Callable
 from datetime import datetime
@@ -37,6 +40,7 @@ from flows import (
 )
 from service import keys
 from service.app import create_app
+from service.oidc_config import OidcClient
 from service.openapi import build_openapi
 from service.pipeline.ratelimit import ROUTE_GROUPS
 from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
@@ -629,6 +633,29 @@ async def test_index_and_demo_pages_answer_as_documented(
         contract.assert_all_answers_seen("get", path)
 
 
+@exercises("GET /demo/oidc", "GET /demo/oidc/backend/start", "GET /demo/oidc/backend")
+async def test_the_openid_connect_demo_answers_as_documented(
+    client, browser, sandbox_service, contract
+):
+    paths = ("/demo/oidc", "/demo/oidc/backend/start", "/demo/oidc/backend")
+    for path in paths:  # outside sandbox mode: nothing
+        assert (await contract.check(await client.get(path), "get", path))["status"] == 404
+    async with browser.get(sandbox_service + "/demo/oidc") as resp:
+        assert "<html" in await contract.check(resp, "get", "/demo/oidc")
+    async with browser.get(
+        sandbox_service + "/demo/oidc/backend/start", allow_redirects=False
+    ) as resp:
+        await contract.check(resp, "get", "/demo/oidc/backend/start")
+        assert "/oidc/authorize?" in resp.headers["Location"]
+    async with browser.get(sandbox_service + "/demo/oidc/backend?code=x&state=y") as resp:
+        assert 'id="oidc-failure"' in await contract.check(resp, "get", "/demo/oidc/backend")
+    for path in paths[1:]:  # a parameter given twice
+        async with browser.get(sandbox_service + path + "?scope=a&scope=b&code=a&code=b") as resp:
+            assert (await contract.check(resp, "get", path))["name"] == "INVALID_PARAMETER"
+    for path in paths:
+        contract.assert_all_answers_seen("get", path)
+
+
 class Assets(HTMLParser):
     """The page's script and stylesheet URLs, and any inline script."""
 
@@ -684,6 +711,102 @@ async def test_docs_page_loads_only_local_assets(client, contract):
     assert "Apache License" in await licence.text()
     for path in ("/openapi.json", "/docs"):
         contract.assert_all_answers_seen("get", path)
+
+
+# -- OpenID Connect -----------------------------------------------------------------------------
+
+OIDC_ISSUER = "http://app.example.com"  # the emulator authorizes app.example.com
+OIDC_REDIRECT = "https://spa.example.com/cb"
+
+
+@exercises(
+    "GET /.well-known/openid-configuration",
+    "GET /oidc/authorize",
+    "GET /oidc/callback",
+    "POST /oidc/token",
+    "GET /oidc/userinfo",
+    "POST /oidc/userinfo",
+)
+async def test_the_openid_connect_endpoints_answer_as_documented(
+    make_client, browser, contract, tmp_path
+):
+    key = tmp_path / "oidc.pem"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    provider = await make_client(
+        public_url=OIDC_ISSUER,
+        oidc_clients=(OidcClient("spa", (OIDC_REDIRECT,), public=True),),
+        oidc_private_key_file=str(key),
+    )
+    await contract.check(
+        await provider.get("/.well-known/openid-configuration"),
+        "get",
+        "/.well-known/openid-configuration",
+    )
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    params = {
+        "response_type": "code",
+        "client_id": "spa",
+        "redirect_uri": OIDC_REDIRECT,
+        "scope": "openid profile",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    authorize = ("get", "/oidc/authorize")
+    refused = await provider.get("/oidc/authorize", params={**params, "client_id": "nobody"})
+    await contract.check(refused, *authorize)
+    as_page = await provider.get(
+        "/oidc/authorize", params={**params, "client_id": "x"}, headers={"Accept": "text/html"}
+    )
+    await contract.check(as_page, *authorize)
+    resp = await provider.get("/oidc/authorize", params=params, allow_redirects=False)
+    await contract.check(resp, *authorize)
+    at_callback = await authorize_at_wechat(
+        browser, resp.headers["Location"], FOLLOWER.openid, callback=f"{OIDC_ISSUER}/oidc/callback"
+    )
+    callback = ("get", "/oidc/callback")
+    back = await provider.get("/oidc/callback", params=at_callback, allow_redirects=False)
+    await contract.check(back, *callback)
+    await contract.check(
+        await provider.get("/oidc/callback", params=at_callback, allow_redirects=False), *callback
+    )
+    code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
+
+    token = ("post", "/oidc/token")
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": OIDC_REDIRECT,
+        "client_id": "spa",
+        "code_verifier": verifier,
+    }
+    unknown_client = await provider.post("/oidc/token", data={**form, "client_id": "nobody"})
+    await contract.check(unknown_client, *token)
+    wrong_grant = await provider.post("/oidc/token", data={**form, "grant_type": "password"})
+    await contract.check(wrong_grant, *token)
+    tokens = await contract.check(await provider.post("/oidc/token", data=form), *token)
+
+    for method in ("get", "post"):
+        userinfo = (method, "/oidc/userinfo")
+        ok = await provider.request(
+            method.upper(), "/oidc/userinfo", headers=bearer(tokens["access_token"])
+        )
+        await contract.check(ok, *userinfo)
+        await contract.check(
+            await provider.request(method.upper(), "/oidc/userinfo", headers=bearer("nope")),
+            *userinfo,
+        )
+        contract.assert_all_answers_seen(*userinfo)
+    for operation in (authorize, callback, token, ("get", "/.well-known/openid-configuration")):
+        contract.assert_all_answers_seen(*operation)
 
 
 # -- rate limits --------------------------------------------------------------------------------

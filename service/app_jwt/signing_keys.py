@@ -116,12 +116,12 @@ def load_key_set(
             raise JwtKeyError(f"{private_key_file} is a public key; signing needs the private key")
     previous = [secret_key(s) for s in previous_secrets]
     for path in previous_key_files:
-        with_algorithm = "ES256" if _is_ec(Path(path)) else "RS256"
+        with_algorithm = "ES256" if is_ec_key_file(Path(path)) else "RS256"
         previous.append(pem_key(Path(path), with_algorithm))
     return KeySet(current, tuple(k for k in previous if k.kid != current.kid))
 
 
-def _is_ec(path: Path) -> bool:
+def is_ec_key_file(path: Path) -> bool:
     try:
         text = path.read_text()
     except OSError:
@@ -137,3 +137,13 @@ def _is_ec(path: Path) -> bool:
         except (ValueError, TypeError):
             return False
     return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey)
+
+
+def ephemeral_es256_key() -> JwtKey:
+    """A P-256 key made at start, for sandbox mode's ID tokens when no key is configured:
+    it lives as long as the process (and differs between instances), so never in production."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key()
+    jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+    kid = thumbprint(jwk)
+    return JwtKey(kid, "ES256", private, public, {**jwk, "kid": kid, "alg": "ES256", "use": "sig"})

@@ -1,11 +1,21 @@
-"""/metrics in Prometheus's text format; token gauges read from the store at scrape time."""
+"""/metrics in Prometheus's text format; token gauges read from the store at scrape time.
+
+On PORT by default. With METRICS_PORT set, /metrics is not a route of the service at all (PORT
+answers 404 for it, and /openapi.json leaves it out): a second, minimal listener serves it on
+METRICS_PORT alone, for the monitoring network.
+"""
 
 from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import keys
+from service.errors import error_middleware
+from service.logs import AccessLogger
 from service.openapi import documented
 from service.ops import contract
 
@@ -15,7 +25,11 @@ routes = web.RouteTableDef()
 @routes.get("/metrics")
 @documented(contract.METRICS)
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    app = request.app
+    return await exposition(request.app)
+
+
+async def exposition(app: web.Application) -> web.Response:
+    """The service's (`app`'s) registry, its token gauges set from the store first."""
     metrics = app[keys.METRICS]
     status = await app[keys.BASE_TOKENS].status()
     metrics.base_token_remaining.set(status["remainingSeconds"])
@@ -29,3 +43,37 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         body=generate_latest(metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},
     )
+
+
+def metrics_app(service: web.Application) -> web.Application:
+    """METRICS_PORT's application: GET /metrics of `service`, every other path 404 (in the
+    error shape)."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        return await exposition(service)
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/metrics", scrape)
+    return app
+
+
+Context = Callable[[web.Application], AsyncIterator[None]]
+
+
+def metrics_listener(host: str, port: int, sock: socket.socket | None = None) -> Context:
+    """A cleanup context of the service: serves metrics_app on host:port (or on `sock`, bound
+    already) while the service runs."""
+
+    async def listen(service: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(metrics_app(service), access_log_class=AccessLogger)
+        await runner.setup()
+        site: web.BaseSite = (
+            web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+        )
+        try:
+            await site.start()
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listen

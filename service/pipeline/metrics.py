@@ -1,4 +1,4 @@
-"""The Prometheus registry: requests, WeChat calls, and the state of the tokens.
+"""The Prometheus registry: requests, WeChat calls, the state of the tokens, and the process.
 
 Each app has its own registry (several instances run side by side in tests). Token gauges
 are set at scrape time (service/ops/metrics.py) from the store, so every instance reports
@@ -13,6 +13,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
 )
 
 from service.logs import route_of
@@ -26,6 +28,10 @@ METHOD_LABELS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_* (CPU, memory, open files, start time; read from /proc on Linux) and
+        # python_info, as prometheus_client's default registry has them.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.requests = Counter(
             "http_requests_total",
             "HTTP requests answered, by route pattern, method and status",

@@ -1,10 +1,14 @@
-"""The service's one middleware: request id, rate limit, error shape and metrics, in that order.
+"""The service's one middleware: request id, the request's origin (sandbox), CORS preflights,
+rate limit, error shape, WeChat's verification files, CORS and security headers, and metrics,
+in that order.
 
-Each concern lives in its own module (logs, ratelimit, errors, metrics); they meet here in a
-single layer because every aiohttp middleware costs each request a coroutine and a wrapper,
-whatever it does: as four layers they held /healthz to 9,400 requests a second under wrk, as
-one it answers 11,300 (bench/README.md). Redirects (HTTPExceptions below 400) still propagate
-to aiohttp.
+Each concern lives in its own module (logs, origins, cors, ratelimit, errors, metrics,
+ops/verification); they meet here in a single layer because every aiohttp middleware costs each
+request a coroutine and a wrapper, whatever it does: as four layers they held /healthz to 9,400
+requests a second under wrk, as one it answers 11,300 (bench/README.md). What only some
+requests need costs the others a comparison: preflights are looked at for OPTIONS only, the
+verification files for GET and HEAD requests no route matched, CORS headers for listed routes.
+Redirects (HTTPExceptions below 400) still propagate to aiohttp.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from aiohttp.typedefs import Handler
 from service import keys
 from service.errors import response_for
 from service.logs import REQUEST_ID_HEADER, begin_request, request_id_var
+from service.ops import verification
+from service.pipeline import cors, origins
 from service.pipeline.ratelimit import ROUTE_GROUPS, client_ip
 
 # One year, the value browsers' preload lists ask for. includeSubDomains covers only hosts
@@ -47,24 +53,40 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     request_id, log_context = begin_request(request)
     started = time.perf_counter()
     status = 500  # if the request is cancelled (the client went away)
+    app = request.app
+    settings = app[keys.SETTINGS]
+    own_origin = origins.serving(request, settings)  # sandbox mode without PUBLIC_URL only
     try:
         try:
-            check_rate_limit(request)
-            response = await handler(request)
+            preflight = None
+            if request.method == "OPTIONS":
+                preflight = await cors.preflight(request, settings)
+            if preflight is not None:
+                response: web.StreamResponse = preflight
+            else:
+                check_rate_limit(request)
+                response = await handler(request)
         except Exception as exc:
-            response = response_for(request, exc)  # re-raises redirects
+            # A GET of WeChat's MP_verify_….txt meets no route: answered from memory.
+            verify_files = app[keys.VERIFY_FILES]
+            file = verification.answer(request, exc, verify_files)
+            # response_for re-raises redirects.
+            response = file if file is not None else response_for(request, exc)
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
-        response.headers.update(security_headers(request.app[keys.SETTINGS].public_url))
+        response.headers.update(security_headers(settings.public_url))
+        cors.add_headers(request, response.headers, settings)
         return response
     except web.HTTPException as redirect:
         status = redirect.status
         redirect.headers[REQUEST_ID_HEADER] = request_id
-        redirect.headers.update(security_headers(request.app[keys.SETTINGS].public_url))
+        redirect.headers.update(security_headers(settings.public_url))
+        cors.add_headers(request, redirect.headers, settings)
         raise
     finally:
         # request.app is this (the main) app here, also for requests routed to the emulator.
-        request.app[keys.METRICS].request_done(request, status, time.perf_counter() - started)
+        app[keys.METRICS].request_done(request, status, time.perf_counter() - started)
+        origins.done(own_origin)
         request_id_var.reset(log_context)
 
 

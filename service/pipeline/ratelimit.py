@@ -30,6 +30,11 @@ ROUTE_GROUPS = {
     "/wechat/qrcode": "qrcode",
     "/wechat/qrcode/login": "qrcode",
     "/wechat/qrcode/login/{scene}": "qrcode",
+    # OpenID Connect: authorize stores a request per call, as /wechat/authorize stores a state;
+    # the callback and the token endpoint spend WeChat's code exchange or check secrets.
+    "/oidc/authorize": "authorize",
+    "/oidc/callback": "jwt",
+    "/oidc/token": "jwt",
 }
 
 

@@ -6,6 +6,7 @@ back to the app; the emulator does the same, quoting WeChat's page-level error c
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -63,7 +64,17 @@ def current_user(request: web.Request) -> SandboxUser | None:
     return request.config_dict[SANDBOX_KEY].users.get(openid)
 
 
-def check_authorize_request(query: Any, wechat: SandboxWeChat) -> None:
+def authorized_domains(request: web.Request, wechat: SandboxWeChat) -> tuple[str, ...]:
+    """The account's 网页授权域名, and with authorize_reached_host the host this page was
+    reached at too (the service's sandbox mode without PUBLIC_URL: the demo on any host)."""
+    config = wechat.config
+    reached = request.url.host
+    if config.authorize_reached_host and reached and reached != config.authorized_domain:
+        return (config.authorized_domain, reached)
+    return (config.authorized_domain,)
+
+
+def check_authorize_request(query: Any, wechat: SandboxWeChat, domains: tuple[str, ...]) -> None:
     """WeChat's checks, in its order; each failure is a page, never a redirect."""
     keys = [key for key, _ in query.items()]  # .keys() would hide repeated parameters
     documented = [key for key in keys if key in AUTHORIZE_ORDER]
@@ -84,12 +95,11 @@ def check_authorize_request(query: Any, wechat: SandboxWeChat) -> None:
     if not redirect_uri:
         raise AuthorizePageError("10011", "redirect_uri 不能为空", "redirect_uri is missing.")
     target = URL(redirect_uri)
-    if target.scheme not in ("http", "https") or target.host != wechat.config.authorized_domain:
+    if target.scheme not in ("http", "https") or target.host not in domains:
         raise AuthorizePageError(
             "10003",
             "redirect_uri 域名与后台配置不一致",
-            f"redirect_uri's domain is not the authorized domain "
-            f"{wechat.config.authorized_domain!r}.",
+            f"redirect_uri's domain is not the authorized domain {' or '.join(domains)!r}.",
         )
     if query.get("response_type") != "code":
         raise AuthorizePageError("", "参数错误 (parameter error)", "response_type must be code.")
@@ -116,7 +126,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     wechat = request.config_dict[SANDBOX_KEY]
     query = request.query
     try:
-        check_authorize_request(query, wechat)
+        check_authorize_request(query, wechat, authorized_domains(request, wechat))
         action = query.get("sandbox_action", "")
         if action and action not in ACTIONS:
             raise AuthorizePageError(
@@ -217,7 +227,9 @@ async def home(request: web.Request) -> web.Response:
         request,
         "sandbox/index.html",
         {
-            "config": wechat.config,
+            "config": dataclasses.replace(
+                wechat.config, authorized_domain=", ".join(authorized_domains(request, wechat))
+            ),
             "user": user,
             "users": list(wechat.users.values()),
             "base": str(request.url.origin()) + str(request.app.router["sandbox_home"].url_for()),

@@ -193,6 +193,10 @@ class SandboxActionError(Exception):
 class SandboxConfig:
     """The one Official Account the emulator knows, its 网页授权域名 and its server settings.
 
+    authorized_domain is the 网页授权域名 redirect_uri must be on. authorize_reached_host: the
+    host the browser reached the authorize page at is authorized too (the service's sandbox
+    mode without PUBLIC_URL, which takes each request's own origin as its public URL).
+
     token, aes_key, message_url and message_mode are the account's 服务器配置 (§10, §11):
     message_url is where pushes go (empty: no pushes, and scans are refused); original_id is
     the account's 原始ID, the ToUserName of every push; push_timeout is how long WeChat waits
@@ -215,6 +219,7 @@ class SandboxConfig:
     push_timeout: float = 5.0
     push_retry_delay: float | None = None
     ip_whitelist: tuple[str, ...] = ()
+    authorize_reached_host: bool = False
 
     def __post_init__(self) -> None:
         if self.message_mode not in MESSAGE_MODES:

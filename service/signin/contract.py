@@ -367,7 +367,9 @@ EXCHANGE_CODE = Operation(
             "400": error(
                 400,
                 "MISSING_PARAMETER (state or code absent), INVALID_PARAMETER (given "
-                "twice), INVALID_STATE (malformed, unknown, expired or already used), "
+                "twice), INVALID_STATE (malformed or unknown: `details.field` `state`; "
+                "already used: `state.usedAt`, expired: `state.expiresAt`, each with "
+                "`fieldValue` the moment, ISO 8601 UTC), "
                 "INVALID_CODE (WeChat refused the code: 40029 invalid or expired, 40163 "
                 "already used), INVALID_CODE_VERIFIER (the state's codeChallenge needs a "
                 "matching codeVerifier: missing and wrong get the same answer; or a "
@@ -449,7 +451,9 @@ JWKS = Operation(
         "summary": "The public keys that verify the app's JWTs",
         "description": "With JWT_ALGORITHM=RS256 or ES256: the current key and those "
         "being rotated out, each with its kid (the RFC 7638 thumbprint, also in every "
-        "token's header). Empty with HS256: a shared secret is never published.",
+        "token's header). Empty with HS256: a shared secret is never published. Also the key "
+        "that signs OpenID Connect ID tokens (OIDC_PRIVATE_KEY_FILE, or in sandbox mode one "
+        "made at start), when it is not the app JWT's.",
         "responses": {
             "200": {
                 "description": "A JWK Set (RFC 7517).",
@@ -477,7 +481,12 @@ CALLBACK_PAGE = Operation(
         "has no page of its own; such states are not browser-bound). In the browser it "
         "reads code and state, calls /wechat/jwt (same-origin, so the binding cookie "
         "goes along) and replaces itself with redirectUri#token=…&tokenType=Bearer"
-        "&expiresIn=…; it explains STATE_NOT_BOUND, SNAPSHOT_USER and a damaged link. "
+        "&expiresIn=…; on a failure it says what happened and offers the action that "
+        "helps: a denial, an expired, used or unknown link, STATE_NOT_BOUND, SNAPSHOT_USER, "
+        "WeChat failing (the same request again), RATE_LIMITED (after Retry-After) and a "
+        "damaged link, with the error's id as the reference. In Chinese (zh-CN) inside "
+        "WeChat or when Accept-Language prefers it, else in English (Vary: Accept-Language, "
+        "User-Agent). "
         "Strict CSP, Referrer-Policy: no-referrer.",
         "responses": {"200": html("The page."), "500": INTERNAL_ERROR},
     },

@@ -9,6 +9,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -27,6 +28,7 @@ from service.errors import (
     SnapshotUser,
     StateNotBound,
 )
+from service.pipeline.origins import open_base, public_url, redirect_origins
 from service.store.queries import Store
 from service.wechat.client import (
     WeChatAPIError,
@@ -70,6 +72,10 @@ CODE_VERIFIER_PATTERN = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 BINDING_COOKIE = "wechat_oa_auth_binding"
 BINDING_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 BUILTIN_CALLBACK_PATH = "/wechat/callback"
+# INVALID_STATE's `details.field` for a state already used and for one expired (`fieldValue`:
+# when); an unknown state's is "state", as for a malformed one.
+STATE_USED_FIELD = "state.usedAt"
+STATE_EXPIRED_FIELD = "state.expiresAt"
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ def parse_login_request(settings: Settings, redirect_uri: str, scope: str) -> Au
 
 
 def builtin_callback(settings: Settings) -> str:
-    return settings.public_url.rstrip("/") + BUILTIN_CALLBACK_PATH
+    return public_url(settings).rstrip("/") + BUILTIN_CALLBACK_PATH
 
 
 def _code_challenge(settings: Settings, challenge: str | None, method: str | None) -> str | None:
@@ -170,7 +176,7 @@ def binding_cookie_name(settings: Settings) -> str:
 
 
 def _secure(settings: Settings) -> bool:
-    return settings.public_url.lower().startswith("https:")
+    return public_url(settings).lower().startswith("https:")
 
 
 def _binding_hash(secret: str) -> str:
@@ -223,7 +229,7 @@ def app_url(settings: Settings, name: str, value: str | None) -> str:
         raise InvalidParameter(
             f"{name} is longer than {MAX_URL_LENGTH} characters", field=name, value=value
         )
-    return _checked_app_url(name, value, settings.redirect_origins)
+    return _checked_app_url(name, value, redirect_origins(settings))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -269,7 +275,7 @@ def _checked_app_url(name: str, value: str, allowed_origins: frozenset[str]) -> 
 
 def authorization_url(settings: Settings, callback: str, scope: str, state: str) -> str:
     return (
-        _authorization_url_start(settings.open_base, settings.wechat_appid, callback, scope)
+        _authorization_url_start(open_base(settings), settings.wechat_appid, callback, scope)
         + f"&state={state}&forcePopup=false#wechat_redirect"
     )
 
@@ -386,20 +392,35 @@ class SignIn:
         issue the app's JWT."""
         live = await self.store.find_live_state(state)
         if live is None:
-            raise InvalidState(await self._why_state_unusable(state), field="state", value=state)
+            raise await self._state_unusable(state)
         # Before consuming: a failed check leaves the state to whoever holds its binding.
         _check_binding(live, code_verifier, presented_secret, cookie_name)
 
         doc = await self.store.consume_state(state)
         if doc is None:  # used or expired by a concurrent request since the check
-            raise InvalidState(await self._why_state_unusable(state), field="state", value=state)
+            raise await self._state_unusable(state)
 
+        async def release() -> None:
+            await self.store.release_state(doc)
+
+        user, scope = await self.sign_in_with_code(code, doc["scope"], release)
+        return Completed(
+            signed_in(self.jwt, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
+        )
+
+    async def sign_in_with_code(
+        self, code: str, requested_scope: str, release: Callable[[], Awaitable[None]]
+    ) -> tuple[dict[str, Any], str]:
+        """WeChat's code exchanged, the profile fetched (snsapi_userinfo), the user and their
+        web token stored: the user and the scope granted. `release` runs when the code was not
+        spent (WeChat unavailable, or it refused the code as invalid), so whatever the caller
+        consumed can serve the real code's holder."""
         try:
             web_token = await self.wechat.exchange_code(code)
         except WeChatAPIError as exc:
             if exc.errcode in CODE_ERRCODES:
                 if exc.errcode in RELEASING_ERRCODES:
-                    await self.store.release_state(doc)
+                    await release()
                 reason = CODE_ERRCODES[exc.errcode]
                 raise InvalidCode(
                     f"WeChat refused the code: {reason} (errcode {exc.errcode})",
@@ -407,10 +428,10 @@ class SignIn:
                     value=code,
                 ) from None
             # WeChat did not take the code, so the user may retry with the same state.
-            await self.store.release_state(doc)
+            await release()
             raise upstream_error(exc) from None
         except WeChatError as exc:
-            await self.store.release_state(doc)
+            await release()
             raise upstream_error(exc) from None
 
         if web_token.is_snapshotuser:
@@ -419,7 +440,7 @@ class SignIn:
             # openids), so nobody is signed in or stored. The state is released: tapping
             # 使用完整服务 reopens the authorization, and its real code may then finish this
             # same sign-in.
-            await self.store.release_state(doc)
+            await release()
             raise SnapshotUser(
                 "WeChat opened this page as a snapshot (快照页) with a virtual account: tap "
                 "「使用完整服务」 (Use full service) at the bottom of the screen, then sign in "
@@ -428,7 +449,7 @@ class SignIn:
                 value=1,
             )
 
-        scope = web_token.scope if web_token.scope in SCOPES else doc["scope"]
+        scope = web_token.scope if web_token.scope in SCOPES else requested_scope
         profile = None
         if scope == "snsapi_userinfo":
             profile = await self._fetch_profile(web_token.access_token, web_token.openid)
@@ -442,17 +463,26 @@ class SignIn:
             expires_in=web_token.expires_in,
             unionid=unionid,
         )
-        return Completed(
-            signed_in(self.jwt, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
-        )
+        return user, scope
 
-    async def _why_state_unusable(self, state: str) -> str:
+    async def _state_unusable(self, state: str) -> InvalidState:
+        """Why a state cannot complete, told apart by `details` for pages to act on (see
+        EXCHANGE_CODE in signin/contract.py): unknown (`state`, the state as sent), already used
+        (STATE_USED_FIELD, when: ISO 8601 UTC) or expired (STATE_EXPIRED_FIELD, when)."""
         doc = await self.store.find_state(state)
         if doc is None:
-            return "unknown state: start signing in again"
+            return InvalidState("unknown state: start signing in again", field="state", value=state)
         if doc.get("usedAt") is not None:
-            return "this state was already used: each sign-in link works once"
-        return "this state expired: start signing in again"
+            return InvalidState(
+                "this state was already used: each sign-in link works once",
+                field=STATE_USED_FIELD,
+                value=_utc_instant(doc["usedAt"]),
+            )
+        return InvalidState(
+            "this state expired: start signing in again",
+            field=STATE_EXPIRED_FIELD,
+            value=_utc_instant(doc["expiresAt"]),
+        )
 
     async def _fetch_profile(self, access_token: str, openid: str) -> dict[str, Any] | None:
         """The user's profile, or None if WeChat would not give it now.
@@ -507,6 +537,11 @@ def _check_cookie(doc: dict[str, Any], presented: str | None, cookie_name: str) 
                 field=cookie_name,
                 value=None,
             )
+
+
+def _utc_instant(moment: datetime) -> str:
+    """A stored time (UTC, with or without tzinfo) as ISO 8601: 2025-01-31T08:00:00Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _verifier_format_ok(verifier: str | None) -> TypeGuard[str]:

@@ -1,4 +1,5 @@
-"""HTML pages: the built-in callback page, and the sandbox demo and its landing page."""
+"""HTML pages: the built-in callback page, and the sandbox demo and its landing page; the
+APP_LOGO_FILE image they show."""
 
 from __future__ import annotations
 
@@ -6,17 +7,42 @@ from aiohttp import web
 
 from service import keys
 from service.openapi import documented
+from service.pipeline.branding import LOGO_CSP, LOGO_PATH, Branding, branding
+from service.pipeline.origins import public_url
 from service.pipeline.pages import page
 from service.signin import contract
 
 routes = web.RouteTableDef()
 
 
+def _branding(request: web.Request) -> Branding:
+    settings = request.app[keys.SETTINGS]
+    return branding(settings.app_name, settings.app_logo_file)
+
+
 @routes.get("/wechat/callback")
 @documented(contract.CALLBACK_PAGE)
 async def callback(request: web.Request) -> web.Response:
     """Reads code and state in the browser, calls /wechat/jwt, goes on to the app."""
-    return page(request, "callback.html")
+    return page(request, "callback.html", branding=_branding(request))
+
+
+# An asset under /static/ (registered before the static directory, so it answers first), not
+# an API operation: no operation documents it.
+@routes.get(LOGO_PATH)
+async def logo(request: web.Request) -> web.Response:
+    """APP_LOGO_FILE, read at start; 404 without one. Pages ask for it with ?v=<its hash>."""
+    found = _branding(request).logo
+    if found is None:
+        raise web.HTTPNotFound()
+    headers = {
+        "Cache-Control": "public, max-age=86400",
+        "ETag": found.etag,
+        "Content-Security-Policy": LOGO_CSP,
+    }
+    if found.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=found.content, content_type=found.content_type, headers=headers)
 
 
 @routes.get("/")
@@ -46,9 +72,15 @@ async def index(request: web.Request) -> web.Response:
                 ],
             }
         )
-    # The landing page under PUBLIC_URL: the host the binding cookie and the callback share.
-    landing_url = settings.public_url.rstrip("/") + "/demo/landing"
-    return page(request, "demo.html", {"appid": settings.wechat_appid, "landing_url": landing_url})
+    # The landing page under PUBLIC_URL (without it, this request's origin): the host the
+    # binding cookie and the callback share.
+    landing_url = public_url(settings).rstrip("/") + "/demo/landing"
+    return page(
+        request,
+        "demo.html",
+        {"appid": settings.wechat_appid, "landing_url": landing_url},
+        branding=_branding(request),
+    )
 
 
 @routes.get("/demo/qr-login")
@@ -57,7 +89,7 @@ async def qr_login_demo(request: web.Request) -> web.Response:
     """The desktop sign-in: a QR code to scan with the sandbox phone, and long polling."""
     if not request.app[keys.SETTINGS].sandbox:
         raise web.HTTPNotFound()
-    return page(request, "qr_login.html")
+    return page(request, "qr_login.html", branding=_branding(request))
 
 
 @routes.get("/demo/landing")
@@ -66,4 +98,4 @@ async def landing(request: web.Request) -> web.Response:
     """Where the demo's sign-in ends: shows the JWT it receives in the URL fragment."""
     if not request.app[keys.SETTINGS].sandbox:
         raise web.HTTPNotFound()
-    return page(request, "landing.html")
+    return page(request, "landing.html", branding=_branding(request))

@@ -134,7 +134,13 @@ async def jwt(request: web.Request) -> web.Response:
 @documented(contract.JWKS)
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that verify the app's JWTs (RS256/ES256); empty for HS256."""
+    jwks = request.app[keys.JWT].keys.jwks()
+    # The OpenID Connect ID tokens' key too, when it is not the app JWT's own.
+    id_token_key = request.app[keys.OIDC].key
+    published = {key.get("kid") for key in jwks["keys"]}
+    if id_token_key is not None and id_token_key.jwk and id_token_key.kid not in published:
+        jwks["keys"].append(id_token_key.jwk)
     return web.json_response(
-        request.app[keys.JWT].keys.jwks(),
+        jwks,
         headers={"Cache-Control": "public, max-age=300"},
     )

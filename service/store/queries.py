@@ -84,6 +84,9 @@ class Store:
         self.delivery_writer = GroupInsert(self.pushed_messages)
         self.push_nonces: Collection = db["push_nonces"]
         self.nonce_writer = GroupInsert(self.push_nonces)
+        self.oidc_requests: Collection = db["oidc_requests"]
+        self.oidc_codes: Collection = db["oidc_codes"]
+        self.oidc_tokens: Collection = db["oidc_tokens"]
 
     async def ensure_indexes(self) -> None:
         """The first command at start-up, so it is where an unreachable MongoDB shows."""
@@ -119,6 +122,75 @@ class Store:
         await self.qr_claims.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.pushed_messages.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.push_nonces.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        # OpenID Connect: requests waiting at WeChat, authorization codes, access tokens.
+        await self.oidc_requests.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.oidc_codes.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.oidc_tokens.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.oidc_tokens.create_index("codeId", name="code")
+
+    # -- OpenID Connect ------------------------------------------------------------------------
+
+    async def create_oidc_request(self, state: str, request: dict[str, Any], ttl: int) -> None:
+        """A client's authorization request while the person is at WeChat, keyed by the state
+        sent there; usable once, for `ttl` seconds."""
+        expires = utc(self.clock.now() + ttl)
+        await self.oidc_requests.insert_one(
+            {"_id": state, **request, "expiresAt": expires, "purgeAt": expires}
+        )
+
+    async def take_oidc_request(self, state: str) -> dict[str, Any] | None:
+        """The request of a live state, deleted as it is read: a second callback finds none."""
+        now = utc(self.clock.now())
+        return await self.oidc_requests.find_one_and_delete(
+            {"_id": state, "expiresAt": {"$gt": now}}
+        )
+
+    async def create_oidc_code(
+        self, code_id: str, grant: dict[str, Any], ttl: int, retention: int
+    ) -> None:
+        """An authorization code (`code_id`: its hash), redeemable once within `ttl` seconds,
+        remembered `retention` longer so a second redemption is recognised as a replay."""
+        now = self.clock.now()
+        await self.oidc_codes.insert_one(
+            {
+                "_id": code_id,
+                **grant,
+                "usedAt": None,
+                "expiresAt": utc(now + ttl),
+                "purgeAt": utc(now + ttl + retention),
+            }
+        )
+
+    async def redeem_oidc_code(self, code_id: str) -> tuple[dict[str, Any] | None, bool]:
+        """(the grant, False) for a live unused code, now marked used; (None, True) if it was
+        used before (a replay); (None, False) if unknown or expired. One findAndModify, so two
+        redemptions racing cannot both win."""
+        now = utc(self.clock.now())
+        doc = await self.oidc_codes.find_one_and_update(
+            {"_id": code_id, "usedAt": None, "expiresAt": {"$gt": now}},
+            {"$set": {"usedAt": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            return doc, False
+        earlier = await self.oidc_codes.find_one({"_id": code_id})
+        return None, earlier is not None and earlier.get("usedAt") is not None
+
+    async def save_oidc_token(self, token_id: str, grant: dict[str, Any], ttl: int) -> None:
+        expires = utc(self.clock.now() + ttl)
+        await self.oidc_tokens.insert_one(
+            {"_id": token_id, **grant, "expiresAt": expires, "purgeAt": expires}
+        )
+
+    async def find_oidc_token(self, token_id: str) -> dict[str, Any] | None:
+        now = utc(self.clock.now())
+        return await self.oidc_tokens.find_one({"_id": token_id, "expiresAt": {"$gt": now}})
+
+    async def revoke_oidc_tokens(self, code_id: str) -> int:
+        """Every access token issued for one authorization code (RFC 6749 §4.1.2: a code used
+        twice revokes what it issued)."""
+        result = await self.oidc_tokens.delete_many({"codeId": code_id})
+        return result.deleted_count
 
     async def ping(self) -> None:
         await self.db.command("ping")

@@ -22,6 +22,8 @@ from service.app_jwt.issuer import JwtIssuer
 from service.app_jwt.signing_keys import ephemeral_es256_key
 from service.clock import Clock, SystemClock
 from service.config import Settings, jwt_key_set, oidc_signing_key, verify_files
+from service.jssdk import routes as jssdk_routes
+from service.jssdk.signing import JsSdk
 from service.oidc import pages as oidc_pages
 from service.oidc import routes as oidc_routes
 from service.oidc.provider import OidcProvider
@@ -41,6 +43,8 @@ from service.push.handling import PushHandler, message_crypto
 from service.qr import routes as qr_routes
 from service.qr.codes import QrCodes
 from service.qr.login import LoginWaiters, QrSignIn
+from service.shared_token import routes as shared_token_routes
+from service.shared_token.handout import SharedToken
 from service.signin import pages as signin_pages
 from service.signin import routes as signin_routes
 from service.signin.flow import SignIn
@@ -54,9 +58,11 @@ log = logging.getLogger(__name__)
 
 # Each area's routes, in the order of the layout; /openapi.json lists them in this order too.
 AREA_ROUTES = (
+    shared_token_routes.routes,
     account_routes.routes,
     signin_routes.routes,
     signin_pages.routes,
+    jssdk_routes.routes,
     oidc_routes.routes,
     oidc_pages.routes,
     qr_routes.routes,
@@ -186,6 +192,13 @@ async def area_services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Each area's service, built once from the resources the contexts before it made."""
     settings, clock, store = app[keys.SETTINGS], app[keys.CLOCK], app[keys.STORE]
     wechat, base_tokens = app[keys.WECHAT], app[keys.BASE_TOKENS]
+    app[keys.SHARED_TOKEN] = SharedToken(
+        api_keys=settings.api_keys,
+        keeper=base_tokens,
+        store=store,
+        clock=clock,
+        on_handout=app[keys.METRICS].shared_token_handout,
+    )
     sign_in = SignIn(settings=settings, store=store, wechat=wechat, jwt=app[keys.JWT])
     app[keys.SIGN_IN] = sign_in
     # ID tokens: the configured key, else (sandbox mode only) one made for this process.
@@ -197,6 +210,7 @@ async def area_services_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     follow = FollowCheck(store=store, base_tokens=base_tokens, wechat=wechat)
     app[keys.FOLLOW] = follow
+    app[keys.JSSDK] = JsSdk(settings=settings, tickets=app[keys.JSAPI_TICKETS], clock=clock)
     codes = QrCodes(
         store=store,
         base_tokens=base_tokens,

@@ -46,6 +46,7 @@ SECRET_FIELDS = (
     "jwt_previous_secrets",
     "admin_key",
     "data_keys",
+    "api_keys",
 )
 
 # Development values filled in sandbox mode. They are public, so they are refused outside it.
@@ -129,6 +130,8 @@ class Settings:
     web_token_concurrency: int = 16
     web_token_batch_size: int = 500
     admin_key: str = field(default="", repr=False)
+    # "name:key,…": other backends' keys for the shared access_token (service/shared_token/).
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     # "id:base64key,…" (32-byte keys; the first seals): users' WeChat tokens sealed at rest.
     data_keys: tuple[str, ...] = field(default=(), repr=False)
     # Pushed messages and QR codes.
@@ -505,6 +508,7 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("ADMIN_KEY must be at least 16 characters long")
     if s.admin_key == SANDBOX_DEFAULTS["admin_key"] and not s.sandbox:
         raise ConfigError("ADMIN_KEY is the public sandbox value; set a real one")
+    parse_api_keys(s.api_keys)
     # Outside sandbox mode, data that vanishes on restart must be asked for, not fallen into
     # because a variable was left out of a deployment.
     if not s.mongodb_uri and not s.sandbox:
@@ -521,6 +525,35 @@ def _validate(s: Settings) -> Settings:
         )
     _validate_deployment(s)
     return s
+
+
+# API_KEYS: each entry "name:key"; a name says who calls (logs, metrics), never the key.
+API_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+API_KEY_MIN_LENGTH = 16
+
+
+def parse_api_keys(entries: tuple[str, ...]) -> dict[str, str]:
+    """API_KEYS as {name: key}. A refusal names the entry's name or position, never a key."""
+    keys: dict[str, str] = {}
+    for position, entry in enumerate(entries, 1):
+        name, colon, key = entry.partition(":")
+        name, key = name.strip(), key.strip()
+        if not colon or not API_KEY_NAME.fullmatch(name):
+            raise ConfigError(
+                f"API_KEYS: entry {position} is not name:key with a name of 1 to 64 of "
+                "A-Z a-z 0-9 . _ -"
+            )
+        if name in keys:
+            raise ConfigError(f"API_KEYS names {name} twice")
+        if len(key) < API_KEY_MIN_LENGTH:
+            raise ConfigError(
+                f"API_KEYS: the key of {name} must be at least {API_KEY_MIN_LENGTH} characters"
+            )
+        same = [other for other, known in keys.items() if known == key]
+        if same:
+            raise ConfigError(f"API_KEYS: {same[0]} and {name} have the same key")
+        keys[name] = key
+    return keys
 
 
 # -- deployment --

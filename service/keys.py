@@ -19,6 +19,7 @@ from service.account.follow import FollowCheck
 from service.app_jwt.issuer import JwtIssuer
 from service.clock import Clock
 from service.config import Settings
+from service.jssdk.signing import JsSdk
 from service.oidc.provider import OidcProvider
 from service.openapi import ApiDocument
 from service.pipeline.metrics import Metrics
@@ -27,9 +28,11 @@ from service.push.background import Background
 from service.push.handling import PushHandler
 from service.qr.codes import QrCodes
 from service.qr.login import LoginWaiters, QrSignIn
+from service.shared_token.handout import SharedToken
 from service.signin.flow import SignIn
 from service.store.queries import Store
 from service.tokens.base import BaseTokenKeeper
+from service.tokens.jsapi import TicketKeeper
 from service.tokens.web import WebTokenSweeper
 from service.wechat.client import WeChatClient
 
@@ -51,6 +54,7 @@ STORE = web.AppKey("store", Store)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 WECHAT = web.AppKey("wechat", WeChatClient)
 BASE_TOKENS = web.AppKey("base_tokens", BaseTokenKeeper)
+JSAPI_TICKETS = web.AppKey("jsapi_tickets", TicketKeeper)
 WEB_TOKENS = web.AppKey("web_tokens", WebTokenSweeper)
 # Absent while TOKEN_UPKEEP is off (tests run the jobs themselves): read it with app.get().
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
@@ -59,7 +63,9 @@ BACKGROUND = web.AppKey("background", Background)
 # Each area's service, built once from the resources above.
 SIGN_IN = web.AppKey("sign_in", SignIn)
 FOLLOW = web.AppKey("follow", FollowCheck)
+JSSDK = web.AppKey("jssdk", JsSdk)
 QR_CODES = web.AppKey("qr_codes", QrCodes)
 QR_SIGN_IN = web.AppKey("qr_sign_in", QrSignIn)
 PUSH = web.AppKey("push", PushHandler)
 OIDC = web.AppKey("oidc", OidcProvider)
+SHARED_TOKEN = web.AppKey("shared_token", SharedToken)

@@ -200,6 +200,7 @@ TAGS = [
         "the phone that scans QR codes). It is not documented route by route here: see "
         "docs/sandbox.md in the repository. Outside sandbox mode it does not exist.",
     },
+    {"name": "js-sdk", "description": "wx.config signatures for an app's pages (JS-SDK)."},
 ]
 
 
@@ -318,6 +319,13 @@ def build_openapi(public_url: str, routes: Iterable[web.AbstractRoute]) -> dict[
                     "name": "X-Admin-Key",
                     "description": "ADMIN_KEY; the status endpoint and permanent QR codes are "
                     "disabled while it is unset.",
+                },
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "A key of API_KEYS (the team's other backends); the shared "
+                    "access_token is disabled while API_KEYS is unset.",
                 },
             },
         },

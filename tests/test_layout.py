@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "service"
 
-AREAS = ("tokens", "account", "signin", "oidc", "qr", "push", "ops")
+AREAS = ("tokens", "shared_token", "account", "signin", "jssdk", "oidc", "qr", "push", "ops")
 FOUNDATIONS = (
     "config",
     "errors",

@@ -598,6 +598,44 @@ async def test_token_status_answers_as_documented(client, make_client, emulator,
     contract.assert_all_answers_seen(*STATUS)
 
 
+SHARED_TOKEN = ("get", "/wechat/access_token")
+SHARED_TOKEN_INVALIDATE = ("post", "/wechat/access_token/invalidate")
+
+
+@exercises("GET /wechat/access_token", "POST /wechat/access_token/invalidate")
+async def test_the_shared_access_token_answers_as_documented(
+    make_client, emulator, clock, contract
+):
+    key = "backend-key-0123456789"
+    client = await make_client(api_keys=(f"backend:{key}",), base_token_source="token")
+    given = {"X-API-Key": key}
+    emulator.faults.set("errcode", errcode=45009, paths=["cgi-bin/token"], count=1)
+    resp = await client.get("/wechat/access_token", headers=given)
+    assert (await contract.check(resp, *SHARED_TOKEN))["name"] == "TOKEN_UNAVAILABLE"
+    clock.advance(900)  # past the back-off
+    resp = await client.get("/wechat/access_token", headers=given, params={"account": "default"})
+    token = (await contract.check(resp, *SHARED_TOKEN))["accessToken"]
+    post = "/wechat/access_token/invalidate"
+    resp = await client.post(post, headers=given, json={"accessToken": token})
+    assert (await contract.check(resp, *SHARED_TOKEN_INVALIDATE))["name"] == "TOKEN_TOO_NEW"
+    clock.advance(60)
+    for result in ("invalidated", "alreadyReplaced"):
+        resp = await client.post(post, headers=given, json={"accessToken": token})
+        assert (await contract.check(resp, *SHARED_TOKEN_INVALIDATE))["result"] == result
+    resp = await client.post(post, headers=given, json={})
+    assert (await contract.check(resp, *SHARED_TOKEN_INVALIDATE))["status"] == 400
+    disabled = await make_client()
+    for method, path in (SHARED_TOKEN, SHARED_TOKEN_INVALIDATE):
+        for headers, status in (({}, 401), ({"X-API-Key": "wrong" * 4}, 403)):
+            resp = await client.request(method, path, headers=headers, json={})
+            assert (await contract.check(resp, method, path))["status"] == status
+        resp = await disabled.request(method, path, headers=given, json={})
+        assert (await contract.check(resp, method, path))["status"] == 403
+        resp = await client.request(method, path, headers=given, params={"account": "x"}, json={})
+        assert (await contract.check(resp, method, path))["details"]["field"] == "account"
+        contract.assert_all_answers_seen(method, path)
+
+
 @exercises("GET /healthz", "GET /readyz", "GET /metrics")
 async def test_health_readiness_and_metrics_answer_as_documented(client, make_client, contract):
     assert (await contract.check(await client.get("/healthz"), "get", "/healthz")) == {
@@ -809,6 +847,42 @@ async def test_the_openid_connect_endpoints_answer_as_documented(
         contract.assert_all_answers_seen(*operation)
 
 
+# -- JS-SDK -------------------------------------------------------------------------------------
+
+JSSDK_CONFIG = ("get", "/wechat/jssdk/config")
+
+
+@exercises("GET /wechat/jssdk/config", "GET /demo/jssdk")
+async def test_jssdk_config_answers_as_documented(
+    client, make_client, emulator, browser, sandbox_service, contract
+):
+    page = "https://app.example.com/share?item=7#top"
+    # No ticket stored yet: the first call fetches one, and WeChat's failures show.
+    impatient = await make_client(wechat_timeout=0.2)
+    emulator.faults.set("slow", delay=0.5, paths=["cgi-bin/ticket/getticket"], count=1)
+    resp = await impatient.get("/wechat/jssdk/config", params={"url": page})
+    assert (await contract.check(resp, *JSSDK_CONFIG))["name"] == "WECHAT_TIMEOUT"
+    emulator.faults.set("http_error", paths=["cgi-bin/ticket/getticket"], status=503, count=1)
+    resp = await client.get("/wechat/jssdk/config", params={"url": page})
+    assert (await contract.check(resp, *JSSDK_CONFIG))["name"] == "WECHAT_UNAVAILABLE"
+    resp = await client.get("/wechat/jssdk/config", params={"url": page})
+    assert (await contract.check(resp, *JSSDK_CONFIG))["appId"] == emulator.config.appid
+    for params, name in (
+        ({}, "MISSING_PARAMETER"),
+        ({"url": "/relative"}, "INVALID_PARAMETER"),
+        ({"url": "https://evil.example.net/"}, "ORIGIN_NOT_ALLOWED"),
+    ):
+        resp = await client.get("/wechat/jssdk/config", params=params)
+        assert (await contract.check(resp, *JSSDK_CONFIG))["name"] == name
+    contract.assert_all_answers_seen(*JSSDK_CONFIG)
+    assert (await contract.check(await client.get("/demo/jssdk"), "get", "/demo/jssdk"))[
+        "status"
+    ] == 404
+    async with browser.get(sandbox_service + "/demo/jssdk") as resp:
+        assert "<html" in await contract.check(resp, "get", "/demo/jssdk")
+    contract.assert_all_answers_seen("get", "/demo/jssdk")
+
+
 # -- rate limits --------------------------------------------------------------------------------
 
 
@@ -822,7 +896,8 @@ async def test_rate_limited_routes_answer_429_as_documented(make_client, contrac
         for method, operation in item.items()
         if method in METHODS and "429" in operation["responses"]
     }
-    assert documented_429 == set(ROUTE_GROUPS)
+    # Besides the per-client limits, a per-token one: TOKEN_TOO_NEW (its own test above).
+    assert documented_429 == set(ROUTE_GROUPS) | {"/wechat/access_token/invalidate"}
     for path in sorted(ROUTE_GROUPS):
         (method,) = (m for m in contract.doc["paths"][path] if m in METHODS)
         url = path.replace("{scene}", "login_unknown")

@@ -86,6 +86,29 @@ ADDED: list[tuple[str, str]] = [
         "/components/schemas/Error/properties/error_description",
         "RFC 6749's error_description, the message again, on the OIDC endpoints (issue 13)",
     ),
+    ("/paths/~1wechat~1access_token", "the shared access_token for other backends (issue 14)"),
+    (
+        "/paths/~1wechat~1access_token~1invalidate",
+        "other backends report a rejected shared access_token (issue 14)",
+    ),
+    ("/components/schemas/SharedAccessToken", "the shared access_token's answer (issue 14)"),
+    (
+        "/components/schemas/SharedAccessTokenInvalidation",
+        "the body reporting a rejected shared access_token (issue 14)",
+    ),
+    (
+        "/components/schemas/SharedAccessTokenInvalidated",
+        "the answer to a reported shared access_token (issue 14)",
+    ),
+    ("/components/securitySchemes/apiKey", "API_KEYS' X-API-Key, the other backends' (issue 14)"),
+    ("/paths/~1wechat~1jssdk~1config", "wx.config signatures, JS-SDK (issue 14)"),
+    ("/paths/~1demo~1jssdk", "sandbox mode's JS-SDK demo page (issue 14)"),
+    ("/components/schemas/JsSdkConfig", "the answer of /wechat/jssdk/config (issue 14)"),
+    (
+        "/components/schemas/TokenStatus/properties/jsapiTicket",
+        "the jsapi_ticket's upkeep on the status page, optional (issue 14)",
+    ),
+    ("/tags/9", "the js-sdk tag (issue 14)"),
 ]
 
 

@@ -22,10 +22,12 @@ VALUES = {
     "jwt_previous_secrets": "p" * 40 + "," + "q" * 40,
     "admin_key": "file-admin-key-0123456789",
     "data_keys": DATA_KEY,
+    "api_keys": "billing:" + "b" * 20 + ",crm:" + "c" * 20,
 }
 PARSED = {
     "jwt_previous_secrets": ("p" * 40, "q" * 40),
     "data_keys": (DATA_KEY,),
+    "api_keys": ("billing:" + "b" * 20, "crm:" + "c" * 20),
 }
 
 

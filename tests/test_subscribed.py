@@ -153,11 +153,12 @@ async def test_the_scheduler_starts_and_stops_with_the_app(make_client):
     client = await make_client(token_upkeep=True)
     scheduler = client.app[keys.SCHEDULER]
     assert scheduler.running
-    assert {job.id for job in scheduler.get_jobs()} == {"base_token", "web_tokens"}
+    assert {job.id for job in scheduler.get_jobs()} == {"base_token", "jsapi_ticket", "web_tokens"}
     await client.close()
     assert not scheduler.running
 
 
 async def test_no_sweep_job_when_web_tokens_are_not_kept_alive(make_client):
     client = await make_client(token_upkeep=True, web_token_keep_alive="none")
-    assert {job.id for job in client.app[keys.SCHEDULER].get_jobs()} == {"base_token"}
+    jobs = {job.id for job in client.app[keys.SCHEDULER].get_jobs()}
+    assert jobs == {"base_token", "jsapi_ticket"}

@@ -106,6 +106,13 @@ TOKEN_STATUS_SCHEMA: Schema = {
     },
 }
 
+# The JS-SDK's jsapi_ticket is kept as the base token is (tokens/jsapi.py): the same record.
+TOKEN_STATUS_SCHEMA["properties"]["jsapiTicket"] = {
+    **TOKEN_STATUS_SCHEMA["properties"]["baseToken"],
+    "description": "The JS-SDK's jsapi_ticket, kept as the base token is; `source` is "
+    "getticket, `appid` the account's. Fetched first when a page asks for a wx.config.",
+}
+
 TOKENS_STATUS = Operation(
     {
         "tags": ["operations"],

@@ -22,6 +22,7 @@ async def tokens_status(request: web.Request) -> web.Response:
     body = {
         "instance": app[keys.INSTANCE_ID],
         "baseToken": await app[keys.BASE_TOKENS].status(),
+        "jsapiTicket": await app[keys.JSAPI_TICKETS].status(),
         "webTokens": await app[keys.STORE].count_web_tokens_by_status(),
         "scheduler": scheduler_status(app.get(keys.SCHEDULER)),
         "qrcodeBudget": app[keys.QR_CODES].budget.status(),

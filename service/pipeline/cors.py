@@ -36,6 +36,8 @@ CORS_ROUTES = frozenset(
         "/wechat/qrcode/login",
         "/wechat/qrcode/login/{scene}",
         "/wechat/subscribed",
+        # An app's page asks for its wx.config values.
+        "/wechat/jssdk/config",
         "/oidc/token",
         "/oidc/userinfo",
         # A browser app's OpenID Connect library reads these before it signs anyone in.

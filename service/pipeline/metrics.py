@@ -86,6 +86,12 @@ class Metrics:
             "reset at 00:00 Beijing time)",
             registry=self.registry,
         )
+        self.shared_token_handouts = Counter(
+            "shared_access_token_handouts_total",
+            "Base access_tokens handed to other backends (/wechat/access_token), by API key name",
+            ("key",),
+            registry=self.registry,
+        )
         # (route, method, status) -> the counter's and the histogram's children: looking them
         # up by labels takes a lock and builds a tuple, twice a request.
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -106,3 +112,6 @@ class Metrics:
 
     def wechat_call(self, endpoint: str, outcome: int | str) -> None:
         self.wechat_calls.labels(endpoint, str(outcome)).inc()
+
+    def shared_token_handout(self, key_name: str) -> None:
+        self.shared_token_handouts.labels(key_name).inc()

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service.sandbox.jsapi import JSAPI_KEY
 from service.sandbox.qrcodes import qr_png
 from service.sandbox.state import (
     CGI_CALLS_PER_MINUTE,
@@ -172,6 +173,13 @@ async def cgi_user_info(request: web.Request, wechat: SandboxWeChat) -> dict[str
 async def cgi_qrcode_create(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
     """§8: a JSON body; SandboxWeChat.create_qrcode checks it and answers WeChat's errcodes."""
     return wechat.create_qrcode(request.query.get("access_token"), await request.read())
+
+
+@wechat_api("GET", "cgi-bin/ticket/getticket", per_minute=CGI_CALLS_PER_MINUTE)
+async def cgi_getticket(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
+    """The JS-SDK's jsapi_ticket (and the card API's wx_card): see jsapi.py."""
+    q = request.query
+    return request.config_dict[JSAPI_KEY].getticket(wechat, q.get("access_token"), q.get("type"))
 
 
 @routes.get("/cgi-bin/showqrcode")

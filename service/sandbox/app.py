@@ -13,6 +13,7 @@ from service.clock import Clock, SystemClock
 from service.errors import error_middleware
 from service.sandbox import api, control, pages, phone
 from service.sandbox.faults import Faults
+from service.sandbox.jsapi import JSAPI_KEY, JsapiTickets
 from service.sandbox.pages import TEMPLATES_KEY
 from service.sandbox.push import push_session_ctx
 from service.sandbox.state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
@@ -36,6 +37,7 @@ def create_sandbox_app(
     if sleep is not None:
         wechat.sleep = sleep
     app[SANDBOX_KEY] = wechat
+    app[JSAPI_KEY] = JsapiTickets()  # the JS-SDK's tickets (getticket) and wx.config's check
     app.cleanup_ctx.append(push_session_ctx)  # the session event pushes go out on (§10)
     aiohttp_jinja2.setup(
         app,

@@ -18,6 +18,7 @@ from aiohttp import web
 from service.clock import ManualClock
 from service.errors import BadRequest, InvalidParameter, ServiceError
 from service.sandbox import push
+from service.sandbox.jsapi import JSAPI_KEY, check_config
 from service.sandbox.records import PushRecord
 from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxActionError
 
@@ -276,6 +277,18 @@ async def person_push(request: web.Request) -> web.Response:
     except SandboxActionError as exc:
         raise action_error(exc) from None
     return web.json_response(push_answer(record))
+
+
+@routes.post("/_sandbox/jssdk/verify")
+async def verify_jssdk_config(request: web.Request) -> web.Response:
+    """What the JS-SDK has WeChat check on wx.config: {appId, url, timestamp, nonceStr,
+    signature} (the JSON wx.config was given, and the page's URL) against the jsapi_tickets
+    this WeChat issued and that are still valid. 200 {"ok", "errMsg"}: config:ok, or
+    config:invalid signature; the emulator's jweixin.js stand-in calls it."""
+    body = await json_object(request)
+    wechat = request.config_dict[SANDBOX_KEY]
+    wechat.stats["_sandbox/jssdk/verify"] += 1
+    return web.json_response(check_config(wechat, request.config_dict[JSAPI_KEY], body))
 
 
 @routes.get("/_sandbox/ip-whitelist")

@@ -22,6 +22,7 @@ from service.config import Settings
 from service.errors import UpstreamError, UpstreamUnavailable
 from service.store.queries import Store
 from service.wechat.client import (
+    BaseAccessToken,
     WeChatAPIError,
     WeChatClient,
     WeChatError,
@@ -102,6 +103,12 @@ class BaseTokenKeeper:
         self.instance_id = instance_id
         self.appid = settings.wechat_appid
         self.lease_name = f"base_token:{self.appid}"
+        # What is kept, for subclasses keeping another credential the same way (TicketKeeper):
+        # the stored document's _id, the metrics label of a failure, the name in logs.
+        self.doc_key = self.appid
+        self.kind = "base"
+        self.label = "base access_token"
+        self.source = settings.base_token_source  # how it is fetched, stored beside it
         self._cached: _Cached | None = None
         self._fetching = asyncio.Lock()  # one fetch attempt per process at a time
 
@@ -112,7 +119,7 @@ class BaseTokenKeeper:
         now = self._clock.now()
         if self._cached and self._cached.expires_at - READER_MARGIN > now:
             return self._cached.token
-        doc = await self._store.get_base_token(self.appid)
+        doc = await self._store.get_base_token(self.doc_key)
         token = self._usable(doc, now)
         if token:
             return token
@@ -135,7 +142,7 @@ class BaseTokenKeeper:
             deadline = time.monotonic() + self._settings.lease_ttl + self._settings.wechat_timeout
             while True:
                 now = self._clock.now()
-                doc = await self._store.get_base_token(self.appid)
+                doc = await self._store.get_base_token(self.doc_key)
                 token = self._usable(doc, now)
                 if token:
                     return token
@@ -201,10 +208,11 @@ class BaseTokenKeeper:
                     continue
                 raise
 
-    async def invalidate(self, token: str) -> None:
+    async def invalidate(self, token: str) -> bool:
+        """Compare-and-set: True if `token` was the stored one and is now dropped."""
         if self._cached and self._cached.token == token:
             self._cached = None
-        await self._store.invalidate_base_token(self.appid, token)
+        return await self._store.invalidate_base_token(self.doc_key, token)
 
     # -- the scheduler job ----------------------------------------------------------------------
 
@@ -215,7 +223,7 @@ class BaseTokenKeeper:
         WeChat; the others find the new token on their next read.
         """
         now = self._clock.now()
-        doc = await self._store.get_base_token(self.appid)
+        doc = await self._store.get_base_token(self.doc_key)
         if not self._due(doc, now):
             return False
         try:
@@ -228,7 +236,7 @@ class BaseTokenKeeper:
             return False
         try:
             # Re-read under the lease: the previous holder may have just renewed it.
-            if not self._due(await self._store.get_base_token(self.appid), self._clock.now()):
+            if not self._due(await self._store.get_base_token(self.doc_key), self._clock.now()):
                 return False
             try:
                 await self._fetch_and_store()
@@ -255,11 +263,11 @@ class BaseTokenKeeper:
         least 3 x WECHAT_TIMEOUT (config._validate). Were it to run out, another instance would
         fetch as well, and with cgi-bin/token the second fetch cuts the first token's life short.
         """
-        source = self._settings.base_token_source
+        source = self.source
         busy = 0
         while True:
             try:
-                fetched = await self._wechat.fetch_base_token(source)
+                fetched = await self._fetch(source)
                 break
             except WeChatAPIError as exc:
                 if exc.errcode == -1 and busy < BUSY_RETRIES:
@@ -278,7 +286,7 @@ class BaseTokenKeeper:
                 await self._record_failure(exc, 0)
                 raise
         doc = await self._store.save_base_token(
-            self.appid,
+            self.doc_key,
             access_token=fetched.access_token,
             expires_in=fetched.expires_in,
             source=source,
@@ -286,12 +294,17 @@ class BaseTokenKeeper:
         )
         self._cached = _Cached(fetched.access_token, doc["expiresAt"].timestamp())
         log.info(
-            "base access_token renewed by %s via %s; valid %s s",
+            "%s renewed by %s via %s; valid %s s",
+            self.label,
             self.instance_id,
             source,
             fetched.expires_in,
         )
         return fetched.access_token
+
+    async def _fetch(self, source: str) -> BaseAccessToken:
+        """One call to WeChat for the kept credential (a subclass fetches another one)."""
+        return await self._wechat.fetch_base_token(source)
 
     async def _extend_lease(self, pause: float = 0) -> None:
         if not await self._store.acquire_lease(
@@ -305,12 +318,12 @@ class BaseTokenKeeper:
             raise LeaseLost(self.lease_name)
 
     async def _record_failure(self, exc: WeChatError, backoff: float) -> None:
-        self._on_failure("base")
+        self._on_failure(self.kind)
         now = self._clock.now()
         level = logging.WARNING if isinstance(exc, WeChatTimeout) or not backoff else logging.ERROR
-        log.log(level, "could not renew the base access_token: %s", exc)
+        log.log(level, "could not renew the %s: %s", self.label, exc)
         await self._store.record_base_token_error(
-            self.appid, error_record(exc, now), now + backoff if backoff else None
+            self.doc_key, error_record(exc, now), now + backoff if backoff else None
         )
 
     async def release(self) -> None:
@@ -321,7 +334,7 @@ class BaseTokenKeeper:
 
     async def status(self) -> dict[str, Any]:
         now = self._clock.now()
-        doc = await self._store.get_base_token(self.appid) or {}
+        doc = await self._store.get_base_token(self.doc_key) or {}
         lease = await self._store.get_lease(self.lease_name)
         expires_at = _ts(doc.get("expiresAt"))
         fetched_at = _ts(doc.get("fetchedAt"))

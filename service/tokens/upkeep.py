@@ -19,6 +19,7 @@ from service import keys
 from service.config import Settings
 from service.errors import UpstreamError
 from service.tokens.base import BaseTokenKeeper
+from service.tokens.jsapi import TicketKeeper
 from service.tokens.web import WebTokenSweeper
 from service.wechat.client import (
     WeChatError,
@@ -39,7 +40,11 @@ async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:
 
 
 def start_scheduler(
-    *, keeper: BaseTokenKeeper, sweeper: WebTokenSweeper, settings: Settings
+    *,
+    keeper: BaseTokenKeeper,
+    sweeper: WebTokenSweeper,
+    settings: Settings,
+    tickets: TicketKeeper | None = None,
 ) -> AsyncIOScheduler:
     """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -67,6 +72,14 @@ def start_scheduler(
         keeper.renew_if_due,
         next_run_time=datetime.now(UTC) + timedelta(seconds=1),  # once the server listens
     )
+    if tickets is not None:
+        # Only once a ticket was asked for (TicketKeeper.renew_if_due); then ahead of expiry.
+        every(
+            settings.token_check_interval,
+            "jsapi_ticket",
+            "jsapi_ticket renewal",
+            tickets.renew_if_due,
+        )
     if settings.web_token_keep_alive != "none":  # noqa: S105
         every(settings.web_token_sweep_interval, "web_tokens", "web token sweep", sweeper.sweep)
     scheduler.start()
@@ -114,10 +127,20 @@ async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
         instance_id=instance,
         on_failure=count_failure,
     )
+    tickets = TicketKeeper(
+        base_tokens=keeper,
+        store=store,
+        wechat=wechat,
+        settings=settings,
+        clock=clock,
+        instance_id=instance,
+        on_failure=count_failure,
+    )
     app[keys.BASE_TOKENS] = keeper
+    app[keys.JSAPI_TICKETS] = tickets
     app[keys.WEB_TOKENS] = sweeper
     scheduler = (
-        start_scheduler(keeper=keeper, sweeper=sweeper, settings=settings)
+        start_scheduler(keeper=keeper, sweeper=sweeper, settings=settings, tickets=tickets)
         if settings.token_upkeep
         else None
     )
@@ -127,3 +150,4 @@ async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     if scheduler is not None:
         scheduler.shutdown(wait=False)
     await keeper.release()
+    await tickets.release()

@@ -170,6 +170,20 @@ class WeChatClient:
                 "WeChat answered a token without its documented fields"
             ) from None
 
+    async def fetch_jsapi_ticket(self, access_token: str) -> BaseAccessToken:
+        """cgi-bin/ticket/getticket?type=jsapi: the JS-SDK's jsapi_ticket (7200 s), which WeChat
+        wants cached centrally (its daily quota is small). Returned as a BaseAccessToken: a
+        value and its lifetime, kept by the same machinery (tokens/jsapi.py)."""
+        body = await self._get(
+            "cgi-bin/ticket/getticket", {"access_token": access_token, "type": "jsapi"}
+        )
+        try:
+            return BaseAccessToken(str(body["ticket"]), int(body["expires_in"]))
+        except (KeyError, TypeError, ValueError):
+            raise WeChatUnavailable(
+                "WeChat answered a jsapi_ticket without its documented fields"
+            ) from None
+
     async def create_qrcode(self, access_token: str, body: dict[str, Any]) -> dict[str, Any]:
         """cgi-bin/qrcode/create: a parametric QR code's ticket and url."""
         return await self._call(

@@ -120,6 +120,7 @@ def create_app(
         audience=settings.jwt_audience,
         ttl=settings.jwt_ttl,
         clock=app[keys.CLOCK],
+        appid=settings.wechat_appid,
     )
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -67,6 +67,7 @@ async def test_jwt_claims(client, browser, clock):
     assert claims["sub"] == FOLLOWER.openid
     assert claims["scope"] == "snsapi_userinfo"
     assert claims["unionid"] == FOLLOWER.unionid
+    assert claims["appid"] == APPID  # the account the openid belongs to
     assert claims["iat"] == int(clock.now())
     assert claims["exp"] == claims["iat"] + 3600
     assert len(claims["jti"]) >= 16

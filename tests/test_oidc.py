@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from flows import assert_error_shape, authorize_at_wechat
+from flows import APPID, assert_error_shape, authorize_at_wechat
 from service import keys
 from service.oidc_config import OidcClient, secret_hash
 from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
@@ -150,7 +150,7 @@ async def test_a_public_client_signs_in_with_pkce_and_gets_a_verifiable_id_token
     claims = jwt.decode(
         tokens["id_token"], key, algorithms=["ES256"], audience="spa", issuer=ISSUER
     )
-    assert claims["sub"] == FOLLOWER.openid
+    assert claims["sub"] == FOLLOWER.openid and claims["appid"] == APPID
     assert claims["nonce"] == "n-0S6_WzA2Mj"
     assert claims["name"] == FOLLOWER.nickname and claims["picture"] == FOLLOWER.headimgurl
     digest = hashlib.sha256(tokens["access_token"].encode()).digest()[:16]

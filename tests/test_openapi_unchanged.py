@@ -74,6 +74,10 @@ ADDED: list[tuple[str, str]] = [
     ("/paths/~1oidc~1callback", "where WeChat returns an OpenID Connect sign-in (issue 13)"),
     ("/paths/~1oidc~1token", "the OpenID Connect token endpoint (issue 13)"),
     ("/paths/~1oidc~1userinfo", "the OpenID Connect userinfo endpoint, GET and POST (issue 13)"),
+    (
+        "/components/schemas/JwtClaims/properties/appid",
+        "the app JWT names the account its openid belongs to (issue 14)",
+    ),
     ("/paths/~1demo~1oidc", "sandbox mode's OpenID Connect demo page (issue 13)"),
     ("/paths/~1demo~1oidc~1backend~1start", "the demo backend client's start (issue 13)"),
     ("/paths/~1demo~1oidc~1backend", "the demo backend client's redirect_uri (issue 13)"),

@@ -29,8 +29,12 @@ class IssuedToken:
 
 
 class JwtIssuer:
-    def __init__(self, *, keys: KeySet, issuer: str, audience: str, ttl: int, clock: Clock) -> None:
+    def __init__(
+        self, *, keys: KeySet, issuer: str, audience: str, ttl: int, clock: Clock, appid: str = ""
+    ) -> None:
         self.keys = keys
+        # The account the openid (sub) belongs to: an openid means nothing without it.
+        self._appid = appid
         self._issuer = issuer
         self._audience = audience
         self._ttl = ttl
@@ -47,6 +51,8 @@ class JwtIssuer:
             "jti": uuid.uuid4().hex,
             "scope": scope,
         }
+        if self._appid:
+            claims["appid"] = self._appid
         if unionid:
             claims["unionid"] = unionid
         key = self.keys.current

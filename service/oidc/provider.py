@@ -176,6 +176,7 @@ class OidcProvider:
                 "auth_time",
                 "nonce",
                 "at_hash",
+                "appid",
                 "unionid",
                 *PROFILE_CLAIMS,
             ],
@@ -379,6 +380,8 @@ class OidcProvider:
             "exp": now + ttl,
             "auth_time": grant["authTime"],
             "at_hash": at_hash(access_token),
+            # The account the openid (sub) belongs to.
+            "appid": self.settings.wechat_appid,
             **claims,
         }
         if grant.get("nonce") is not None:

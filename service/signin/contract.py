@@ -208,6 +208,7 @@ CLAIMS_SCHEMA: Schema = {
         "exp": {"type": "integer"},
         "jti": STRING,
         "scope": SCOPE_SCHEMA,
+        "appid": {"type": "string", "description": "The account the openid belongs to."},
         "unionid": STRING,
     },
 }

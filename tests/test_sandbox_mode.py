@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 from service.config import load_settings
@@ -60,3 +61,15 @@ async def test_emulator_refuses_a_callback_outside_the_service_domain(sandbox_se
     resp = await browser.get(url, allow_redirects=False)
     assert resp.status == 200
     assert "10003" in await resp.text()
+
+
+async def test_the_demo_page_leads_to_every_flow_and_each_answers(sandbox_service, browser):
+    """A newcomer clicks through every flow from / (make run): /wechat/login's two scopes, the
+    QR sign-in, the OpenID Connect demo and the JS-SDK demo."""
+    async with browser.get(sandbox_service + "/") as resp:
+        page = await resp.text()
+    links = re.findall(r'href="(/demo/[\w/-]+)"', page)
+    assert {"/demo/qr-login", "/demo/oidc", "/demo/jssdk"} <= set(links), links
+    for link in links:
+        async with browser.get(sandbox_service + link) as resp:
+            assert resp.status == 200, link

@@ -109,6 +109,10 @@ ADDED: list[tuple[str, str]] = [
     ("/paths/~1demo~1jssdk", "sandbox mode's JS-SDK demo page (issue 14)"),
     ("/components/schemas/JsSdkConfig", "the answer of /wechat/jssdk/config (issue 14)"),
     (
+        "/components/schemas/TokenStatus/properties/sharedToken",
+        "the shared access token's hand-outs per key name (issue 14)",
+    ),
+    (
         "/components/schemas/TokenStatus/properties/jsapiTicket",
         "the jsapi_ticket's upkeep on the status page, optional (issue 14)",
     ),

@@ -16,7 +16,7 @@ import requests
 from test_config import PRODUCTION_ENV
 from wechatpy.client import WeChatClient
 
-from flows import APPID
+from flows import ADMIN_KEY, APPID
 from service import keys
 from service.config import ConfigError, load_settings
 from service.sandbox import SANDBOX_USERS
@@ -268,3 +268,14 @@ async def test_wechatpy_calls_wechat_with_the_shared_token(make_client, emulator
     assert follower["subscribe"] == 1 and follower["openid"] == FOLLOWER.openid
     assert wechatpy.access_token == await client.app[keys.BASE_TOKENS].get()
     assert fetches(emulator) == 1  # the service's one fetch; wechatpy fetched none itself
+
+
+async def test_the_status_page_counts_hand_outs_by_key_name_never_the_key(make_client):
+    client = await make_client(api_keys=API_KEYS)
+    for headers in (BILLING, BILLING, CRM):
+        await read(client, headers)
+    resp = await client.get("/wechat/tokens/status", headers={"X-Admin-Key": ADMIN_KEY})
+    assert resp.status == 200
+    assert (await resp.json())["sharedToken"] == {"billing": 2, "crm": 1}
+    text = await resp.text()
+    assert BILLING_KEY not in text and CRM_KEY not in text

@@ -112,6 +112,13 @@ TOKEN_STATUS_SCHEMA["properties"]["jsapiTicket"] = {
     "description": "The JS-SDK's jsapi_ticket, kept as the base token is; `source` is "
     "getticket, `appid` the account's. Fetched first when a page asks for a wx.config.",
 }
+# The shared access token's hand-outs (shared_token/): per API key name, on this instance.
+TOKEN_STATUS_SCHEMA["properties"]["sharedToken"] = {
+    "type": "object",
+    "description": "GET /wechat/access_token answers this instance gave since it started, by "
+    "API key name (never the key).",
+    "additionalProperties": {"type": "integer", "minimum": 0},
+}
 
 TOKENS_STATUS = Operation(
     {

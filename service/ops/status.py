@@ -26,5 +26,6 @@ async def tokens_status(request: web.Request) -> web.Response:
         "webTokens": await app[keys.STORE].count_web_tokens_by_status(),
         "scheduler": scheduler_status(app.get(keys.SCHEDULER)),
         "qrcodeBudget": app[keys.QR_CODES].budget.status(),
+        "sharedToken": app[keys.SHARED_TOKEN].status(),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})

@@ -13,7 +13,12 @@ from service.config import SANDBOX_DEFAULTS
 from service.listening import bind_any_port, bound_port
 from service.logs import AccessLogger, configure_logging
 from service.sandbox.app import create_sandbox_app
-from service.sandbox.state import MESSAGE_MODES, SandboxConfig
+from service.sandbox.state import (
+    DEFAULT_WEBSITE_APPID,
+    DEFAULT_WEBSITE_SECRET,
+    MESSAGE_MODES,
+    SandboxConfig,
+)
 
 log = logging.getLogger("service.sandbox")
 
@@ -64,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds before retrying a push answered 5xx or refused (default: --push-timeout)",
     )
+    server.add_argument(
+        "--website-appid",
+        default=DEFAULT_WEBSITE_APPID,
+        help="the Open Platform website app's appid (connect/qrconnect); empty: none",
+    )
+    server.add_argument("--website-secret", default=DEFAULT_WEBSITE_SECRET)
+    server.add_argument("--website-domain", default="", help="its 授权回调域 (default: --domain)")
     args = parser.parse_args(argv)
     try:
         config = SandboxConfig(
@@ -78,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             push_timeout=args.push_timeout,
             push_retry_delay=args.push_retry_delay,
             ip_whitelist=tuple(a.strip() for a in args.ip_whitelist.split(",") if a.strip()),
+            website_appid=args.website_appid,
+            website_secret=args.website_secret,
+            website_domain=args.website_domain,
         )
     except ValueError as exc:
         parser.error(str(exc))

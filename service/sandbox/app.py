@@ -11,7 +11,7 @@ from aiohttp import web
 from service import resources
 from service.clock import Clock, SystemClock
 from service.errors import error_middleware
-from service.sandbox import api, control, pages, phone
+from service.sandbox import api, control, pages, phone, qrconnect
 from service.sandbox.faults import Faults
 from service.sandbox.jsapi import JSAPI_KEY, JsapiTickets
 from service.sandbox.pages import TEMPLATES_KEY
@@ -49,5 +49,11 @@ def create_sandbox_app(
     app.add_routes(pages.routes)
     app.add_routes(control.routes)
     app.add_routes(phone.routes)
+    app.add_routes(qrconnect.routes)
+    app.on_shutdown.append(close_website_polls)  # long polls answer rather than hang on
     app.router.add_static("/_sandbox/static/", STATIC_DIR, name="sandbox_static")
     return app
+
+
+async def close_website_polls(app: web.Application) -> None:
+    app[SANDBOX_KEY].website_logins.close()

@@ -47,6 +47,17 @@ def parse_code(value: str) -> tuple[str | None, str | None]:
     return (unquote(value) if "%" in value else value) or None, None
 
 
+def website_login_uuid(value: str) -> str | None:
+    """The uuid of a website sign-in's QR code (…/connect/confirm?uuid=…), else None."""
+    value = value.strip()
+    if not value.startswith(("http://", "https://")):
+        return None
+    target = URL(value)
+    if target.path.endswith("/connect/confirm") and target.query.get("uuid"):
+        return target.query["uuid"]
+    return None
+
+
 def phone_page(
     request: web.Request,
     *,
@@ -80,6 +91,11 @@ def phone_page(
             "follow_url": router["sandbox_phone_follow"].url_for(),
             "push_url": router["sandbox_phone_push"].url_for(),
             "switch_url": router["sandbox_users"].url_for().with_query(next=here),
+            # Website sign-ins (qrconnect.py) waiting for a phone, as if their codes were in view.
+            "website_logins": [
+                router["qrconnect_confirm"].url_for().with_query(uuid=login.uuid)
+                for login in wechat.website_logins.pending(wechat.clock.now())
+            ],
         },
     )
     response.set_status(status)
@@ -184,6 +200,10 @@ async def _act(
         return phone_page(request, code=code, error="Pick a sandbox user first.", status=400)
     try:
         if action == "scan":
+            uuid = website_login_uuid(code)
+            if uuid is not None:  # a website's sign-in code: its confirm page (qrconnect.py)
+                confirm = request.app.router["qrconnect_confirm"].url_for().with_query(uuid=uuid)
+                raise web.HTTPSeeOther(location=str(confirm))
             ticket, url = parse_code(code)
             if ticket is None and url is None:
                 return phone_page(request, error="Paste a QR code's url or ticket.", status=400)

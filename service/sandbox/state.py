@@ -35,7 +35,8 @@ from service.sandbox.qrcodes import (
     QrTicket,
 )
 from service.sandbox.records import PushRecord
-from service.sandbox.users import USERS_BY_OPENID, SandboxUser
+from service.sandbox.users import USERS_BY_OPENID, SandboxUser, website_openid, website_unionid
+from service.sandbox.website import WEBSITE_CODE_TTL, WebsiteLogin, WebsiteLogins, back_to_site
 from service.wechat.crypto import aes_key_from
 from service.wechat.xml import build_message
 
@@ -65,6 +66,10 @@ CGI_CALLS_PER_MINUTE = 50_000  # not documented for these paths: the same allowa
 BEIJING_OFFSET = 8 * 3600  # daily quotas reset at midnight Beijing time (UTC+8)
 
 SCOPES = ("snsapi_base", "snsapi_userinfo")
+WEBSITE_SCOPE = "snsapi_login"  # WeChat_Login: a website app's only scope
+# The website app (WeChat_Login) of sandbox mode, with a public development secret.
+DEFAULT_WEBSITE_APPID = "wx5a4db0c0ffee0003"
+DEFAULT_WEBSITE_SECRET = "5a4db0c0ffee0003sandboxwebsite00"  # noqa: S105 (public, sandbox)
 _ALNUM = string.ascii_letters + string.digits
 
 
@@ -204,6 +209,11 @@ class SandboxConfig:
     push that failed without waiting out push_timeout (an HTTP 5xx, a refused connection);
     None means push_timeout (see push.push for why).
 
+    website_appid, website_secret and website_domain are a second app of the same Open Platform
+    account: a website app (网站应用, WeChat_Login) signing people in through connect/qrconnect,
+    scope snsapi_login, whose 授权回调域 is website_domain (empty: authorized_domain, and with
+    authorize_reached_host the host reached too). An empty website_appid: no website app.
+
     ip_whitelist is the account's IP白名单 for cgi-bin/token and cgi-bin/stable_token (§6, §7):
     a caller whose address is not in it gets 40164. Empty: none configured, nobody refused.
     """
@@ -220,8 +230,15 @@ class SandboxConfig:
     push_retry_delay: float | None = None
     ip_whitelist: tuple[str, ...] = ()
     authorize_reached_host: bool = False
+    website_appid: str = DEFAULT_WEBSITE_APPID
+    website_secret: str = DEFAULT_WEBSITE_SECRET
+    website_domain: str = ""
 
     def __post_init__(self) -> None:
+        if self.website_appid and self.website_appid == self.appid:
+            raise ValueError("website_appid must differ from the account's appid")
+        if self.website_appid and not self.website_secret:
+            raise ValueError("website_secret is required with website_appid")
         if self.message_mode not in MESSAGE_MODES:
             raise ValueError(f"message_mode must be one of {', '.join(MESSAGE_MODES)}")
         if self.message_mode != "plain" or self.aes_key:
@@ -267,10 +284,11 @@ def _scene(action_name: str, action_info: Any) -> int | str:
 
 @dataclass(slots=True)
 class AuthorizationCode:
-    openid: str
+    openid: str  # the sandbox user's key (their openid in the account)
     scope: str
     expires_at: float
     used: bool = False
+    appid: str = ""  # the app it was issued to: only that app can exchange it
 
 
 @dataclass(slots=True)
@@ -283,6 +301,8 @@ class WebGrant:
     refresh_expires_at: float
     access_token: str
     access_expires_at: float
+    appid: str = ""  # the app the user authorized; "" for grant_many's made-up users
+    user_key: str = ""  # the sandbox user (their openid in the account); "" means openid
 
     def token_answer(self, now: float) -> dict[str, Any]:
         return {
@@ -331,6 +351,7 @@ class SandboxWeChat:
         self._stable_forced: tuple[int, int] = (0, 0)  # (Beijing day, forced refreshes that day)
         self._stable_forced_at: float | None = None
         self.qrcodes = QrCodes()
+        self.website_logins = WebsiteLogins()
         self.pushes: deque[PushRecord] = deque(maxlen=PUSH_MEMORY)
 
     # The browser side: /connect/oauth2/authorize hands out codes.
@@ -340,10 +361,47 @@ class SandboxWeChat:
         user = self.users.get(openid)
         if user is not None and user.snapshot and scope != "snsapi_userinfo":
             raise ValueError("WeChat's snapshot page exists for snsapi_userinfo only (§1)")
+        return self._new_code(openid, scope, self.config.appid, CODE_TTL)
+
+    def issue_website_code(self, openid: str) -> str:
+        """A website app's code after 确认登录 (WeChat_Login): single use, valid ten minutes."""
+        return self._new_code(openid, WEBSITE_SCOPE, self.config.website_appid, WEBSITE_CODE_TTL)
+
+    def website_user(self, openid: str | None) -> SandboxUser:
+        """Who signs in to the website app: a real person (no snapshot page here, §1 is the
+        Official Account's in-WeChat browser only)."""
+        user = self.user(openid)
+        if user.snapshot:
+            raise SandboxActionError(
+                "unknown_user",
+                "the snapshot page's virtual user exists in the in-WeChat browser only",
+                "openid",
+                openid,
+            )
+        return user
+
+    def website_confirm(self, uuid: str, openid: str | None) -> WebsiteLogin:
+        """确认登录 on the phone (WeChat_Login): a code, and the desktop page goes to
+        redirect_uri?code=CODE&state=STATE."""
+        login = self.website_logins.open_for_answer(uuid, self.clock.now())
+        user = self.website_user(openid)
+        login.openid = user.openid
+        code = self.issue_website_code(user.openid)
+        login.answer("confirmed", back_to_site(login.redirect_uri, code=code, state=login.state))
+        return login
+
+    def website_cancel(self, uuid: str) -> WebsiteLogin:
+        """取消登录 (WeChat_Login: "若用户禁止授权,则重定向后不会带上code参数,仅会带上state参数"):
+        the desktop page goes to redirect_uri?state=STATE."""
+        login = self.website_logins.open_for_answer(uuid, self.clock.now())
+        login.answer("cancelled", back_to_site(login.redirect_uri, state=login.state))
+        return login
+
+    def _new_code(self, openid: str, scope: str, appid: str, ttl: float) -> str:
         now = self.clock.now()
         self._forget_stale_codes(now)
         code = random_token(32)
-        self._codes[code] = AuthorizationCode(openid, scope, now + CODE_TTL)
+        self._codes[code] = AuthorizationCode(openid, scope, now + ttl, appid=appid)
         return code
 
     def _forget_stale_codes(self, now: float) -> None:
@@ -352,6 +410,7 @@ class SandboxWeChat:
         cutoff = now - USED_CODE_MEMORY
         while self._codes:
             oldest = next(iter(self._codes))
+            # (A website code lives 10 minutes, so an account code behind it waits a little.)
             if self._codes[oldest].expires_at > cutoff:
                 break
             del self._codes[oldest]
@@ -390,6 +449,23 @@ class SandboxWeChat:
         if not secret:
             raise fail(SECRET_MISSING)
         if not secrets.compare_digest(secret.encode(), self.config.secret.encode()):
+            raise fail(INVALID_SECRET)
+
+    def _sns_app(self, appid: str | None) -> str:
+        """sns/* answer for the account and its website app (WeChat_Login): which app it is."""
+        if not appid:
+            raise fail(APPID_MISSING)
+        for known in (self.config.appid, self.config.website_appid):
+            if known and secrets.compare_digest(appid.encode(), known.encode()):
+                return known
+        raise fail(INVALID_APPID)
+
+    def _check_sns_secret(self, appid: str, secret: str | None) -> None:
+        """The secret of that app: the account's does not open the website app's codes."""
+        if not secret:
+            raise fail(SECRET_MISSING)
+        expected = self.config.secret if appid == self.config.appid else self.config.website_secret
+        if not secrets.compare_digest(secret.encode(), expected.encode()):
             raise fail(INVALID_SECRET)
 
     # Base access_tokens: cgi-bin/token and cgi-bin/stable_token, two separate families (§6, §7).
@@ -807,25 +883,32 @@ class SandboxWeChat:
     def exchange_code(
         self, appid: str | None, secret: str | None, code: str | None, grant_type: str | None
     ) -> dict[str, Any]:
-        """sns/oauth2/access_token (§2)."""
-        self._check_app(appid)
-        self._check_secret(secret)
+        """sns/oauth2/access_token (§2): the account's codes and the website app's."""
+        app = self._sns_app(appid)
+        self._check_sns_secret(app, secret)
         if grant_type != "authorization_code":
             raise fail(INVALID_GRANT_TYPE)
         if not code:
             raise fail(CODE_MISSING)
         now = self.clock.now()
         issued = self._codes.get(code)
-        if issued is None:
+        if issued is None or issued.appid != app:
+            # Emulator choice: another app's code is unknown to this app, so 40029.
             raise fail(INVALID_CODE)
         if issued.used:
             raise fail(CODE_USED)
         if now >= issued.expires_at:
             raise fail(INVALID_CODE)  # §2 emulator choice: 40029, not 42003
         issued.used = True
-        grant = self._grant(issued.openid, issued.scope, now)
-        answer = grant.token_answer(now)
         user = self.users[issued.openid]
+        if app != self.config.appid:
+            # WeChat_Login: the website app's own openid; the unionid its account's apps share.
+            grant = self._grant(website_openid(user), issued.scope, now, app, user.openid)
+            answer = grant.token_answer(now)
+            answer["unionid"] = website_unionid(user)
+            return answer
+        grant = self._grant(issued.openid, issued.scope, now, app)
+        answer = grant.token_answer(now)
         # §2: unionid only for snsapi_userinfo, and only for accounts bound to an Open Platform.
         # A snapshot user's is virtual, like its openid (§1).
         if issued.scope == "snsapi_userinfo" and user.unionid:
@@ -834,8 +917,12 @@ class SandboxWeChat:
             answer["is_snapshotuser"] = 1  # §2: present only for virtual users, value 1
         return answer
 
-    def _grant(self, openid: str, scope: str, now: float) -> WebGrant:
+    def _grant(
+        self, openid: str, scope: str, now: float, appid: str = "", user_key: str = ""
+    ) -> WebGrant:
         grant = WebGrant(
+            appid=appid,
+            user_key=user_key,
             openid=openid,
             scope=scope,
             refresh_token=web_token_value(),
@@ -861,14 +948,14 @@ class SandboxWeChat:
         self, appid: str | None, grant_type: str | None, refresh_token: str | None
     ) -> dict[str, Any]:
         """sns/oauth2/refresh_token (§3): no secret; the refresh_token keeps its deadline."""
-        self._check_app(appid)
+        app = self._sns_app(appid)
         if grant_type != "refresh_token":
             raise fail(INVALID_GRANT_TYPE)
         if not refresh_token:
             raise fail(REFRESH_TOKEN_MISSING)
         grant = self._grants_by_refresh.get(refresh_token)
-        if grant is None:
-            raise fail(INVALID_REFRESH_TOKEN)
+        if grant is None or (grant.appid or self.config.appid) != app:
+            raise fail(INVALID_REFRESH_TOKEN)  # another app's refresh_token is unknown here
         now = self.clock.now()
         if now >= grant.refresh_expires_at:
             raise fail(REFRESH_TOKEN_EXPIRED)
@@ -899,13 +986,13 @@ class SandboxWeChat:
             raise fail(OPENID_MISSING)
         if openid != grant.openid:
             raise fail(INVALID_OPENID)
-        if grant.scope != "snsapi_userinfo":
-            raise fail(API_UNAUTHORIZED)
-        user = self.users[grant.openid]
+        if grant.scope not in ("snsapi_userinfo", WEBSITE_SCOPE):
+            raise fail(API_UNAUTHORIZED)  # WeChat_Login: snsapi_login reads the profile too
+        user = self.users[grant.user_key or grant.openid]
         if user.snapshot:
             raise fail(API_UNAUTHORIZED)  # §1: observed 48001 for a snapshot user's token
         answer: dict[str, Any] = {
-            "openid": user.openid,
+            "openid": grant.openid,
             "nickname": user.nickname,
             "sex": 0,
             "language": "",
@@ -915,7 +1002,9 @@ class SandboxWeChat:
             "headimgurl": user.headimgurl,
             "privilege": [],
         }
-        if user.unionid:
+        if grant.user_key:  # the website app's grant (WeChat_Login): always a unionid
+            answer["unionid"] = website_unionid(user)
+        elif user.unionid:
             answer["unionid"] = user.unionid
         return answer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -91,3 +92,40 @@ SNAPSHOT_USER = SandboxUser(
 )
 
 USERS_BY_OPENID = {user.openid: user for user in (*SANDBOX_USERS, SNAPSHOT_USER)}
+
+
+# The Open Platform website app (网站应用, SandboxConfig.website_appid): WeChat gives a person a
+# different openid in every app, and one unionid across the apps of one Open Platform account
+# (WeChat_Login, website.py). The account's openids above stay as they are; these are the same
+# people as the website app sees them.
+WEBSITE_OPENIDS = {
+    "oSbx01FollowerWithUnionid0A1": "oWeb01FollowerWithUnionid0A1",
+    "oSbx02NotFollowingUnionid0B2": "oWeb02NotFollowingUnionid0B2",
+    "oSbx03FollowerNoUnionid000C3": "oWeb03FollowerNoUnionid000C3",
+    "oSbx04NoAvatarNoUnionid000D4": "oWeb04NoAvatarNoUnionid000D4",
+}
+# A website app belongs to an Open Platform account by definition, so everyone it signs in has a
+# unionid. The users above without one stand for "the Official Account is not bound to that
+# Open Platform account": the website app's unionid for them names nobody the account knows.
+WEBSITE_ONLY_UNIONIDS = {
+    "oSbx03FollowerNoUnionid000C3": "oUnion03WebsiteOnlySandbx0C3",
+    "oSbx04NoAvatarNoUnionid000D4": "oUnion04WebsiteOnlySandbx0D4",
+}
+
+
+def website_openid(user: SandboxUser) -> str:
+    """The person's openid in the website app: 28 characters, never their account openid."""
+    known = WEBSITE_OPENIDS.get(user.openid)
+    if known is not None:
+        return known
+    return "oWeb" + hashlib.sha256(user.openid.encode()).hexdigest()[:24]
+
+
+def website_unionid(user: SandboxUser) -> str:
+    """The person's unionid as the website app sees it: the account's one when it has one."""
+    if user.unionid:
+        return user.unionid
+    known = WEBSITE_ONLY_UNIONIDS.get(user.openid)
+    if known is not None:
+        return known
+    return "oUnionW" + hashlib.sha256(user.openid.encode()).hexdigest()[:21]

@@ -45,10 +45,16 @@ def follows_request_origin(settings: Settings) -> bool:
 
 def request_origin(request: web.BaseRequest) -> str | None:
     """scheme://host[:port] the client addressed, or None if its Host header is not plain."""
-    host = request.headers.get("Host", "")
+    return _origin_of_host(request.scheme, request.headers.get("Host", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_of_host(scheme: str, host: str) -> str | None:
+    # Asked on every request in sandbox mode: a browser sends the same Host each time, and the
+    # bounded cache keeps clients that vary it from growing memory.
     if not HOST_HEADER.fullmatch(host):
         return None
-    return origin_of(f"{request.scheme}://{host}") or None
+    return origin_of(f"{scheme}://{host}") or None
 
 
 def serving(request: web.BaseRequest, settings: Settings) -> Token[str | None] | None:

@@ -271,3 +271,12 @@ async def test_the_emulators_getticket_answers_as_wechat_documents(phone, emulat
 
 def emulator_tickets(phone):
     return phone.server.app[JSAPI_KEY]
+
+
+async def test_metrics_show_the_tickets_remaining_life(client, clock):
+    text = await (await client.get("/metrics")).text()
+    assert "wechat_jsapi_ticket_remaining_seconds 0.0" in text  # none asked for yet
+    await client.app[keys.JSAPI_TICKETS].get()
+    clock.advance(100)
+    text = await (await client.get("/metrics")).text()
+    assert "wechat_jsapi_ticket_remaining_seconds 7100.0" in text

@@ -33,6 +33,8 @@ async def exposition(app: web.Application) -> web.Response:
     metrics = app[keys.METRICS]
     status = await app[keys.BASE_TOKENS].status()
     metrics.base_token_remaining.set(status["remainingSeconds"])
+    ticket = await app[keys.JSAPI_TICKETS].status()
+    metrics.jsapi_ticket_remaining.set(ticket["remainingSeconds"])
     metrics.lease_held.set(1 if status["leaseHolder"] == app[keys.INSTANCE_ID] else 0)
     counts = await app[keys.STORE].count_web_tokens_by_status()
     for state in ("active", "reauth_required", *counts):

@@ -63,6 +63,11 @@ class Metrics:
             "Seconds the stored base access_token has left (0 when none is valid)",
             registry=self.registry,
         )
+        self.jsapi_ticket_remaining = Gauge(
+            "wechat_jsapi_ticket_remaining_seconds",
+            "Seconds the stored JS-SDK jsapi_ticket has left (0 when none is valid)",
+            registry=self.registry,
+        )
         self.lease_held = Gauge(
             "wechat_base_token_lease_held",
             "1 if this instance holds the base-token lease now",

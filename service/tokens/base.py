@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from service.clock import Clock, utc
 from service.config import Settings
@@ -50,6 +50,17 @@ BUSY_RETRIES = 2  # errcode -1: up to two more tries, with doubling delays
 READER_MARGIN = 30
 # A reader finding no usable token waits for the lease holder at most this often per second.
 WAIT_POLL = 0.2
+
+
+class KeeperDependencies(TypedDict):
+    """What the keepers and the web token sweeper are built from, as keywords."""
+
+    store: Store
+    wechat: WeChatClient
+    settings: Settings
+    clock: Clock
+    instance_id: str
+    on_failure: Callable[[str], None] | None
 
 
 class BaseTokenUnavailable(UpstreamUnavailable):

@@ -18,7 +18,7 @@ from pymongo.errors import PyMongoError
 from service import keys
 from service.config import Settings
 from service.errors import UpstreamError
-from service.tokens.base import BaseTokenKeeper
+from service.tokens.base import BaseTokenKeeper, KeeperDependencies
 from service.tokens.jsapi import TicketKeeper
 from service.tokens.web import WebTokenSweeper
 from service.wechat.client import (
@@ -105,37 +105,18 @@ async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
     def count_failure(kind: str) -> None:
         failures.labels(kind).inc()
 
-    store, wechat, clock, instance = (
-        app[keys.STORE],
-        app[keys.WECHAT],
-        app[keys.CLOCK],
-        app[keys.INSTANCE_ID],
-    )
-    keeper = BaseTokenKeeper(
-        store=store,
-        wechat=wechat,
-        settings=settings,
-        clock=clock,
-        instance_id=instance,
-        on_failure=count_failure,
-    )
-    sweeper = WebTokenSweeper(
-        store=store,
-        wechat=wechat,
-        settings=settings,
-        clock=clock,
-        instance_id=instance,
-        on_failure=count_failure,
-    )
-    tickets = TicketKeeper(
-        base_tokens=keeper,
-        store=store,
-        wechat=wechat,
-        settings=settings,
-        clock=clock,
-        instance_id=instance,
-        on_failure=count_failure,
-    )
+    # What every keeper and the sweeper are given (typed: mypy checks the unpacking).
+    shared: KeeperDependencies = {
+        "store": app[keys.STORE],
+        "wechat": app[keys.WECHAT],
+        "settings": settings,
+        "clock": app[keys.CLOCK],
+        "instance_id": app[keys.INSTANCE_ID],
+        "on_failure": count_failure,
+    }
+    keeper = BaseTokenKeeper(**shared)
+    sweeper = WebTokenSweeper(**shared)
+    tickets = TicketKeeper(base_tokens=keeper, **shared)
     app[keys.BASE_TOKENS] = keeper
     app[keys.JSAPI_TICKETS] = tickets
     app[keys.WEB_TOKENS] = sweeper

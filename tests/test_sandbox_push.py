@@ -209,6 +209,8 @@ async def test_a_visitor_subscribes_through_the_code_then_scans_it(make_wechat, 
     clock.advance(5)
     answer = await scan(wechat, VISITOR.openid, ticket=code["ticket"])
     assert answer == {
+        "appid": APPID,  # the account the push went to, and the person's openid in it
+        "openid": VISITOR.openid,
         "event": "subscribe",
         "eventKey": "qrscene_123",
         "delivered": True,
@@ -743,6 +745,8 @@ async def test_a_text_message_is_pushed_as_wechat_sends_it(make_wechat, receiver
     assert re.fullmatch(r"[1-9][0-9]{18}", msg_id) and int(msg_id) < 2**63
     assert re.search(rf"<MsgId>{msg_id}</MsgId>", push.body)  # an integer, bare
     assert answer == {
+        "appid": APPID,
+        "openid": FOLLOWER.openid,
         "msgType": "text",
         "msgId": msg_id,
         "delivered": True,

@@ -17,10 +17,42 @@ from service.sandbox.state import (
     DEFAULT_WEBSITE_APPID,
     DEFAULT_WEBSITE_SECRET,
     MESSAGE_MODES,
+    SandboxAccount,
     SandboxConfig,
 )
 
 log = logging.getLogger("service.sandbox")
+
+ACCOUNT_FIELDS = ("appid", "secret", "token", "aes_key", "message_url")
+ACCOUNT_KEYS = (*ACCOUNT_FIELDS, "message_mode", "original_id", "ip_whitelist")
+ACCOUNT_HELP = (
+    "one more Official Account (repeatable): appid:secret[:token[:aes_key[:message_url]]] "
+    "(plain mode, or safe mode when an aes_key is given; its 原始ID derived from the appid), "
+    "or key=value pairs separated by commas: appid=…,secret=…,token=…,aes_key=…,"
+    "message_url=…,message_mode=plain|compatible|safe,original_id=gh_…,ip_whitelist=IP;IP"
+)
+
+
+def parse_account(value: str) -> SandboxAccount:
+    """--account: appid:secret[:token[:aes_key[:message_url]]], or key=value,key=value,…
+
+    The colon form leaves the message mode to the key: safe with an aes_key, plain without.
+    """
+    if value.startswith("appid="):
+        fields: dict[str, str] = {}
+        for pair in value.split(","):
+            key, sep, item = pair.partition("=")
+            if not sep or key not in ACCOUNT_KEYS:
+                raise ValueError(f"--account: unknown or malformed {pair!r}")
+            fields[key] = item
+        whitelist = tuple(a for a in fields.pop("ip_whitelist", "").split(";") if a)
+        return SandboxAccount(**fields, ip_whitelist=whitelist)
+    parts = value.split(":", len(ACCOUNT_FIELDS) - 1)  # the message_url keeps its own colons
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ValueError("--account is appid:secret[:token[:aes_key[:message_url]]]")
+    named = dict(zip(ACCOUNT_FIELDS, parts, strict=False))
+    mode = "safe" if named.get("aes_key") else "plain"
+    return SandboxAccount(**named, message_mode=mode)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     server.add_argument("--website-secret", default=DEFAULT_WEBSITE_SECRET)
     server.add_argument("--website-domain", default="", help="its 授权回调域 (default: --domain)")
+    more = parser.add_argument_group(
+        "more Official Accounts, beside the one above (which stays the first, the default)"
+    )
+    more.add_argument(
+        "--account", action="append", default=[], metavar="APPID:SECRET[:…]", help=ACCOUNT_HELP
+    )
     args = parser.parse_args(argv)
     try:
+        more_accounts = tuple(parse_account(value) for value in args.account)
         config = SandboxConfig(
             appid=args.appid,
             secret=args.secret,
@@ -93,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             website_appid=args.website_appid,
             website_secret=args.website_secret,
             website_domain=args.website_domain,
+            more_accounts=more_accounts,
         )
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         parser.error(str(exc))
     configure_logging("INFO", "text")
     clock = ManualClock() if args.manual_clock else SystemClock()
@@ -115,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         base,
         f"{args.message_url} ({args.message_mode} mode)" if args.message_url else "nowhere",
     )
+    for account in more_accounts:
+        log.warning(
+            "... and for appid %s (原始ID %s): pushes to %s",
+            account.appid,
+            account.original_id,
+            f"{account.message_url} ({account.message_mode} mode)"
+            if account.message_url
+            else "nowhere",
+        )
     web.run_app(
         create_sandbox_app(config, clock),
         host=None if listening else args.host,

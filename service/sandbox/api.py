@@ -4,11 +4,15 @@ sns/* for web authorization (§2-§5); cgi-bin/token, cgi-bin/stable_token and c
 (§6, §7, §9), whose base access_token every later cgi-bin endpoint checks the same way
 (SandboxWeChat.check_base_token); cgi-bin/qrcode/create and showqrcode (§8).
 
+One API host for every Official Account (SandboxConfig.official_accounts) and the website app:
+the appid a call names, or the access_token issued to an appid, says which one it is for.
+
 Every answer is HTTP 200 with `{"errcode", "errmsg"}` on failure and a ` rid: …` suffix on the
 errmsg; the content type is WeChat's own `application/json; encoding=utf-8`. Each call is
-counted per path, may be refused by the per-minute limit, and may meet an injected fault.
-cgi-bin/token and cgi-bin/stable_token check the account's IP whitelist when one is configured
-(SandboxConfig.ip_whitelist: 40164), and stable_token asked with another method than POST
+counted per path and per account, may be refused by that account's per-minute limit, and may
+meet an injected fault. cgi-bin/token and cgi-bin/stable_token check the account's IP whitelist
+when one is configured (SandboxConfig.ip_whitelist, SandboxAccount.ip_whitelist: 40164), and
+stable_token asked with another method than POST
 answers 43002 `require POST method`, as WeChat does, rather than an HTTP 405.
 """
 
@@ -71,6 +75,20 @@ def caller_ipv4(request: web.Request) -> str:
     return str(address)
 
 
+async def call_account(request: web.Request, wechat: SandboxWeChat, path: str) -> str:
+    """The app a call is for: the appid it names (the query's, or stable_token's JSON body's),
+    else the one its access_token was issued to (SandboxWeChat.call_account)."""
+    appid = request.query.get("appid")
+    if path == "cgi-bin/stable_token" and request.method == "POST":
+        try:
+            body = json.loads(await request.read())  # read once: the handler gets it again
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("appid"), str):
+            appid = body["appid"]
+    return wechat.call_account(appid, request.query.get("access_token"))
+
+
 def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandler], ApiHandler]:
     """Register `path` (WeChat's, without a leading slash) with the conventions above."""
 
@@ -79,15 +97,16 @@ def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandl
     def register(handler: ApiHandler) -> ApiHandler:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             wechat = request.config_dict[SANDBOX_KEY]
+            appid = await call_account(request, wechat, path)
             fault = wechat.faults.take(path)
             if fault is not None:
                 # Every call received is counted, faulted or not (GET /_stats).
                 if fault.errcode is not None:  # busy (-1) and errcode faults
-                    wechat.stats[path] += 1
+                    wechat.note_call(path, appid)
                     errmsg = errmsg_for(fault.errcode, caller_ipv4(request))
                     return wechat_error(fault.errcode, errmsg, content_type)
                 if fault.kind == "http_error":
-                    wechat.stats[path] += 1
+                    wechat.note_call(path, appid)
                     return web.Response(
                         status=fault.status,
                         text=f"<html><body><h1>{fault.status}</h1></body></html>",
@@ -95,7 +114,7 @@ def wechat_api(method: str, path: str, *, per_minute: int) -> Callable[[ApiHandl
                     )
                 await asyncio.sleep(fault.delay)
             try:
-                wechat.count_call(path, per_minute)
+                wechat.count_call(path, per_minute, appid)
                 return wechat_json(await handler(request, wechat), content_type)
             except ApiError as exc:
                 return wechat_error(exc.errcode, exc.errmsg, content_type)
@@ -130,7 +149,7 @@ async def sns_auth(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any
 
 @wechat_api("GET", "cgi-bin/token", per_minute=CGI_CALLS_PER_MINUTE)
 async def cgi_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
-    wechat.check_caller_ip(caller_ipv4(request))
+    wechat.check_caller_ip(caller_ipv4(request), request.query.get("appid"))
     q = request.query
     return wechat.fetch_token(q.get("appid"), q.get("secret"), q.get("grant_type"))
 
@@ -138,11 +157,12 @@ async def cgi_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, An
 @wechat_api("POST", "cgi-bin/stable_token", per_minute=STABLE_TOKEN_PER_MINUTE)
 async def cgi_stable_token(request: web.Request, wechat: SandboxWeChat) -> dict[str, Any]:
     """§7: POST with a JSON body only; anything else is 47001 data format error."""
-    wechat.check_caller_ip(caller_ipv4(request))
     try:
         body = json.loads(await request.read())
     except ValueError:  # bad JSON or bad UTF-8
-        raise fail(DATA_FORMAT_ERROR) from None
+        body = None
+    named = body.get("appid") if isinstance(body, dict) else None
+    wechat.check_caller_ip(caller_ipv4(request), named if isinstance(named, str) else None)
     if not isinstance(body, dict):
         raise fail(DATA_FORMAT_ERROR)
     fields = [body.get(name) for name in ("appid", "secret", "grant_type")]
@@ -160,7 +180,7 @@ async def cgi_stable_token_not_post(request: web.Request) -> web.StreamResponse:
     """§7 "POST only": WeChat answers another method with errcode JSON (43002, listed on the
     stable_token page's errcode table), not an HTTP 405. Counted in GET /_stats like any call;
     faults and quotas are left to real calls."""
-    request.config_dict[SANDBOX_KEY].stats["cgi-bin/stable_token"] += 1
+    request.config_dict[SANDBOX_KEY].note_call("cgi-bin/stable_token")
     return wechat_error(*REQUIRE_POST)
 
 
@@ -190,10 +210,11 @@ async def showqrcode(request: web.Request) -> web.StreamResponse:
     the ticket URL-encoded: an unencoded "+" arrives as a space and the ticket is unknown.
     Counted in GET /_stats; faults don't apply (they answer WeChat's JSON API errors)."""
     wechat = request.config_dict[SANDBOX_KEY]
-    wechat.stats["cgi-bin/showqrcode"] += 1
     try:
         code = wechat.find_qrcode(ticket=request.query.get("ticket", ""))
     except SandboxActionError:
+        wechat.note_call("cgi-bin/showqrcode")
         return web.Response(status=404, text="404 Not Found", content_type="text/plain")
+    wechat.note_call("cgi-bin/showqrcode", code.appid)  # the code's account
     # WeChat answers image/jpg; segno writes PNG without Pillow, so the emulator sends PNG.
     return web.Response(body=qr_png(code.url), content_type="image/png")

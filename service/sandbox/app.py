@@ -16,9 +16,16 @@ from service.sandbox.faults import Faults
 from service.sandbox.jsapi import JSAPI_KEY, JsapiTickets
 from service.sandbox.pages import TEMPLATES_KEY
 from service.sandbox.push import push_session_ctx
-from service.sandbox.state import SANDBOX_KEY, SandboxConfig, SandboxWeChat
+from service.sandbox.state import SANDBOX_KEY, SandboxAccount, SandboxConfig, SandboxWeChat
 
-__all__ = ["SANDBOX_KEY", "Faults", "SandboxConfig", "SandboxWeChat", "create_sandbox_app"]
+__all__ = [
+    "SANDBOX_KEY",
+    "Faults",
+    "SandboxAccount",
+    "SandboxConfig",
+    "SandboxWeChat",
+    "create_sandbox_app",
+]
 
 STATIC_DIR = resources.STATIC_DIR / "sandbox"
 

@@ -3,12 +3,15 @@ account's IP whitelist, and the user's side of the phone: scanning a QR code, fo
 unfollowing, sending a message or doing anything else WeChat pushes to the account (§10).
 
 Tests and benchmarks drive them over HTTP (or through SandboxWeChat in-process); they answer
-errors in the service's one JSON shape.
+errors in the service's one JSON shape. Whatever concerns one Official Account takes an optional
+`appid` (a JSON field, or a query parameter on GET): the first account when left out; an appid
+that is no Official Account's is a 400 INVALID_PARAMETER on `appid`. Where a route takes an
+`openid`, it is the person's openid in that account or their sandbox openid (the first
+account's, as /_sandbox/users lists them).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from typing import Any
 from urllib.parse import unquote
@@ -20,7 +23,7 @@ from service.errors import BadRequest, InvalidParameter, ServiceError
 from service.sandbox import push
 from service.sandbox.jsapi import JSAPI_KEY, check_config
 from service.sandbox.records import PushRecord
-from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxActionError
+from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxActionError, SandboxWeChat
 
 MAX_GRANTS = 1_000_000
 
@@ -53,8 +56,11 @@ def action_error(exc: SandboxActionError) -> ServiceError:
 
 
 def scan_answer(record: PushRecord) -> dict[str, Any]:
-    """What a scripted scan or unfollow answers: the event pushed and how delivery went."""
+    """What a scripted scan or unfollow answers: the event pushed, to which account, and how
+    delivery went."""
     return {
+        "appid": record.appid,
+        "openid": record.fields["FromUserName"],
         "event": record.fields["Event"],
         "eventKey": record.fields["EventKey"],
         "delivered": record.delivered,
@@ -70,7 +76,11 @@ def push_answer(record: PushRecord) -> dict[str, Any]:
     """What POST /_sandbox/api/push answers: a scan's answer, with the message's type, and
     its MsgId for a message (an event has none) or its Event and EventKey for an event."""
     fields = record.fields
-    answer: dict[str, Any] = {"msgType": fields["MsgType"]}
+    answer: dict[str, Any] = {
+        "appid": record.appid,
+        "openid": fields["FromUserName"],
+        "msgType": fields["MsgType"],
+    }
     if "MsgId" in fields:
         answer["msgId"] = str(fields["MsgId"])
     if fields["MsgType"] == "event":
@@ -107,15 +117,43 @@ def string_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, s
     return {name: value for name, value in body.items() if value is not None}
 
 
+def query_account(request: web.Request, wechat: SandboxWeChat) -> str:
+    """The Official Account a GET names with ?appid= (default the first)."""
+    try:
+        return wechat.account(request.query.get("appid")).appid
+    except SandboxActionError as exc:
+        raise action_error(exc) from None
+
+
+def body_account(wechat: SandboxWeChat, body: dict[str, Any]) -> str | None:
+    """A JSON body's optional "appid", checked: an Official Account's (None: the first)."""
+    appid = body.get("appid")
+    if appid is None:
+        return None
+    if not (isinstance(appid, str) and appid):
+        raise InvalidParameter("appid is a non-empty string", field="appid", value=appid)
+    try:
+        return wechat.account(appid).appid
+    except SandboxActionError as exc:
+        raise action_error(exc) from None
+
+
 @routes.get("/_stats")
 async def stats(request: web.Request) -> web.Response:
-    """Calls received per WeChat path since start (or the last reset)."""
-    return web.json_response({"calls": dict(request.config_dict[SANDBOX_KEY].stats)})
+    """Calls received per WeChat path since start (or the last reset); ?appid= those for one
+    app (an Official Account or the website app) only."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    appid = request.query.get("appid")
+    if appid is None:
+        return web.json_response({"calls": dict(wechat.stats)})
+    return web.json_response({"calls": dict(wechat.account_stats.get(appid, {}))})
 
 
 @routes.delete("/_stats")
 async def reset_stats(request: web.Request) -> web.Response:
-    request.config_dict[SANDBOX_KEY].stats.clear()
+    wechat = request.config_dict[SANDBOX_KEY]
+    wechat.stats.clear()
+    wechat.account_stats.clear()
     return web.Response(status=204)
 
 
@@ -181,7 +219,8 @@ async def advance_clock(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/grants")
 async def grants(request: web.Request) -> web.Response:
-    """{"count": n, "scope": "snsapi_base"}: n made-up users' web tokens, for load tests."""
+    """{"count": n, "scope": "snsapi_base", "appid"?}: n made-up users' web tokens (for that
+    Official Account, default the first), for load tests."""
     body = await json_object(request)
     count = body.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GRANTS:
@@ -194,23 +233,34 @@ async def grants(request: web.Request) -> web.Response:
             "scope is snsapi_base or snsapi_userinfo", field="scope", value=scope
         )
     wechat = request.config_dict[SANDBOX_KEY]
-    return web.json_response({"grants": wechat.grant_many(count, scope)})
+    appid = body_account(wechat, body)
+    return web.json_response({"grants": wechat.grant_many(count, scope, appid)})
 
 
 @routes.get("/_sandbox/api/users")
 async def users(request: web.Request) -> web.Response:
+    """The people; ?appid= as that Official Account sees them (their openid and unionid in it,
+    whether they follow it), each with their sandbox openid; default the first account."""
     wechat = request.config_dict[SANDBOX_KEY]
-    return web.json_response({"users": [user.as_json() for user in wechat.users.values()]})
+    if "appid" not in request.query:
+        return web.json_response({"users": [user.as_json() for user in wechat.users.values()]})
+    appid = query_account(request, wechat)
+    seen = [
+        user.as_json() | {"sandbox_openid": wechat.person(user.openid).openid}
+        for user in wechat.account_users(appid)
+    ]
+    return web.json_response({"appid": appid, "users": seen})
 
 
 @routes.post("/_sandbox/api/scan")
 async def scan(request: web.Request) -> web.Response:
     """{"openid": ..., "ticket": ...} or {"openid": ..., "url": ...}: the user scans the code.
 
-    A follower's scan pushes SCAN; anyone else follows through the code and subscribe is
-    pushed (§10). Answers once the push is delivered or has run out of attempts.
+    The code says which account (an "appid" given must be that one); a follower's scan pushes
+    SCAN; anyone else follows through the code and subscribe is pushed (§10), to the code's
+    account. Answers once the push is delivered or has run out of attempts.
     """
-    fields = string_fields(await json_object(request), ("openid", "ticket", "url"))
+    fields = string_fields(await json_object(request), ("openid", "ticket", "url", "appid"))
     if "openid" not in fields:
         raise InvalidParameter("openid is required", field="openid")
     if ("ticket" in fields) == ("url" in fields):
@@ -223,7 +273,9 @@ async def scan(request: web.Request) -> web.Response:
     if ticket is not None and "%" in ticket:
         ticket = unquote(ticket)  # §8: tickets travel URL-encoded; base64 has no "%" of its own
     try:
-        record = await push.scan(request, fields["openid"], ticket, fields.get("url"))
+        record = await push.scan(
+            request, fields["openid"], ticket, fields.get("url"), fields.get("appid")
+        )
     except SandboxActionError as exc:
         raise action_error(exc) from None
     return web.json_response(scan_answer(record))
@@ -231,12 +283,12 @@ async def scan(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/api/unfollow")
 async def unfollow(request: web.Request) -> web.Response:
-    """{"openid": ...}: the user unfollows the account; unsubscribe is pushed (§10)."""
-    fields = string_fields(await json_object(request), ("openid",))
+    """{"openid": ..., "appid"?}: the user unfollows the account; unsubscribe is pushed (§10)."""
+    fields = string_fields(await json_object(request), ("openid", "appid"))
     if "openid" not in fields:
         raise InvalidParameter("openid is required", field="openid")
     try:
-        record = await push.unfollow(request, fields["openid"])
+        record = await push.unfollow(request, fields["openid"], fields.get("appid"))
     except SandboxActionError as exc:
         raise action_error(exc) from None
     return web.json_response(scan_answer(record))
@@ -244,13 +296,14 @@ async def unfollow(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/api/follow")
 async def follow(request: web.Request) -> web.Response:
-    """{"openid": ...}: the user follows the account without a code (search, profile page);
-    subscribe is pushed with an empty EventKey (§10) and user/info says they follow (§9)."""
-    fields = string_fields(await json_object(request), ("openid",))
+    """{"openid": ..., "appid"?}: the user follows the account without a code (search,
+    profile page); subscribe is pushed with an empty EventKey (§10) and user/info says they
+    follow (§9)."""
+    fields = string_fields(await json_object(request), ("openid", "appid"))
     if "openid" not in fields:
         raise InvalidParameter("openid is required", field="openid")
     try:
-        record = await push.follow(request, fields["openid"])
+        record = await push.follow(request, fields["openid"], fields.get("appid"))
     except SandboxActionError as exc:
         raise action_error(exc) from None
     return web.json_response(scan_answer(record))
@@ -258,7 +311,8 @@ async def follow(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/api/push")
 async def person_push(request: web.Request) -> web.Response:
-    """{"openid": ..., "msgType": "text"|"image"|…|"event", ...fields}: the user does it.
+    """{"openid": ..., "msgType": "text"|"image"|…|"event", "appid"?, ...fields}: the user
+    does it, in that account's chat (default the first account's).
 
     The other keys are the push's XML fields in order: {"msgType": "text", "Content": "hi"},
     {"msgType": "event", "Event": "scancode_push", "EventKey": "k", "ScanCodeInfo":
@@ -268,12 +322,14 @@ async def person_push(request: web.Request) -> web.Response:
     or has run out of attempts, like /_sandbox/api/scan.
     """
     body = await json_object(request)
+    appid = body_account(request.config_dict[SANDBOX_KEY], body)
+    body.pop("appid", None)
     openid, msg_type = body.pop("openid", None), body.pop("msgType", None)
     for name, value in (("openid", openid), ("msgType", msg_type)):
         if not (isinstance(value, str) and value):
             raise InvalidParameter(f"{name} is a non-empty string", field=name, value=value)
     try:
-        record = await push.person(request, openid, msg_type, body)
+        record = await push.person(request, openid, msg_type, body, appid)
     except SandboxActionError as exc:
         raise action_error(exc) from None
     return web.json_response(push_answer(record))
@@ -283,7 +339,8 @@ async def person_push(request: web.Request) -> web.Response:
 async def verify_jssdk_config(request: web.Request) -> web.Response:
     """What the JS-SDK has WeChat check on wx.config: {appId, url, timestamp, nonceStr,
     signature} (the JSON wx.config was given, and the page's URL) against the jsapi_tickets
-    this WeChat issued and that are still valid. 200 {"ok", "errMsg"}: config:ok, or
+    this WeChat issued to that appId's account and that are still valid (any Official
+    Account's appId, each with its own tickets). 200 {"ok", "errMsg"}: config:ok, or
     config:invalid signature; the emulator's jweixin.js stand-in calls it."""
     body = await json_object(request)
     wechat = request.config_dict[SANDBOX_KEY]
@@ -293,16 +350,19 @@ async def verify_jssdk_config(request: web.Request) -> web.Response:
 
 @routes.get("/_sandbox/ip-whitelist")
 async def ip_whitelist(request: web.Request) -> web.Response:
-    """The account's IP whitelist for cgi-bin/token and stable_token; [] is none configured."""
-    config = request.config_dict[SANDBOX_KEY].config
-    return web.json_response({"addresses": list(config.ip_whitelist)})
+    """The account's IP whitelist for cgi-bin/token and stable_token; [] is none configured.
+    ?appid= another Official Account's (default the first's)."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    account = wechat.account(query_account(request, wechat))
+    return web.json_response({"addresses": list(account.ip_whitelist)})
 
 
 @routes.put("/_sandbox/ip-whitelist")
 async def set_ip_whitelist(request: web.Request) -> web.Response:
-    """{"addresses": ["203.0.113.7", ...]}: callers elsewhere get 40164 (§6, §7); [] lifts it."""
+    """{"addresses": ["203.0.113.7", ...], "appid"?}: callers elsewhere get 40164 (§6, §7) from
+    that account (default the first); [] lifts it."""
     body = await json_object(request)
-    unknown = set(body) - {"addresses"}
+    unknown = set(body) - {"addresses", "appid"}
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidParameter(f"unknown field {name!r}", field=name, value=body[name])
@@ -319,14 +379,17 @@ async def set_ip_whitelist(request: web.Request) -> web.Response:
                 "addresses is a list of IPv4 addresses", field="addresses", value=address
             ) from None
     wechat = request.config_dict[SANDBOX_KEY]
-    wechat.config = dataclasses.replace(wechat.config, ip_whitelist=tuple(addresses))
+    wechat.set_ip_whitelist(tuple(addresses), body_account(wechat, body))
     return web.json_response({"addresses": addresses})
 
 
 @routes.get("/_sandbox/api/pushes")
 async def pushes(request: web.Request) -> web.Response:
-    """The last pushes (at most 200), oldest first."""
-    records = request.config_dict[SANDBOX_KEY].pushes
+    """The last pushes (at most 200), oldest first, each with the appid of the account it
+    went to; ?appid= only that account's."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    appid = query_account(request, wechat) if "appid" in request.query else None
+    records = [r for r in wechat.pushes if appid is None or r.appid == appid]
     return web.json_response({"pushes": [record.as_json() for record in records]})
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from service.errors import InvalidParameter
-from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxWeChat
+from service.sandbox.state import SANDBOX_KEY, SCOPES, SandboxActionError, SandboxWeChat
 from service.sandbox.users import SandboxUser
 
 routes = web.RouteTableDef()
@@ -65,8 +65,9 @@ def current_user(request: web.Request) -> SandboxUser | None:
 
 
 def authorized_domains(request: web.Request, wechat: SandboxWeChat) -> tuple[str, ...]:
-    """The account's 网页授权域名, and with authorize_reached_host the host this page was
-    reached at too (the service's sandbox mode without PUBLIC_URL: the demo on any host)."""
+    """The accounts' 网页授权域名 (one for all of them, an emulator choice), and with
+    authorize_reached_host the host this page was reached at too (the service's sandbox mode
+    without PUBLIC_URL: the demo on any host)."""
     config = wechat.config
     reached = request.url.host
     if config.authorize_reached_host and reached and reached != config.authorized_domain:
@@ -89,7 +90,7 @@ def check_authorize_request(query: Any, wechat: SandboxWeChat, domains: tuple[st
     appid = query.get("appid", "")
     if not appid:
         raise AuthorizePageError("10012", "appid 不能为空", "appid is missing.")
-    if appid != wechat.config.appid:
+    if wechat.config.official_account(appid) is None:  # any Official Account, no other app
         raise AuthorizePageError("40013", "invalid appid", f"Unknown appid {appid!r}.")
     redirect_uri = query.get("redirect_uri", "")
     if not redirect_uri:
@@ -122,9 +123,11 @@ def back_to_app(redirect_uri: str, **params: str) -> web.HTTPFound:
 
 @routes.get("/connect/oauth2/authorize", name="authorize")
 async def authorize(request: web.Request) -> web.StreamResponse:
-    """snsapi_base answers at once; snsapi_userinfo asks the user first (§1)."""
+    """snsapi_base answers at once; snsapi_userinfo asks the user first (§1). The code is
+    for the Official Account the appid names: only its appid and secret exchange it."""
     wechat = request.config_dict[SANDBOX_KEY]
     query = request.query
+    user: SandboxUser | None
     try:
         check_authorize_request(query, wechat, authorized_domains(request, wechat))
         action = query.get("sandbox_action", "")
@@ -133,11 +136,12 @@ async def authorize(request: web.Request) -> web.StreamResponse:
                 "", "sandbox_action", "sandbox_action is allow, deny or close."
             )
         if "sandbox_openid" in query:
-            user = wechat.users.get(query["sandbox_openid"])
-            if user is None:
+            try:  # the sandbox openid, or the person's openid in any app
+                user = wechat.person(query["sandbox_openid"])
+            except SandboxActionError:
                 raise AuthorizePageError(
                     "", "Unknown sandbox user", f"No sandbox user {query['sandbox_openid']!r}."
-                )
+                ) from None
         else:
             user = current_user(request)
     except AuthorizePageError as exc:
@@ -148,6 +152,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
         users = request.app.router["sandbox_users"].url_for().with_query(next=request.raw_path)
         raise web.HTTPFound(location=str(users))
 
+    appid = query["appid"]
     redirect_uri, scope, state = query["redirect_uri"], query["scope"], query.get("state", "")
     if user.snapshot and scope != "snsapi_userinfo":
         # §1: WeChat opens the snapshot page for irregular snsapi_userinfo requests only; a
@@ -170,7 +175,8 @@ async def authorize(request: web.Request) -> web.StreamResponse:
             "sandbox/consent.html",
             {
                 "user": user,
-                "appid": wechat.config.appid,
+                "openid": wechat.account_user(user.openid, appid).openid,
+                "appid": appid,
                 "action": request.path,
                 "fields": [(key, value) for key, value in query.items() if key != "sandbox_action"],
                 # Back here without the scripted user, or the choice would not stick.
@@ -179,7 +185,8 @@ async def authorize(request: web.Request) -> web.StreamResponse:
                 .with_query(next=str(request.rel_url.without_query_params("sandbox_openid"))),
             },
         )
-    raise back_to_app(redirect_uri, code=wechat.issue_code(user.openid, scope), state=state)
+    code = wechat.issue_code(user.openid, scope, appid)
+    raise back_to_app(redirect_uri, code=code, state=state)
 
 
 def safe_next(value: str) -> str | None:
@@ -232,6 +239,7 @@ async def home(request: web.Request) -> web.Response:
             ),
             "user": user,
             "users": list(wechat.users.values()),
+            "accounts": wechat.config.official_accounts,
             "base": str(request.url.origin()) + str(request.app.router["sandbox_home"].url_for()),
             "phone_url": request.app.router["sandbox_phone"].url_for(),
         },

@@ -1,12 +1,15 @@
-"""The sandbox user's phone: scan a parametric QR code, follow or unfollow the account, chat
+"""The sandbox user's phone: scan a parametric QR code, follow or unfollow an account, chat
 with it and use its menu (§8, §10).
 
 A phone-sized page without JavaScript. The current sandbox user comes from the picker's cookie;
-each button is a form POST that performs the action, pushes what WeChat would to message_url
+the Official Account from a select box (?appid=, default the first account; every form carries
+it on). Each button is a form POST that performs the action, pushes what WeChat would to that
+account's message_url
 (a scan's event, a plain follow's subscribe, a text message, a menu's scancode_push,
 location_select or pic_photo_or_album with their nested XML, or any push written as the JSON
 POST /_sandbox/api/push takes), and shows what WeChat sent and what the account's server
-answered.
+answered. A scanned code is its own account's, whichever is selected: the page then shows
+that account.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from service.sandbox import push
 from service.sandbox.control import action_error
 from service.sandbox.pages import current_user, render
 from service.sandbox.records import PushRecord
-from service.sandbox.state import SANDBOX_KEY, SandboxActionError
+from service.sandbox.state import SANDBOX_KEY, SandboxAccount, SandboxActionError, SandboxWeChat
 
 routes = web.RouteTableDef()
 RECENT = 5
@@ -58,9 +61,18 @@ def website_login_uuid(value: str) -> str | None:
     return None
 
 
+def chosen_account(wechat: SandboxWeChat, appid: str | None) -> SandboxAccount:
+    """The account the phone's select box names; the first one if it names none we know."""
+    try:
+        return wechat.account(appid)
+    except SandboxActionError:
+        return wechat.account()
+
+
 def phone_page(
     request: web.Request,
     *,
+    appid: str | None = None,
     code: str = "",
     result: PushRecord | None = None,
     error: str = "",
@@ -68,11 +80,21 @@ def phone_page(
 ) -> web.Response:
     wechat = request.config_dict[SANDBOX_KEY]
     router = request.app.router
-    user = current_user(request)
-    here = str(router["sandbox_phone"].url_for())
+    account = chosen_account(wechat, appid or request.query.get("appid"))
+    person = current_user(request)
+    # The person as the chosen account sees them: their openid in it, whether they follow it.
+    user = wechat.account_user(person.openid, account.appid) if person is not None else None
+    here = router["sandbox_phone"].url_for()
+    if account.appid != wechat.config.appid:
+        here = here.with_query(appid=account.appid)
     recent: list[Any] = []
     if user is not None:
-        mine = [r for r in wechat.pushes if r.fields.get("FromUserName") == user.openid]
+        mine = [
+            r
+            for r in wechat.pushes
+            if r.fields.get("FromUserName") == user.openid
+            and (r.appid or wechat.config.appid) == account.appid
+        ]
         recent = list(reversed(mine[-RECENT:]))
     response = render(
         request,
@@ -83,14 +105,17 @@ def phone_page(
             "result": result,
             "error": error,
             "recent": recent,
-            "original_id": wechat.config.original_id,
-            "message_url": wechat.config.message_url,
-            "message_mode": wechat.config.message_mode,
+            "accounts": wechat.config.official_accounts,
+            "appid": account.appid,
+            "original_id": account.original_id,
+            "message_url": account.message_url,
+            "message_mode": account.message_mode,
+            "phone_url": router["sandbox_phone"].url_for(),
             "scan_url": router["sandbox_phone_scan"].url_for(),
             "unfollow_url": router["sandbox_phone_unfollow"].url_for(),
             "follow_url": router["sandbox_phone_follow"].url_for(),
             "push_url": router["sandbox_phone_push"].url_for(),
-            "switch_url": router["sandbox_users"].url_for().with_query(next=here),
+            "switch_url": router["sandbox_users"].url_for().with_query(next=str(here)),
             # Website sign-ins (qrconnect.py) waiting for a phone, as if their codes were in view.
             "website_logins": [
                 router["qrconnect_confirm"].url_for().with_query(uuid=login.uuid)
@@ -104,7 +129,7 @@ def phone_page(
 
 @routes.get("/_sandbox/phone", name="sandbox_phone")
 async def phone(request: web.Request) -> web.Response:
-    """?url= or ?ticket= fills in the code to scan."""
+    """?url= or ?ticket= fills in the code to scan; ?appid= picks the Official Account."""
     code = request.query.get("url") or request.query.get("ticket") or ""
     return phone_page(request, code=code)
 
@@ -179,6 +204,8 @@ def _any_push(form: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         raise PhoneFormError('Write the push as a JSON object with its "msgType".')
     if "openid" in body:
         raise PhoneFormError("The push comes from this phone's user: leave out openid.")
+    if "appid" in body:
+        raise PhoneFormError("The push goes to the account chosen above: leave out appid.")
     msg_type = body.pop("msgType")
     return msg_type, body
 
@@ -195,9 +222,14 @@ PHONE_PUSHES: dict[str, Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]
 async def _act(
     request: web.Request, action: str, code: str = "", form: Mapping[str, Any] | None = None
 ) -> web.Response:
+    form = form or {}
+    wechat = request.config_dict[SANDBOX_KEY]
+    appid = chosen_account(wechat, str(form.get("appid", "")) or None).appid
     user = current_user(request)
     if user is None:
-        return phone_page(request, code=code, error="Pick a sandbox user first.", status=400)
+        return phone_page(
+            request, appid=appid, code=code, error="Pick a sandbox user first.", status=400
+        )
     try:
         if action == "scan":
             uuid = website_login_uuid(code)
@@ -206,43 +238,48 @@ async def _act(
                 raise web.HTTPSeeOther(location=str(confirm))
             ticket, url = parse_code(code)
             if ticket is None and url is None:
-                return phone_page(request, error="Paste a QR code's url or ticket.", status=400)
+                return phone_page(
+                    request, appid=appid, error="Paste a QR code's url or ticket.", status=400
+                )
+            # Whichever account is selected: the code is its own account's (the page follows).
             record = await push.scan(request, user.openid, ticket, url)
         elif action == "follow":
-            record = await push.follow(request, user.openid)
+            record = await push.follow(request, user.openid, appid)
         elif action == "push":
-            form = form or {}
             build = PHONE_PUSHES.get(str(form.get("kind", "")))
             if build is None:
-                return phone_page(request, error="No such thing to send.", status=400)
+                return phone_page(request, appid=appid, error="No such thing to send.", status=400)
             try:
                 msg_type, extra = build(form)
             except PhoneFormError as exc:
-                return phone_page(request, error=str(exc), status=400)
-            record = await push.person(request, user.openid, msg_type, extra)
+                return phone_page(request, appid=appid, error=str(exc), status=400)
+            record = await push.person(request, user.openid, msg_type, extra, appid)
         else:
-            record = await push.unfollow(request, user.openid)
+            record = await push.unfollow(request, user.openid, appid)
     except SandboxActionError as exc:
         failure = action_error(exc)
-        return phone_page(request, code=code, error=failure.message, status=failure.status)
-    return phone_page(request, code=code, result=record)
+        return phone_page(
+            request, appid=appid, code=code, error=failure.message, status=failure.status
+        )
+    return phone_page(request, appid=record.appid or appid, code=code, result=record)
 
 
 @routes.post("/_sandbox/phone/scan", name="sandbox_phone_scan")
 async def phone_scan(request: web.Request) -> web.Response:
     form = await request.post()
-    return await _act(request, "scan", str(form.get("code", "")))
+    return await _act(request, "scan", str(form.get("code", "")), form)
 
 
 @routes.post("/_sandbox/phone/unfollow", name="sandbox_phone_unfollow")
 async def phone_unfollow(request: web.Request) -> web.Response:
-    return await _act(request, "unfollow")
+    """不再关注 the selected account (the form's appid)."""
+    return await _act(request, "unfollow", form=await request.post())
 
 
 @routes.post("/_sandbox/phone/follow", name="sandbox_phone_follow")
 async def phone_follow(request: web.Request) -> web.Response:
-    """关注: a plain follow, without a code."""
-    return await _act(request, "follow")
+    """关注: a plain follow of the selected account (the form's appid), without a code."""
+    return await _act(request, "follow", form=await request.post())
 
 
 @routes.post("/_sandbox/phone/push", name="sandbox_phone_push")

@@ -1,8 +1,9 @@
 """Pushes to the account's server (§10, §11 of ../shared/wechat-api.md), as WeChat sends them.
 
 SandboxWeChat decides what happened (a scan, a follow, an unfollow, a text or any other message,
-a menu event, nested ones included) and which fields the push has; this module signs, encrypts
-and POSTs it to `message_url`, retries when no reply comes (spaced as WeChat spaces them, see
+a menu event, nested ones included), which account it is for and which fields the push has; this
+module signs, encrypts and POSTs it to that account's `message_url` with its token, EncodingAESKey
+and appid, retries when no reply comes (spaced as WeChat spaces them, see
 push()), judges the reply and records the push on the state. The HTTP session belongs to the
 sandbox app (push_session_ctx, PUSH_SESSION_KEY).
 """
@@ -18,7 +19,7 @@ from aiohttp import web
 from yarl import URL
 
 from service.sandbox.records import PushRecord
-from service.sandbox.state import SANDBOX_KEY, SandboxWeChat
+from service.sandbox.state import SANDBOX_KEY, OutgoingPush, SandboxAccount, SandboxWeChat
 from service.wechat.crypto import MessageCrypto, MessageCryptoError
 from service.wechat.signature import wechat_signature
 from service.wechat.xml import MessageXmlError, build_message, parse_message
@@ -45,29 +46,30 @@ def nonce() -> str:
 
 
 def push_request(
-    wechat: SandboxWeChat, fields: dict[str, Any]
+    wechat: SandboxWeChat, fields: dict[str, Any], account: SandboxAccount | None = None
 ) -> tuple[URL, str, MessageCrypto | None]:
-    """The URL (message_url + signature query) and body of a push, per message mode."""
-    config = wechat.config
+    """The URL (message_url + signature query) and body of a push to an account (default the
+    first), per its message mode."""
+    target = account or wechat.account()
     plain = build_message(fields)
     timestamp, once = str(int(wechat.clock.now())), nonce()
     query = {
-        "signature": wechat_signature(config.token, timestamp, once),
+        "signature": wechat_signature(target.token, timestamp, once),
         "timestamp": timestamp,
         "nonce": once,
         "openid": str(fields["FromUserName"]),  # observed in real push URLs (§10)
     }
-    if config.message_mode == "plain":
-        return URL(config.message_url).update_query(query), plain, None
-    crypto = MessageCrypto(config.token, config.aes_key, config.appid)
+    if target.message_mode == "plain":
+        return URL(target.message_url).update_query(query), plain, None
+    crypto = MessageCrypto(target.token, target.aes_key, target.appid)
     encrypted = crypto.encrypt(plain)
     query |= {"encrypt_type": "aes", "msg_signature": crypto.signature(timestamp, once, encrypted)}
-    if config.message_mode == "compatible":
+    if target.message_mode == "compatible":
         # §11: compatible mode carries the plaintext fields and the ciphertext.
         body = build_message({**fields, "Encrypt": encrypted})
     else:
-        body = build_message({"ToUserName": config.original_id, "Encrypt": encrypted})
-    return URL(config.message_url).update_query(query), body, crypto
+        body = build_message({"ToUserName": target.original_id, "Encrypt": encrypted})
+    return URL(target.message_url).update_query(query), body, crypto
 
 
 def judge_reply(
@@ -111,9 +113,13 @@ def judge_reply(
 
 
 async def push(
-    session: aiohttp.ClientSession, wechat: SandboxWeChat, fields: dict[str, Any]
+    session: aiohttp.ClientSession,
+    wechat: SandboxWeChat,
+    fields: dict[str, Any],
+    account: SandboxAccount | None = None,
 ) -> PushRecord:
-    """POST one push to message_url as WeChat does, and record how it went.
+    """POST one push to an account's message_url (default the first account's) as WeChat
+    does, and record how it went.
 
     Each attempt waits push_timeout for a reply; a timeout, a refused connection or an HTTP
     status of 500 or more counts as no reply and the same request goes again, up to
@@ -133,9 +139,10 @@ async def push(
     same push. Any other reply ends the push: delivered when judge_reply accepts it, not
     delivered (and not retried) otherwise.
     """
-    config = wechat.config
+    config = wechat.config  # push_timeout and push_retry_delay: WeChat's, every account's
+    target = account or wechat.account()
     started = wechat.clock.now()
-    url, body, crypto = push_request(wechat, fields)
+    url, body, crypto = push_request(wechat, fields, target)
     timeout = aiohttp.ClientTimeout(total=config.push_timeout)
     status: int | None = None
     reply, error = b"", ""
@@ -174,11 +181,11 @@ async def push(
         if not 200 <= status < 300:
             error = f"HTTP {status}"
             break
-        delivered, reply_fields, error = judge_reply(config.message_mode, crypto, reply)
+        delivered, reply_fields, error = judge_reply(target.message_mode, crypto, reply)
         break
     record = PushRecord(
         at=started,
-        mode=config.message_mode,
+        mode=target.message_mode,
         fields=dict(fields),
         attempts=attempts,
         delivered=delivered,
@@ -186,39 +193,51 @@ async def push(
         reply=reply.decode(errors="replace"),
         reply_fields=reply_fields,
         error=error,
+        appid=target.appid,
     )
     wechat.record_push(record)
     return record
 
 
+async def send(request: web.Request, outgoing: OutgoingPush) -> PushRecord:
+    """Push what SandboxWeChat decided, to the account it is for."""
+    wechat = request.config_dict[SANDBOX_KEY]
+    session = request.config_dict[PUSH_SESSION_KEY]
+    return await push(session, wechat, outgoing.fields, outgoing.account)
+
+
 async def scan(
-    request: web.Request, openid: str | None, ticket: str | None, url: str | None
+    request: web.Request,
+    openid: str | None,
+    ticket: str | None,
+    url: str | None,
+    appid: str | None = None,
 ) -> PushRecord:
-    """The user `openid` scans a code (by ticket or url): follow if need be, push the event."""
-    wechat = request.config_dict[SANDBOX_KEY]
-    fields = wechat.scan(openid, ticket, url)
-    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+    """The user `openid` scans a code (by ticket or url): follow the code's account if need
+    be, push the event to it."""
+    return await send(request, request.config_dict[SANDBOX_KEY].scan(openid, ticket, url, appid))
 
 
-async def unfollow(request: web.Request, openid: str | None) -> PushRecord:
+async def unfollow(
+    request: web.Request, openid: str | None, appid: str | None = None
+) -> PushRecord:
     """The user `openid` unfollows the account: push `unsubscribe`."""
-    wechat = request.config_dict[SANDBOX_KEY]
-    fields = wechat.unsubscribe(openid)
-    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+    return await send(request, request.config_dict[SANDBOX_KEY].unsubscribe(openid, appid))
 
 
-async def follow(request: web.Request, openid: str | None) -> PushRecord:
+async def follow(request: web.Request, openid: str | None, appid: str | None = None) -> PushRecord:
     """The user `openid` follows the account without a code: push `subscribe` (no scene)."""
-    wechat = request.config_dict[SANDBOX_KEY]
-    fields = wechat.subscribe(openid)
-    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+    return await send(request, request.config_dict[SANDBOX_KEY].subscribe(openid, appid))
 
 
 async def person(
-    request: web.Request, openid: str | None, msg_type: str | None, extra: dict[str, Any]
+    request: web.Request,
+    openid: str | None,
+    msg_type: str | None,
+    extra: dict[str, Any],
+    appid: str | None = None,
 ) -> PushRecord:
-    """The user `openid` sends a message or does something WeChat tells the account about
+    """The user `openid` sends an account a message or does something WeChat tells it about
     (SandboxWeChat.person_push): push it."""
     wechat = request.config_dict[SANDBOX_KEY]
-    fields = wechat.person_push(openid, msg_type, extra)
-    return await push(request.config_dict[PUSH_SESSION_KEY], wechat, fields)
+    return await send(request, wechat.person_push(openid, msg_type, extra, appid))

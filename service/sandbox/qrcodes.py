@@ -45,6 +45,7 @@ class QrTicket:
     url: str
     created_at: float
     expires_at: float | None  # None: permanent
+    appid: str = ""  # the Official Account whose code it is: a scan goes to that account
 
     @property
     def permanent(self) -> bool:
@@ -61,6 +62,7 @@ class QrTicket:
             "url": self.url,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
+            "appid": self.appid,
         }
 
 
@@ -97,9 +99,10 @@ def _url() -> str:
 
 
 class QrCodes:
-    """Every ticket issued, by ticket and by url; permanent codes also by scene."""
+    """One account's tickets, by ticket and by url; permanent codes also by scene."""
 
-    def __init__(self) -> None:
+    def __init__(self, appid: str = "") -> None:
+        self.appid = appid
         self._by_ticket: dict[str, QrTicket] = {}
         self._by_url: dict[str, QrTicket] = {}
         self._permanent: dict[tuple[str, int | str], QrTicket] = {}
@@ -137,6 +140,7 @@ class QrCodes:
             url=url,
             created_at=now,
             expires_at=None if action_name in PERMANENT else now + (expire_seconds or 0),
+            appid=self.appid,
         )
         self._by_ticket[ticket] = code
         self._by_url[url] = code

@@ -20,10 +20,13 @@ class PushRecord:
     reply: str  # the last reply's body ("" when none)
     reply_fields: dict[str, Any] | None  # an XML reply's fields, decrypted in safe mode
     error: str  # why it was not delivered ("" when it was)
+    appid: str = ""  # the Official Account it was pushed for (its message_url, token, 原始ID)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "at": self.at,
+            "appid": self.appid,
+            "toUserName": self.fields.get("ToUserName", ""),
             "mode": self.mode,
             "msgType": self.fields.get("MsgType", ""),
             "event": self.fields.get("Event", ""),

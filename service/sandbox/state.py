@@ -8,13 +8,14 @@ made is the one that document lists under "Emulator choices".
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import secrets
 import string
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +36,14 @@ from service.sandbox.qrcodes import (
     QrTicket,
 )
 from service.sandbox.records import PushRecord
-from service.sandbox.users import USERS_BY_OPENID, SandboxUser, website_openid, website_unionid
+from service.sandbox.users import (
+    USERS_BY_OPENID,
+    SandboxUser,
+    account_openid,
+    account_unionid,
+    website_openid,
+    website_unionid,
+)
 from service.sandbox.website import WEBSITE_CODE_TTL, WebsiteLogin, WebsiteLogins, back_to_site
 from service.wechat.crypto import aes_key_from
 from service.wechat.xml import build_message
@@ -186,7 +194,7 @@ class SandboxActionError(Exception):
     """A sandbox action (scan, unfollow) that cannot happen; the HTTP layer picks the status.
 
     reason: "unknown_user" | "unknown_ticket" | "expired_ticket" | "not_following" |
-    "already_following" | "bad_push" | "no_message_url".
+    "already_following" | "bad_push" | "no_message_url" | "unknown_account".
     """
 
     def __init__(self, reason: str, message: str, field: str = "", value: Any = None) -> None:
@@ -194,9 +202,62 @@ class SandboxActionError(Exception):
         self.reason, self.message, self.field, self.value = reason, message, field, value
 
 
+def _check_server(message_mode: str, aes_key: str, message_url: str) -> None:
+    """An Official Account's 服务器配置 (§10, §11), the same checks for every account."""
+    if message_mode not in MESSAGE_MODES:
+        raise ValueError(f"message_mode must be one of {', '.join(MESSAGE_MODES)}")
+    if message_mode != "plain" or aes_key:
+        aes_key_from(aes_key)  # §11: 43 characters that decode to 32 bytes
+    if message_url and not message_url.startswith(("http://", "https://")):
+        raise ValueError("message_url must be an http:// or https:// URL")
+
+
+def _check_whitelist(addresses: tuple[str, ...]) -> None:
+    for address in addresses:
+        # IPv4, as 40164's errmsg names callers (an IPv6 caller is named by its v4 mapping).
+        ipaddress.IPv4Address(address)  # ValueError names the bad entry
+
+
+def derived_original_id(appid: str) -> str:
+    """An account's 原始ID when none is given: "gh_" and 12 hex digits, the shape of WeChat's,
+    derived from the appid so that every account has its own (an emulator choice)."""
+    return "gh_" + hashlib.sha256(appid.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxAccount:
+    """One more Official Account (公众号) beside SandboxConfig's first, on the same WeChat.
+
+    Its appid and secret (cgi-bin/token, stable_token, the sns/* exchange), and its 服务器配置
+    (§10, §11): token, aes_key, message_mode and message_url, where its pushes go (empty: none,
+    and scans of its codes are refused). original_id is its 原始ID, the ToUserName of its
+    pushes; empty: one derived from the appid (derived_original_id). ip_whitelist is its own
+    IP白名单 for cgi-bin/token and stable_token (§6, §7; empty: none configured).
+    """
+
+    appid: str
+    secret: str
+    token: str = ""
+    aes_key: str = ""
+    message_url: str = ""
+    message_mode: str = "plain"
+    original_id: str = ""
+    ip_whitelist: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            _check_server(self.message_mode, self.aes_key, self.message_url)
+            _check_whitelist(tuple(self.ip_whitelist))
+        except ValueError as exc:
+            raise ValueError(f"account {self.appid}: {exc}") from None
+        object.__setattr__(self, "ip_whitelist", tuple(self.ip_whitelist))
+        if not self.original_id:
+            object.__setattr__(self, "original_id", derived_original_id(self.appid))
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
-    """The one Official Account the emulator knows, its 网页授权域名 and its server settings.
+    """The Official Accounts the emulator knows, their 网页授权域名 and their server settings.
 
     authorized_domain is the 网页授权域名 redirect_uri must be on. authorize_reached_host: the
     host the browser reached the authorize page at is authorized too (the service's sandbox
@@ -216,6 +277,14 @@ class SandboxConfig:
 
     ip_whitelist is the account's IP白名单 for cgi-bin/token and cgi-bin/stable_token (§6, §7):
     a caller whose address is not in it gets 40164. Empty: none configured, nobody refused.
+
+    The fields above describe the first Official Account. more_accounts are more of them, side
+    by side on the same WeChat (one API host; the appid, or the access_token issued to an
+    appid, says which account a call is for), each with its own secret, server settings,
+    tokens, quotas, followers, QR codes and tickets; only the people are shared. Every appid
+    differs (the website app's too), and so does every 原始ID. All of them share the 网页授权域名
+    authorized_domain (an emulator choice: WeChat configures one per account). official_accounts
+    lists them all as SandboxAccount, the first account first.
     """
 
     appid: str
@@ -233,25 +302,56 @@ class SandboxConfig:
     website_appid: str = DEFAULT_WEBSITE_APPID
     website_secret: str = DEFAULT_WEBSITE_SECRET
     website_domain: str = ""
+    more_accounts: tuple[SandboxAccount, ...] = ()
+    # Computed: the first account (the fields above) and more_accounts, and them by appid.
+    official_accounts: tuple[SandboxAccount, ...] = field(init=False, repr=False, compare=False)
+    _by_appid: dict[str, SandboxAccount] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.website_appid and self.website_appid == self.appid:
             raise ValueError("website_appid must differ from the account's appid")
         if self.website_appid and not self.website_secret:
             raise ValueError("website_secret is required with website_appid")
-        if self.message_mode not in MESSAGE_MODES:
-            raise ValueError(f"message_mode must be one of {', '.join(MESSAGE_MODES)}")
-        if self.message_mode != "plain" or self.aes_key:
-            aes_key_from(self.aes_key)  # §11: 43 characters that decode to 32 bytes
+        _check_server(self.message_mode, self.aes_key, self.message_url)
         if not self.push_timeout > 0:
             raise ValueError("push_timeout must be above 0 seconds")
         if self.push_retry_delay is not None and not self.push_retry_delay >= 0:
             raise ValueError("push_retry_delay must be 0 seconds or more")
-        for address in self.ip_whitelist:
-            # IPv4, as 40164's errmsg names callers (an IPv6 caller is named by its v4 mapping).
-            ipaddress.IPv4Address(address)  # ValueError names the bad entry
-        if self.message_url and not self.message_url.startswith(("http://", "https://")):
-            raise ValueError("message_url must be an http:// or https:// URL")
+        _check_whitelist(self.ip_whitelist)
+        more = tuple(self.more_accounts)
+        if not all(isinstance(account, SandboxAccount) for account in more):
+            raise TypeError("more_accounts holds SandboxAccount entries")
+        for account in more:
+            if not account.appid or not account.secret:
+                raise ValueError("each of more_accounts needs its appid and secret")
+        object.__setattr__(self, "more_accounts", more)
+        first = SandboxAccount(
+            appid=self.appid,
+            secret=self.secret,
+            token=self.token,
+            aes_key=self.aes_key,
+            message_url=self.message_url,
+            message_mode=self.message_mode,
+            original_id=self.original_id,
+            ip_whitelist=self.ip_whitelist,
+        )
+        accounts = (first, *more)
+        appids = [account.appid for account in accounts]
+        if self.website_appid:
+            appids.append(self.website_appid)
+        for appid in appids:
+            if appids.count(appid) > 1:
+                raise ValueError(f"every account needs its own appid: {appid} is given twice")
+        original_ids = [account.original_id for account in accounts]
+        for original_id in original_ids:
+            if original_ids.count(original_id) > 1:
+                raise ValueError(f"every account needs its own original_id: {original_id} twice")
+        object.__setattr__(self, "official_accounts", accounts)
+        object.__setattr__(self, "_by_appid", {account.appid: account for account in accounts})
+
+    def official_account(self, appid: str | None) -> SandboxAccount | None:
+        """The Official Account of that appid, None for any other (the website app's too)."""
+        return self._by_appid.get(appid or "")
 
 
 def _expire_seconds(value: Any) -> int:
@@ -322,10 +422,45 @@ class BaseToken:
     kind: str  # "token" | "stable"
     expires_at: float  # its natural end: 42001 from then on
     valid_until: float  # earlier when superseded or force-refreshed: 40001 in between
+    appid: str = ""  # the Official Account it was issued to: cgi-bin calls act for that one
+
+
+@dataclass(slots=True)
+class AccountState:
+    """What WeChat keeps for one Official Account: the people as it sees them (their openid
+    in it, whether they follow it), its parametric QR codes and its two base-token families.
+
+    users is keyed by the person's openid in this account; persons maps that openid to their
+    sandbox openid (the first account's, USERS_BY_OPENID's key), empty for the first account,
+    where the two are the same.
+    """
+
+    users: dict[str, SandboxUser]
+    qrcodes: QrCodes
+    persons: dict[str, str] = field(default_factory=dict)
+    latest_token: BaseToken | None = None  # cgi-bin/token's newest
+    stable: BaseToken | None = None  # stable_token's current
+    stable_previous: BaseToken | None = None  # the one it replaced, in its overlap
+    stable_forced: tuple[int, int] = (0, 0)  # (Beijing day, forced refreshes that day)
+    stable_forced_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingPush:
+    """A push WeChat is about to send: to which account's server, and its fields (§10)."""
+
+    account: SandboxAccount
+    fields: dict[str, Any]
 
 
 class SandboxWeChat:
-    """The emulator's state: users, codes, grants, injected faults and per-path call counts."""
+    """The emulator's state: users, codes, grants, injected faults and per-path call counts.
+
+    One WeChat for every Official Account of the config (SandboxConfig.official_accounts): the
+    people are shared, everything else is per account (AccountState). `users` and `qrcodes`
+    are the first account's, as they always were; the other accounts' are made on first use
+    from the cast (USERS_BY_OPENID), with each person's openid and unionid in that account.
+    """
 
     def __init__(
         self,
@@ -339,29 +474,104 @@ class SandboxWeChat:
         self.users: dict[str, SandboxUser] = dict(USERS_BY_OPENID)
         self.faults = Faults()
         self.stats: Counter[str] = Counter()
+        # Calls per account (appid) and WeChat path: GET /_stats?appid=.
+        self.account_stats: dict[str, Counter[str]] = {}
         self._codes: dict[str, AuthorizationCode] = {}
         self._grants_by_refresh: dict[str, WebGrant] = {}
         self._grants_by_access: dict[str, WebGrant] = {}
-        self._minute_calls: dict[str, tuple[int, int]] = {}
-        self._daily_calls: dict[str, tuple[int, int]] = {}
+        # WeChat's quotas are per account: both counters are keyed by (appid, path or name).
+        self._minute_calls: dict[tuple[str, str], tuple[int, int]] = {}
+        self._daily_calls: dict[tuple[str, str], tuple[int, int]] = {}
         self._base_tokens: dict[str, BaseToken] = {}
-        self._latest_token: BaseToken | None = None  # cgi-bin/token's newest
-        self._stable: BaseToken | None = None  # stable_token's current
-        self._stable_previous: BaseToken | None = None  # the one it replaced, in its overlap
-        self._stable_forced: tuple[int, int] = (0, 0)  # (Beijing day, forced refreshes that day)
-        self._stable_forced_at: float | None = None
-        self.qrcodes = QrCodes()
+        self.qrcodes = QrCodes(config.appid)
+        self._first = AccountState(self.users, self.qrcodes)
+        self._more: dict[str, AccountState] = {}
         self.website_logins = WebsiteLogins()
         self.pushes: deque[PushRecord] = deque(maxlen=PUSH_MEMORY)
 
+    # The Official Accounts, each with its own state.
+
+    def account(self, appid: str | None = None) -> SandboxAccount:
+        """The Official Account `appid` names; the first one when None or "".
+
+        Another appid (the website app's included) is a SandboxActionError "unknown_account".
+        """
+        if not appid:
+            return self.config.official_accounts[0]
+        account = self.config.official_account(appid)
+        if account is None:
+            raise SandboxActionError("unknown_account", "no such Official Account", "appid", appid)
+        return account
+
+    def _state(self, appid: str) -> AccountState:
+        """That account's state; made from the cast on first use for the other accounts."""
+        if appid == self.config.appid:
+            first = self._first
+            first.users, first.qrcodes = self.users, self.qrcodes  # whatever they are now
+            return first
+        state = self._more.get(appid)
+        if state is None:
+            users: dict[str, SandboxUser] = {}
+            persons: dict[str, str] = {}
+            for person in USERS_BY_OPENID.values():
+                # Emulator choice: each account starts as the first one does (the same
+                # people follow it, the same way), then follows and unfollows apart from it.
+                openid = account_openid(person, appid, self.config)
+                unionid = account_unionid(person, appid, self.config)
+                users[openid] = replace(person, openid=openid, unionid=unionid)
+                persons[openid] = person.openid
+            state = self._more[appid] = AccountState(users, QrCodes(appid), persons)
+        return state
+
+    def _states(self) -> Iterator[AccountState]:
+        for account in self.config.official_accounts:
+            yield self._state(account.appid)
+
+    def account_users(self, appid: str | None = None) -> list[SandboxUser]:
+        """The people as that account sees them: their openid and unionid in it, their follow."""
+        return list(self._state(self.account(appid).appid).users.values())
+
+    def person(self, openid: str | None) -> SandboxUser:
+        """The person an openid names in any app (an account's, the website app's, or the
+        sandbox openid), as the first account has them: their sandbox record."""
+        if openid and openid in self.users:
+            return self.users[openid]
+        for state in self._states():
+            key = state.persons.get(openid or "")
+            if key is not None and key in self.users:
+                return self.users[key]
+        for user in self.users.values():
+            if openid and openid == website_openid(user):
+                return user
+        raise SandboxActionError("unknown_user", "no such sandbox user", "openid", openid)
+
+    def account_user(self, openid: str | None, appid: str | None = None) -> SandboxUser:
+        """The person as the account `appid` (default the first) sees them. `openid` is their
+        openid in that account, or their sandbox openid (the first account's)."""
+        account = self.account(appid)
+        state = self._state(account.appid)
+        user = state.users.get(openid or "")
+        if user is not None:
+            return user
+        if openid and openid in self.users:
+            return state.users[account_openid(self.users[openid], account.appid, self.config)]
+        raise SandboxActionError(
+            "unknown_user", "no such sandbox user in that account", "openid", openid
+        )
+
     # The browser side: /connect/oauth2/authorize hands out codes.
 
-    def issue_code(self, openid: str, scope: str) -> str:
-        """A new code for every authorization (§1), valid five minutes, single use."""
+    def issue_code(self, openid: str, scope: str, appid: str | None = None) -> str:
+        """A new code for every authorization (§1), valid five minutes, single use.
+
+        `openid` is the person's sandbox openid; `appid` the Official Account they authorize
+        (default the first): only that account's appid and secret exchange the code.
+        """
         user = self.users.get(openid)
         if user is not None and user.snapshot and scope != "snsapi_userinfo":
             raise ValueError("WeChat's snapshot page exists for snsapi_userinfo only (§1)")
-        return self._new_code(openid, scope, self.config.appid, CODE_TTL)
+        account = self.account(appid)
+        return self._new_code(openid, scope, account.appid, CODE_TTL)
 
     def issue_website_code(self, openid: str) -> str:
         """A website app's code after 确认登录 (WeChat_Login): single use, valid ten minutes."""
@@ -370,7 +580,7 @@ class SandboxWeChat:
     def website_user(self, openid: str | None) -> SandboxUser:
         """Who signs in to the website app: a real person (no snapshot page here, §1 is the
         Official Account's in-WeChat browser only)."""
-        user = self.user(openid)
+        user = self.person(openid)
         if user.snapshot:
             raise SandboxActionError(
                 "unknown_user",
@@ -417,60 +627,92 @@ class SandboxWeChat:
 
     # The API side.
 
-    def count_call(self, path: str, per_minute: int) -> None:
-        """Count a call, and refuse it past the per-minute limit (45011, §12)."""
+    def call_account(self, appid: str | None = None, access_token: str | None = None) -> str:
+        """Which app a call counts against: the appid it names, else the one its access_token
+        (base or web) was issued to; a call naming no known app counts as the first account's."""
+        known = {account.appid for account in self.config.official_accounts}
+        if self.config.website_appid:
+            known.add(self.config.website_appid)
+        if appid and appid in known:
+            return appid
+        if access_token:
+            token = self._base_tokens.get(access_token)
+            grant = self._grants_by_access.get(access_token)
+            owner = token.appid if token else (grant.appid if grant else "")
+            if owner in known:
+                return owner
+        return self.config.appid
+
+    def note_call(self, path: str, appid: str | None = None) -> None:
+        """A call received on `path` for the app `appid` (GET /_stats, and ?appid=)."""
         self.stats[path] += 1
+        self.account_stats.setdefault(appid or self.config.appid, Counter())[path] += 1
+
+    def count_call(self, path: str, per_minute: int, appid: str | None = None) -> None:
+        """Count a call for an app (default the first account), and refuse it past that app's
+        per-minute limit (45011, §12): WeChat's limits are per account."""
+        app = appid or self.config.appid
+        self.note_call(path, app)
         minute = int(self.clock.now() // 60)
-        window, calls = self._minute_calls.get(path, (minute, 0))
+        window, calls = self._minute_calls.get((app, path), (minute, 0))
         if window != minute:
             window, calls = minute, 0
         calls += 1
-        self._minute_calls[path] = (window, calls)
+        self._minute_calls[(app, path)] = (window, calls)
         if calls > per_minute:
             raise fail(MINUTE_QUOTA)
 
-    def use_daily_quota(self, name: str, limit: int) -> None:
-        """Count one call against a daily quota: 45009 past it, until midnight Beijing time."""
+    def use_daily_quota(self, name: str, limit: int, appid: str | None = None) -> None:
+        """Count one call against an account's daily quota (default the first account's):
+        45009 past it, until midnight Beijing time."""
+        key = (appid or self.config.appid, name)
         day = beijing_day(self.clock.now())
-        window, used = self._daily_calls.get(name, (day, 0))
+        window, used = self._daily_calls.get(key, (day, 0))
         if window != day:
             used = 0
         if used >= limit:
             raise fail(DAILY_QUOTA)
-        self._daily_calls[name] = (day, used + 1)
+        self._daily_calls[key] = (day, used + 1)
 
-    def _check_app(self, appid: str | None) -> None:
+    def _check_app(self, appid: str | None) -> SandboxAccount:
+        """cgi-bin/token and stable_token: the Official Account the appid names (41002, 40013)."""
         if not appid:
             raise fail(APPID_MISSING)
-        if not secrets.compare_digest(appid.encode(), self.config.appid.encode()):
-            raise fail(INVALID_APPID)
+        for account in self.config.official_accounts:
+            if secrets.compare_digest(appid.encode(), account.appid.encode()):
+                return account
+        raise fail(INVALID_APPID)
 
-    def _check_secret(self, secret: str | None) -> None:
+    def _check_secret(self, account: SandboxAccount, secret: str | None) -> None:
         if not secret:
             raise fail(SECRET_MISSING)
-        if not secrets.compare_digest(secret.encode(), self.config.secret.encode()):
+        if not secrets.compare_digest(secret.encode(), account.secret.encode()):
             raise fail(INVALID_SECRET)
 
     def _sns_app(self, appid: str | None) -> str:
-        """sns/* answer for the account and its website app (WeChat_Login): which app it is."""
+        """sns/* answer for the Official Accounts and the website app (WeChat_Login): which
+        app it is."""
         if not appid:
             raise fail(APPID_MISSING)
-        for known in (self.config.appid, self.config.website_appid):
-            if known and secrets.compare_digest(appid.encode(), known.encode()):
-                return known
+        known = [account.appid for account in self.config.official_accounts]
+        for app in (*known, self.config.website_appid):
+            if app and secrets.compare_digest(appid.encode(), app.encode()):
+                return app
         raise fail(INVALID_APPID)
 
     def _check_sns_secret(self, appid: str, secret: str | None) -> None:
-        """The secret of that app: the account's does not open the website app's codes."""
+        """The secret of that app: no other app's secret opens its codes."""
         if not secret:
             raise fail(SECRET_MISSING)
-        expected = self.config.secret if appid == self.config.appid else self.config.website_secret
+        account = self.config.official_account(appid)
+        expected = account.secret if account is not None else self.config.website_secret
         if not secrets.compare_digest(secret.encode(), expected.encode()):
             raise fail(INVALID_SECRET)
 
-    # Base access_tokens: cgi-bin/token and cgi-bin/stable_token, two separate families (§6, §7).
+    # Base access_tokens: cgi-bin/token and cgi-bin/stable_token, two separate families (§6, §7),
+    # per account.
 
-    def _issue_base_token(self, kind: str, now: float) -> BaseToken:
+    def _issue_base_token(self, kind: str, now: float, appid: str) -> BaseToken:
         if len(self._base_tokens) >= 4096:
             # Forget tokens a day past their end; they then answer 40001 rather than 42001.
             self._base_tokens = {
@@ -482,18 +724,21 @@ class SandboxWeChat:
             kind=kind,
             expires_at=now + BASE_TOKEN_TTL,
             valid_until=now + BASE_TOKEN_TTL,
+            appid=appid,
         )
         self._base_tokens[token.value] = token
         return token
 
-    def check_caller_ip(self, ip: str) -> None:
+    def check_caller_ip(self, ip: str, appid: str | None = None) -> None:
         """The account's IP whitelist (§6, §7), when one is configured: 40164 naming the caller.
 
         `ip` is the caller's IPv4 address as 40164's errmsg writes it (api.caller_ipv4).
         Emulator choice: checked before the appid and secret, so a caller off the list learns
-        nothing about them.
+        nothing about them. Each account has its own list; a call naming no known account
+        meets the first account's.
         """
-        allowed = self.config.ip_whitelist
+        account = self.config.official_account(appid) or self.config.official_accounts[0]
+        allowed = account.ip_whitelist
         if not allowed:
             return
         caller = ipaddress.IPv4Address(ip)
@@ -501,24 +746,38 @@ class SandboxWeChat:
             errcode, errmsg = IP_NOT_IN_WHITELIST
             raise ApiError(errcode, errmsg.format(ip=ip))
 
+    def set_ip_whitelist(self, addresses: tuple[str, ...], appid: str | None = None) -> None:
+        """Replace an account's IP whitelist (default the first account's)."""
+        account = self.account(appid)
+        if account.appid == self.config.appid:
+            self.config = replace(self.config, ip_whitelist=addresses)
+            return
+        more = tuple(
+            replace(other, ip_whitelist=addresses) if other.appid == account.appid else other
+            for other in self.config.more_accounts
+        )
+        self.config = replace(self.config, more_accounts=more)
+
     def fetch_token(
         self, appid: str | None, secret: str | None, grant_type: str | None
     ) -> dict[str, Any]:
         """cgi-bin/token (§6): a new token on every call; the previous one lives 5 more minutes.
 
-        The daily quota counts the calls that get a token (the docs don't say whether refused
-        ones count; counting only answered calls is the choice here).
+        The account's own token: it supersedes only that account's previous one, and the daily
+        quota is that account's. The daily quota counts the calls that get a token (the docs
+        don't say whether refused ones count; counting only answered calls is the choice here).
         """
-        self._check_app(appid)
-        self._check_secret(secret)
+        account = self._check_app(appid)
+        self._check_secret(account, secret)
         if grant_type != "client_credential":
             raise fail(INVALID_GRANT_TYPE)
-        self.use_daily_quota("cgi-bin/token", TOKEN_DAILY_QUOTA)
+        self.use_daily_quota("cgi-bin/token", TOKEN_DAILY_QUOTA, account.appid)
+        state = self._state(account.appid)
         now = self.clock.now()
-        previous = self._latest_token
+        previous = state.latest_token
         if previous is not None:
             previous.valid_until = min(previous.valid_until, now + BASE_TOKEN_OVERLAP)
-        token = self._latest_token = self._issue_base_token("token", now)
+        token = state.latest_token = self._issue_base_token("token", now, account.appid)
         return {"access_token": token.value, "expires_in": BASE_TOKEN_TTL}
 
     def stable_token(
@@ -535,49 +794,51 @@ class SandboxWeChat:
         token invalid at once, at most 20 times a (Beijing) day and 30 s after the last forced
         refresh. Emulator choice (§7 [UNCONFIRMED]): a force call refused by those limits is
         answered as a normal-mode call, i.e. the unchanged current token ("won't refresh");
-        the 30 s count from the last refresh that took place.
+        the 30 s count from the last refresh that took place. All of it per account.
         """
-        self._check_app(appid)
-        self._check_secret(secret)
+        account = self._check_app(appid)
+        self._check_secret(account, secret)
         if grant_type != "client_credential":
             raise fail(INVALID_GRANT_TYPE)
-        self.use_daily_quota("cgi-bin/stable_token", STABLE_TOKEN_DAILY_QUOTA)
+        self.use_daily_quota("cgi-bin/stable_token", STABLE_TOKEN_DAILY_QUOTA, account.appid)
+        state = self._state(account.appid)
         now = self.clock.now()
-        if force_refresh and self._may_force_refresh(now):
-            for live in (self._stable, self._stable_previous):
+        if force_refresh and self._may_force_refresh(state, now):
+            for live in (state.stable, state.stable_previous):
                 if live is not None:
                     live.valid_until = min(live.valid_until, now)
-            day, forced = self._stable_forced
+            day, forced = state.stable_forced
             today = beijing_day(now)
-            self._stable_forced = (today, forced + 1 if day == today else 1)
-            self._stable_forced_at = now
-            self._stable_previous = self._stable
-            self._stable = self._issue_base_token("stable", now)
+            state.stable_forced = (today, forced + 1 if day == today else 1)
+            state.stable_forced_at = now
+            state.stable_previous = state.stable
+            state.stable = self._issue_base_token("stable", now, account.appid)
         else:
-            current = self._stable
+            current = state.stable
             if (
                 current is None
                 or now >= current.valid_until
                 or current.expires_at - now <= BASE_TOKEN_OVERLAP
             ):
-                self._stable_previous = current  # keeps working until its own end
-                self._stable = self._issue_base_token("stable", now)
-        token = self._stable
+                state.stable_previous = current  # keeps working until its own end
+                state.stable = self._issue_base_token("stable", now, account.appid)
+        token = state.stable
         assert token is not None  # issued above when there was none
         return {"access_token": token.value, "expires_in": round(token.expires_at - now)}
 
-    def _may_force_refresh(self, now: float) -> bool:
-        day, forced = self._stable_forced
+    def _may_force_refresh(self, state: AccountState, now: float) -> bool:
+        day, forced = state.stable_forced
         if day == beijing_day(now) and forced >= STABLE_FORCE_PER_DAY:
             return False
-        last = self._stable_forced_at
+        last = state.stable_forced_at
         return last is None or now - last >= STABLE_FORCE_SPACING
 
     def check_base_token(self, access_token: str | None) -> BaseToken:
         """The access_token check of every cgi-bin API (§6, §7, §12).
 
         41001 missing; 40001 unknown (a web access_token included: §2 "cannot be used on
-        cgi-bin APIs") or superseded ("not latest"); 42001 past its natural end.
+        cgi-bin APIs") or superseded ("not latest"); 42001 past its natural end. The token's
+        appid is the account the call acts for: cgi-bin calls name no appid.
         """
         if not access_token:
             raise fail(ACCESS_TOKEN_MISSING)
@@ -602,13 +863,16 @@ class SandboxWeChat:
     def cgi_user_info(self, access_token: str | None, openid: str | None) -> dict[str, Any]:
         """cgi-bin/user/info (§9), as answered since 2021-12-27: no nickname, no avatar.
 
-        `lang` only affects fields WeChat no longer fills, so it is not taken.
+        For the token's account: the openid must be the person's openid in it (§9: 40003 "also
+        returned for another app's openid"), and subscribe, the follow's details and the
+        unionid are that account's. `lang` only affects fields WeChat no longer fills, so it
+        is not taken.
         """
-        self.check_base_token(access_token)
-        self.use_daily_quota("cgi-bin/user/info", USER_INFO_DAILY_QUOTA)
+        token = self.check_base_token(access_token)
+        self.use_daily_quota("cgi-bin/user/info", USER_INFO_DAILY_QUOTA, token.appid)
         if not openid:
             raise fail(OPENID_MISSING)
-        user = self.users.get(openid)
+        user = self._state(token.appid).users.get(openid)
         if user is None:
             raise fail(INVALID_OPENID)  # §9: also for another app's openid or a unionid
         if not user.subscribed:
@@ -641,23 +905,24 @@ class SandboxWeChat:
         }
         return answer
 
-    # Parametric QR codes (§8).
+    # Parametric QR codes (§8), per account.
 
     def create_qrcode(self, access_token: str | None, body: bytes) -> dict[str, Any]:
         """cgi-bin/qrcode/create (§8): a ticket and url for a scene, temporary or permanent.
 
-        Errcodes: the base-token checks; 44002 for an empty body; 40052 for a body that is not
-        a JSON object (observed: pseudo-JSON in single quotes gets 40052) or an action_name
-        that isn't one of the four; 40053 for a missing or out-of-range scene. Emulator
-        choices where §8 is silent: expire_seconds above 2592000 is clamped to it (the
-        answer says so) rather than refused; absent or 0 means the default 60 s; a value that
-        is not a whole number of seconds is 47001; scene_id for QR_SCENE is 1 to 2^32-1;
-        scene_str counts characters; once 100,000 permanent codes exist a new permanent scene
-        answers 40053 (the errcode reported when that cap was suspected). The daily quota
-        counts every call that passes the token check, like cgi-bin/user/info's.
+        The code is the token's account's: a scan of it goes to that account. Errcodes: the
+        base-token checks; 44002 for an empty body; 40052 for a body that is not a JSON object
+        (observed: pseudo-JSON in single quotes gets 40052) or an action_name that isn't one
+        of the four; 40053 for a missing or out-of-range scene. Emulator choices where §8 is
+        silent: expire_seconds above 2592000 is clamped to it (the answer says so) rather
+        than refused; absent or 0 means the default 60 s; a value that is not a whole number
+        of seconds is 47001; scene_id for QR_SCENE is 1 to 2^32-1; scene_str counts
+        characters; once 100,000 permanent codes exist a new permanent scene answers 40053
+        (the errcode reported when that cap was suspected). The daily quota counts every call
+        that passes the token check, like cgi-bin/user/info's.
         """
-        self.check_base_token(access_token)
-        self.use_daily_quota("cgi-bin/qrcode/create", QRCODE_DAILY_QUOTA)
+        token = self.check_base_token(access_token)
+        self.use_daily_quota("cgi-bin/qrcode/create", QRCODE_DAILY_QUOTA, token.appid)
         if not body.strip():
             raise fail(EMPTY_POST_DATA)
         try:
@@ -674,8 +939,9 @@ class SandboxWeChat:
             expire_seconds = _expire_seconds(request.get("expire_seconds"))
         # Permanent codes ignore expire_seconds (§8: "temporary codes only").
         scene = _scene(action_name, request.get("action_info"))
+        qrcodes = self._state(token.appid).qrcodes
         try:
-            code = self.qrcodes.create(action_name, scene, self.clock.now(), expire_seconds)
+            code = qrcodes.create(action_name, scene, self.clock.now(), expire_seconds)
         except PermanentLimitReached:
             raise fail(INVALID_ACTION_INFO) from None
         if code.permanent:
@@ -683,37 +949,54 @@ class SandboxWeChat:
             return {"ticket": code.ticket, "url": code.url}
         return {"ticket": code.ticket, "expire_seconds": expire_seconds, "url": code.url}
 
-    def find_qrcode(self, ticket: str | None = None, url: str | None = None) -> QrTicket:
-        """The live code for a ticket or a url: what a scan or showqrcode looks up."""
-        code = self.qrcodes.by_ticket(ticket) if ticket else None
-        if code is None and url:
-            code = self.qrcodes.by_url(url)
-        if code is None:
-            field, value = ("ticket", ticket) if ticket else ("url", url)
-            raise SandboxActionError("unknown_ticket", "no such QR code", field, value)
+    def _lookup_qrcode(self, ticket: str | None, url: str | None) -> QrTicket | None:
+        for state in self._states():
+            code = state.qrcodes.by_ticket(ticket) if ticket else None
+            if code is None and url:
+                code = state.qrcodes.by_url(url)
+            if code is not None:
+                return code
+        return None
+
+    def find_qrcode(
+        self, ticket: str | None = None, url: str | None = None, appid: str | None = None
+    ) -> QrTicket:
+        """The live code for a ticket or a url, any account's (or only `appid`'s when given):
+        what a scan or showqrcode looks up. Its appid says whose code it is."""
+        code = self._lookup_qrcode(ticket, url)
+        field_, value = ("ticket", ticket) if ticket else ("url", url)
+        if code is None or (appid and code.appid != appid):
+            raise SandboxActionError("unknown_ticket", "no such QR code", field_, value)
         if not code.live(self.clock.now()):
             # WeChat shows "二维码已过期" in the app and pushes nothing.
-            field, value = ("ticket", ticket) if ticket else ("url", url)
             raise SandboxActionError(
-                "expired_ticket", "二维码已过期: the QR code has expired", field, value
+                "expired_ticket", "二维码已过期: the QR code has expired", field_, value
             )
         return code
 
-    # Following the account: users change, pushes tell the account's server (§9, §10).
+    # Following an account: users change, pushes tell the account's server (§9, §10).
 
     def user(self, openid: str | None) -> SandboxUser:
+        """A person as the first account sees them (their sandbox record)."""
         user = self.users.get(openid or "")
         if user is None:
             raise SandboxActionError("unknown_user", "no such sandbox user", "openid", openid)
         return user
 
-    def follow(self, openid: str, scene: str | int | None = None) -> SandboxUser:
-        """The user follows now: through a parametric QR code's scene, or (None) otherwise.
+    def _set_user(self, appid: str, user: SandboxUser) -> None:
+        self._state(appid).users[user.openid] = user
+
+    def follow(
+        self, openid: str, scene: str | int | None = None, appid: str | None = None
+    ) -> SandboxUser:
+        """The user follows the account `appid` (default the first) now: through a parametric
+        QR code's scene, or (None) otherwise. Other accounts are not touched.
 
         §9: subscribe_time is the last follow; ADD_SCENE_QR_CODE with qr_scene (scene_id) or
         qr_scene_str (scene_str) for a QR code. Emulator choice: ADD_SCENE_OTHERS otherwise.
         """
-        user = self.user(openid)
+        account = self.account(appid)
+        user = self.account_user(openid, account.appid)
         qr = scene is not None
         user = replace(
             user,
@@ -723,26 +1006,30 @@ class SandboxWeChat:
             qr_scene=scene if isinstance(scene, int) else 0,
             qr_scene_str=scene if isinstance(scene, str) else "",
         )
-        self.users[openid] = user
+        self._set_user(account.appid, user)
         return user
 
-    def unfollow(self, openid: str) -> SandboxUser:
-        """The user stops following; what user/info told about the follow goes blank (§9)."""
+    def unfollow(self, openid: str, appid: str | None = None) -> SandboxUser:
+        """The user stops following the account `appid` (default the first); what user/info
+        told about the follow goes blank (§9)."""
+        account = self.account(appid)
         user = replace(
-            self.user(openid),
+            self.account_user(openid, account.appid),
             subscribed=False,
             subscribe_time=None,
             subscribe_scene="",
             qr_scene=0,
             qr_scene_str="",
         )
-        self.users[openid] = user
+        self._set_user(account.appid, user)
         return user
 
-    def event_fields(self, openid: str, event: str, event_key: str, **extra: str) -> dict[str, Any]:
+    def event_fields(
+        self, account: SandboxAccount, openid: str, event: str, event_key: str, **extra: str
+    ) -> dict[str, Any]:
         """An event push's fields in WeChat's order (§10); CreateTime an integer."""
         return {
-            "ToUserName": self.config.original_id,
+            "ToUserName": account.original_id,
             "FromUserName": openid,
             "CreateTime": int(self.clock.now()),
             "MsgType": "event",
@@ -751,73 +1038,98 @@ class SandboxWeChat:
             **extra,
         }
 
-    def _check_pushes(self) -> None:
-        if not self.config.message_url:
+    def _pushing_account(self, appid: str | None) -> SandboxAccount:
+        """The account a push goes to, which must have a message_url."""
+        account = self.account(appid)
+        if not account.message_url:
             raise SandboxActionError(
                 "no_message_url",
-                "the emulator has no message_url: start it with --message-url to push events",
+                f"the account {account.appid} has no message_url: start the emulator with "
+                "--message-url (or --account …:message_url) to push its events",
             )
+        return account
 
     def scan(
-        self, openid: str | None, ticket: str | None = None, url: str | None = None
-    ) -> dict[str, Any]:
+        self,
+        openid: str | None,
+        ticket: str | None = None,
+        url: str | None = None,
+        appid: str | None = None,
+    ) -> OutgoingPush:
         """The user scans a parametric code: the event to push (§10), the follow applied.
 
-        Not following: they follow through it, `subscribe` with EventKey qrscene_<scene>;
-        following: `SCAN` with the bare scene. Both carry the Ticket. An unknown or expired
-        code changes nothing (SandboxActionError).
+        The code says which account: its pushes go to that account's server, FromUserName the
+        person's openid in it (`openid` may be that or their sandbox openid). `appid`, when
+        given, must be the code's account. Not following: they follow through it, `subscribe`
+        with EventKey qrscene_<scene>; following: `SCAN` with the bare scene. Both carry the
+        Ticket. An unknown or expired code changes nothing (SandboxActionError).
         """
-        self._check_pushes()
-        user = self.user(openid)
-        code = self.find_qrcode(ticket, url)
+        if appid:
+            self.account(appid)
+        if not any(account.message_url for account in self.config.official_accounts):
+            self._pushing_account(appid)  # nowhere to push at all: say so first
+        self.person(openid)  # an unknown person before an unknown code
+        code = self.find_qrcode(ticket, url, appid)
+        account = self._pushing_account(code.appid or None)
+        user = self.account_user(openid, account.appid)
         if user.subscribed:
-            return self.event_fields(user.openid, "SCAN", str(code.scene), Ticket=code.ticket)
-        self.follow(user.openid, code.scene)
-        return self.event_fields(
-            user.openid, "subscribe", f"qrscene_{code.scene}", Ticket=code.ticket
+            fields = self.event_fields(
+                account, user.openid, "SCAN", str(code.scene), Ticket=code.ticket
+            )
+            return OutgoingPush(account, fields)
+        self.follow(user.openid, code.scene, account.appid)
+        fields = self.event_fields(
+            account, user.openid, "subscribe", f"qrscene_{code.scene}", Ticket=code.ticket
         )
+        return OutgoingPush(account, fields)
 
-    def unsubscribe(self, openid: str | None) -> dict[str, Any]:
-        """The user unfollows: the `unsubscribe` event (empty EventKey, as observed, §10)."""
-        self._check_pushes()
-        user = self.user(openid)
+    def unsubscribe(self, openid: str | None, appid: str | None = None) -> OutgoingPush:
+        """The user unfollows the account: the `unsubscribe` event (empty EventKey, as
+        observed, §10)."""
+        account = self._pushing_account(appid)
+        user = self.account_user(openid, account.appid)
         if not user.subscribed:
             raise SandboxActionError(
                 "not_following", "the user does not follow the account", "openid", openid
             )
-        self.unfollow(user.openid)
-        return self.event_fields(user.openid, "unsubscribe", "")
+        self.unfollow(user.openid, account.appid)
+        return OutgoingPush(account, self.event_fields(account, user.openid, "unsubscribe", ""))
 
-    def subscribe(self, openid: str | None) -> dict[str, Any]:
-        """The user follows without a parametric code (search, a shared card, the profile
-        page): `subscribe` with an empty EventKey (observed, §10), the follow applied (§9:
-        ADD_SCENE_OTHERS, no qr_scene). Someone who follows already cannot follow again."""
-        self._check_pushes()
-        user = self.user(openid)
+    def subscribe(self, openid: str | None, appid: str | None = None) -> OutgoingPush:
+        """The user follows the account without a parametric code (search, a shared card, the
+        profile page): `subscribe` with an empty EventKey (observed, §10), the follow applied
+        (§9: ADD_SCENE_OTHERS, no qr_scene). Someone who follows already cannot follow again."""
+        account = self._pushing_account(appid)
+        user = self.account_user(openid, account.appid)
         if user.subscribed:
             raise SandboxActionError(
                 "already_following", "the user follows the account already", "openid", openid
             )
-        self.follow(user.openid)
-        return self.event_fields(user.openid, "subscribe", "")
+        self.follow(user.openid, None, account.appid)
+        return OutgoingPush(account, self.event_fields(account, user.openid, "subscribe", ""))
 
     def person_push(
-        self, openid: str | None, msg_type: str | None, extra: dict[str, Any]
-    ) -> dict[str, Any]:
-        """What a person does in the chat or its menus: the push WeChat sends (§10).
+        self,
+        openid: str | None,
+        msg_type: str | None,
+        extra: dict[str, Any],
+        appid: str | None = None,
+    ) -> OutgoingPush:
+        """What a person does in an account's chat or its menus: the push WeChat sends (§10).
 
-        ToUserName, FromUserName, CreateTime and MsgType are filled in as WeChat does, then
-        `extra` in the order given (text, numbers, objects for nested elements, lists for
-        repeated ones: the shapes wechat.xml reads and writes). Messages (every msgType but
-        event) end with a MsgId, a 64-bit integer, and can only come from a follower: a chat
-        with an account opens once you follow it. Events: `subscribe` is a plain follow
-        (subscribe()), `unsubscribe` an unfollow (unsubscribe()); the state-changing QR events
-        (SCAN, subscribe with qrscene_) come from scanning a code, so they are refused here;
-        any other event (CLICK, scancode_push, pic_weixin, location_select, LOCATION,
+        ToUserName, FromUserName, CreateTime and MsgType are filled in as WeChat does (the
+        account's 原始ID, the person's openid in it), then `extra` in the order given (text,
+        numbers, objects for nested elements, lists for repeated ones: the shapes wechat.xml
+        reads and writes). Messages (every msgType but event) end with a MsgId, a 64-bit
+        integer, and can only come from a follower of that account: a chat with an account
+        opens once you follow it. Events: `subscribe` is a plain follow (subscribe()),
+        `unsubscribe` an unfollow (unsubscribe()); the state-changing QR events (SCAN,
+        subscribe with qrscene_) come from scanning a code, so they are refused here; any
+        other event (CLICK, scancode_push, pic_weixin, location_select, LOCATION,
         TEMPLATESENDJOBFINISH, subscribe_msg_popup_event, …) is pushed as given.
         """
-        self._check_pushes()
-        user = self.user(openid)
+        account = self._pushing_account(appid)
+        user = self.account_user(openid, account.appid)
         if msg_type not in MSG_TYPES:
             raise SandboxActionError(
                 "bad_push", f"msgType is one of {', '.join(MSG_TYPES)}", "msgType", msg_type
@@ -846,7 +1158,9 @@ class SandboxWeChat:
                     raise SandboxActionError(
                         "bad_push", f"{event} carries Event and EventKey only", "Event", event
                     )
-                return self.subscribe(openid) if event == "subscribe" else self.unsubscribe(openid)
+                if event == "subscribe":
+                    return self.subscribe(openid, account.appid)
+                return self.unsubscribe(openid, account.appid)
         elif not user.subscribed:
             raise SandboxActionError(
                 "not_following",
@@ -859,7 +1173,7 @@ class SandboxWeChat:
                 "bad_push", "a text message has its Content", "Content", extra.get("Content")
             )
         fields: dict[str, Any] = {
-            "ToUserName": self.config.original_id,
+            "ToUserName": account.original_id,
             "FromUserName": user.openid,
             "CreateTime": int(self.clock.now()),
             "MsgType": msg_type,
@@ -873,7 +1187,7 @@ class SandboxWeChat:
             build_message(fields)  # names, value types and depth that XML can carry
         except ValueError as exc:
             raise SandboxActionError("bad_push", str(exc), "body") from None
-        return fields
+        return OutgoingPush(account, fields)
 
     def record_push(self, record: PushRecord) -> None:
         self.pushes.append(record)
@@ -883,7 +1197,8 @@ class SandboxWeChat:
     def exchange_code(
         self, appid: str | None, secret: str | None, code: str | None, grant_type: str | None
     ) -> dict[str, Any]:
-        """sns/oauth2/access_token (§2): the account's codes and the website app's."""
+        """sns/oauth2/access_token (§2): each Official Account's codes and the website app's,
+        each with that app's appid and secret; the openid is the person's in that app."""
         app = self._sns_app(appid)
         self._check_sns_secret(app, secret)
         if grant_type != "authorization_code":
@@ -901,18 +1216,23 @@ class SandboxWeChat:
             raise fail(INVALID_CODE)  # §2 emulator choice: 40029, not 42003
         issued.used = True
         user = self.users[issued.openid]
-        if app != self.config.appid:
+        if self.config.official_account(app) is None:
             # WeChat_Login: the website app's own openid; the unionid its account's apps share.
             grant = self._grant(website_openid(user), issued.scope, now, app, user.openid)
             answer = grant.token_answer(now)
             answer["unionid"] = website_unionid(user)
             return answer
-        grant = self._grant(issued.openid, issued.scope, now, app)
+        if app == self.config.appid:
+            grant = self._grant(issued.openid, issued.scope, now, app)
+        else:
+            openid = account_openid(user, app, self.config)
+            grant = self._grant(openid, issued.scope, now, app, user.openid)
         answer = grant.token_answer(now)
         # §2: unionid only for snsapi_userinfo, and only for accounts bound to an Open Platform.
         # A snapshot user's is virtual, like its openid (§1).
-        if issued.scope == "snsapi_userinfo" and user.unionid:
-            answer["unionid"] = user.unionid
+        unionid = account_unionid(user, app, self.config)
+        if issued.scope == "snsapi_userinfo" and unionid:
+            answer["unionid"] = unionid
         if user.snapshot:
             answer["is_snapshotuser"] = 1  # §2: present only for virtual users, value 1
         return answer
@@ -934,13 +1254,16 @@ class SandboxWeChat:
         self._grants_by_access[grant.access_token] = grant
         return grant
 
-    def grant_many(self, count: int, scope: str) -> list[dict[str, Any]]:
-        """`count` made-up users who just authorized: load tests and benchmarks seed with it
-        instead of walking the browser flow a hundred thousand times."""
+    def grant_many(self, count: int, scope: str, appid: str | None = None) -> list[dict[str, Any]]:
+        """`count` made-up users who just authorized an account (default the first): load
+        tests and benchmarks seed with it instead of walking the browser flow a hundred
+        thousand times."""
+        account = self.account(appid)
+        app = "" if account.appid == self.config.appid else account.appid
         now = self.clock.now()
         grants = []
         for _ in range(count):
-            grant = self._grant("oSbxLoad" + random_token(20), scope, now)
+            grant = self._grant("oSbxLoad" + random_token(20), scope, now, app)
             grants.append(grant.token_answer(now))
         return grants
 
@@ -980,7 +1303,8 @@ class SandboxWeChat:
         return grant
 
     def user_info(self, access_token: str | None, openid: str | None) -> dict[str, Any]:
-        """sns/userinfo (§4), as answered since October 2021: no gender, no region."""
+        """sns/userinfo (§4), as answered since October 2021: no gender, no region. The
+        openid and unionid are the ones of the app the person authorized."""
         grant = self._web_grant(access_token, INVALID_CREDENTIAL)
         if not openid:
             raise fail(OPENID_MISSING)
@@ -1002,10 +1326,10 @@ class SandboxWeChat:
             "headimgurl": user.headimgurl,
             "privilege": [],
         }
-        if grant.user_key:  # the website app's grant (WeChat_Login): always a unionid
-            answer["unionid"] = website_unionid(user)
-        elif user.unionid:
-            answer["unionid"] = user.unionid
+        # The website app and the other accounts always have one (users.account_unionid).
+        unionid = account_unionid(user, grant.appid or self.config.appid, self.config)
+        if unionid:
+            answer["unionid"] = unionid
         return answer
 
     def check_web_token(self, access_token: str | None, openid: str | None) -> dict[str, Any]:

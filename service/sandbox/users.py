@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # state.py imports this module
+    from service.sandbox.state import SandboxConfig
 
 # 2024-01-01T00:00:00Z: a fixed follow time keeps answers reproducible.
 _FOLLOWED_AT = 1704067200
@@ -129,3 +132,40 @@ def website_unionid(user: SandboxUser) -> str:
     if known is not None:
         return known
     return "oUnionW" + hashlib.sha256(user.openid.encode()).hexdigest()[:21]
+
+
+# More Official Accounts (SandboxConfig.more_accounts): WeChat gives a person another openid in
+# each of them too. The first account keeps the openids above (USERS_BY_OPENID); in any other
+# the openid is derived from that account's appid and the person, so it is the same on every
+# run and tests can compute it.
+ACCOUNT_OPENID_PREFIX = "oAcc"
+
+
+def account_openid(user: SandboxUser, appid: str, config: SandboxConfig) -> str:
+    """The person's openid in the app `appid`: 28 characters, different in every app.
+
+    `user` is the person as SANDBOX_USERS (or SNAPSHOT_USER) has them. The first Official
+    Account (config.appid) keeps their openid; the website app (config.website_appid) gives
+    website_openid; any other account "oAcc" and 24 hex digits of SHA-256 over its appid and
+    the person (an emulator choice: WeChat's openids are opaque).
+    """
+    if appid == config.appid:
+        return user.openid
+    if config.website_appid and appid == config.website_appid:
+        return website_openid(user)
+    digest = hashlib.sha256(f"{appid}\0{user.openid}".encode()).hexdigest()
+    return ACCOUNT_OPENID_PREFIX + digest[:24]
+
+
+def account_unionid(user: SandboxUser, appid: str, config: SandboxConfig) -> str | None:
+    """The person's unionid as the app `appid` sees it.
+
+    One unionid links a person across the apps of one Open Platform account (WeChat's UnionID
+    mechanism). The first account sees the cast's unionid, None for the people who stand for
+    "the first account is not bound to the Open Platform account". Every other account and the
+    website app are bound: they see the person's unionid, or for those people the website-only
+    one (website_unionid), which then links them between those apps only.
+    """
+    if appid == config.appid:
+        return user.unionid
+    return website_unionid(user)

@@ -6,6 +6,8 @@ embedded store), so it keeps to operations both implement as MongoDB documents t
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -14,7 +16,7 @@ from typing import Any, TypeVar
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from service.clock import Clock, utc
 from service.store.connection import StoreUnavailable
@@ -36,6 +38,26 @@ def _context(field: str, openid: str, scope: str) -> str:
 
 
 SEALED_FIELDS = ("accessToken", "refreshToken")
+
+
+# An Open Platform binds a handful of accounts: the cap only bounds linked_users' answer.
+LINKED_USERS_LIMIT = 50
+
+# Indexes of the version before accounts, replaced by ones that lead with the appid.
+UNSCOPED_INDEXES = {
+    "users": ("openid_unique",),
+    "web_tokens": ("openid_scope_unique", "refresh_due"),
+}
+
+# MongoDB's IndexNotFound: dropIndexes of a name that is not (or no longer) there.
+INDEX_NOT_FOUND = 27
+
+
+def scoped_key(appid: str, key: str) -> str:
+    """An account's key in a collection all accounts share (QR codes and their claims, push
+    de-duplication). The unnamed account ("") keeps the keys of the version before accounts,
+    so a one-account deployment's records stay where they are."""
+    return f"{appid}:{key}" if appid else key
 
 
 # A finished or expired "scan to sign in" session is kept this long, so a late poll still
@@ -67,8 +89,15 @@ Collection = AsyncCollection[dict[str, Any]]
 
 
 class Store:
-    def __init__(self, db: Any, *, clock: Clock, sealer: Sealer | None = None) -> None:
+    """The queries of one WeChat account (its appid): users, web tokens, QR codes and pushes
+    are kept per account, since an openid means a person only within the account that issued
+    it. for_account() gives another account's view of the same collections."""
+
+    def __init__(
+        self, db: Any, *, clock: Clock, sealer: Sealer | None = None, appid: str = ""
+    ) -> None:
         self.db = db
+        self.appid = appid
         self.clock = clock
         self.sealer = sealer or Sealer({})
         self.states: Collection = db["oauth_states"]
@@ -88,9 +117,24 @@ class Store:
         self.oidc_codes: Collection = db["oidc_codes"]
         self.oidc_tokens: Collection = db["oidc_tokens"]
 
-    async def ensure_indexes(self) -> None:
-        """The first command at start-up, so it is where an unreachable MongoDB shows."""
+    def for_account(self, appid: str) -> Store:
+        """The same store scoped to another account: one database, one set of collections and
+        group-insert writers for every account, so an account costs nothing more."""
+        view = copy.copy(self)
+        view.appid = appid
+        return view
+
+    def _scoped(self, key: str) -> str:
+        return scoped_key(self.appid, key)
+
+    async def ensure_indexes(self, default_appid: str = "") -> None:
+        """The first command at start-up, so it is where an unreachable MongoDB shows.
+
+        Records of the version before accounts (no appid) become `default_appid`'s first; it
+        runs at every start, on every instance, and finds nothing to do once they are moved."""
         try:
+            await self._adopt_unscoped_records(default_appid)
+            await self._drop_unscoped_indexes()
             await self._create_indexes()
         except PyMongoError as exc:
             # pymongo's message names hosts, never the URI's credentials.
@@ -98,21 +142,103 @@ class Store:
                 f"MongoDB did not answer or refused the service: {type(exc).__name__}: {exc}"
             ) from exc
 
+    async def _adopt_unscoped_records(self, default_appid: str) -> None:
+        """Give the previous version's records (no appid) to `default_appid`.
+
+        Once the appid-led unique indexes exist, `$exists: false` is looked up in them (a
+        missing field is indexed as null): later starts do not scan users or web_tokens."""
+        unscoped = {"appid": {"$exists": False}}
+        for collection in (self.users, self.web_tokens):
+            await self._adopt(collection, default_appid)
+        # A sign-in begun before the upgrade still finishes after it.
+        await self.qr_logins.update_many(unscoped, {"$set": {"appid": default_appid}})
+        # A ticket moves to its scoped _id (a copy, then the old one deleted) rather than being
+        # created again: WeChat caps an account's permanent codes at 100,000, for ever.
+        while batch := [doc async for doc in self.qr_tickets.find(unscoped).limit(500)]:
+            for doc in batch:
+                old_id = doc["_id"]
+                new_id = scoped_key(default_appid, str(old_id))
+                if new_id == old_id:
+                    await self.qr_tickets.update_one(
+                        {"_id": old_id, **unscoped}, {"$set": {"appid": default_appid}}
+                    )
+                    continue
+                # Another instance starting at once may have copied it first; then its copy (or
+                # a ticket the account made since) is the one kept.
+                with contextlib.suppress(DuplicateKeyError):
+                    await self.qr_tickets.insert_one({**doc, "_id": new_id, "appid": default_appid})
+                await self.qr_tickets.delete_one({"_id": old_id, **unscoped})
+
+    @staticmethod
+    async def _adopt(collection: Collection, default_appid: str) -> None:
+        """Set appid on one collection's unscoped records, in one update_many.
+
+        During a rolling upgrade, an instance of the previous version may write a new user's
+        record (no appid) that a new instance writes too, scoped; moving the older then breaks
+        the (appid, ...) unique index. The scoped record is kept, the older left unread, and
+        the start goes on rather than failing at every attempt."""
+        unscoped = {"appid": {"$exists": False}}
+        adopt = {"$set": {"appid": default_appid}}
+        try:
+            await collection.update_many(unscoped, adopt)
+            return
+        except DuplicateKeyError:
+            pass
+        left = 0
+        async for doc in collection.find(unscoped, {"_id": 1}):
+            try:
+                await collection.update_one({"_id": doc["_id"], **unscoped}, adopt)
+            except DuplicateKeyError:
+                left += 1
+        if left:
+            log.warning(
+                "%d record(s) in %s without an appid duplicate a record of account %r; left "
+                "as they are",
+                left,
+                collection.name,
+                default_appid,
+            )
+
+    async def _drop_unscoped_indexes(self) -> None:
+        """The previous version's unique indexes would refuse one openid in two accounts."""
+        for collection in (self.users, self.web_tokens):
+            # Looked up first: on MongoDB, dropping a missing index is an error.
+            present = await collection.index_information()
+            for name in UNSCOPED_INDEXES[collection.name]:
+                if name not in present:
+                    continue
+                try:
+                    await collection.drop_index(name)
+                except OperationFailure as exc:
+                    # Dropped meanwhile by another instance starting at the same time.
+                    if exc.code != INDEX_NOT_FOUND and "index not found" not in str(exc):
+                        raise
+
     async def _create_indexes(self) -> None:
         # The state string is the _id, so it is unique without a second index.
         await self.states.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
-        await self.users.create_index("openid", unique=True, name="openid_unique")
+        await self.users.create_index(
+            [("appid", ASCENDING), ("openid", ASCENDING)], unique=True, name="appid_openid_unique"
+        )
         await self.users.create_index(
             "unionid",
             name="unionid",
             partialFilterExpression={"unionid": {"$type": "string"}},
         )
         await self.web_tokens.create_index(
-            [("openid", ASCENDING), ("scope", ASCENDING)], unique=True, name="openid_scope_unique"
+            [("appid", ASCENDING), ("openid", ASCENDING), ("scope", ASCENDING)],
+            unique=True,
+            name="appid_openid_scope_unique",
         )
+        # Each account sweeps its own tokens (a refresh needs that account's secret).
         await self.web_tokens.create_index(
-            [("status", ASCENDING), ("accessTokenExpiresAt", ASCENDING), ("_id", ASCENDING)],
-            name="refresh_due",
+            [
+                ("appid", ASCENDING),
+                ("status", ASCENDING),
+                ("accessTokenExpiresAt", ASCENDING),
+                ("_id", ASCENDING),
+            ],
+            name="refresh_due_by_app",
         )
 
         # Expired temporary tickets, finished sign-in sessions and the push de-duplication
@@ -208,11 +334,14 @@ class Store:
         retention: int,
         code_challenge: str | None = None,
         binding_hash: str | None = None,
+        account: str = "",
     ) -> None:
         """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt).
 
         A state is bound to whoever started it by a PKCE `codeChallenge` or by `bindingHash`,
-        the SHA-256 of the browser cookie's secret (never the secret itself); or by neither."""
+        the SHA-256 of the browser cookie's secret (never the secret itself); or by neither.
+        `account` names the account the sign-in went through: the callback, which WeChat sends
+        with the state only, exchanges the code with that account's secret."""
         created = utc(self.clock.now())
         expires = created + timedelta(seconds=ttl)
         doc: dict[str, Any] = {
@@ -224,6 +353,7 @@ class Store:
             "expiresAt": expires,
             "purgeAt": expires + timedelta(seconds=retention),
             "usedAt": None,
+            "account": account,
         }
         if code_challenge:
             doc["codeChallenge"] = code_challenge
@@ -282,13 +412,13 @@ class Store:
             # already has a document, and their first sign-in must still set it. $min sets a
             # missing field and never moves an existing one later.
             "$min": {"firstLoginAt": now},
-            # The filter's openid is copied into an inserted document; only the rest goes here.
+            # The filter's appid and openid are copied into an inserted document.
             "$setOnInsert": {"firstSeenAt": now},
             "$inc": {"loginCount": 1},
         }
         user = await upsert_retrying_once(
             lambda: self.users.find_one_and_update(
-                {"openid": openid}, update, upsert=True, return_document=ReturnDocument.AFTER
+                self._user(openid), update, upsert=True, return_document=ReturnDocument.AFTER
             )
         )
         return upserted(user)
@@ -316,11 +446,26 @@ class Store:
         # been asked about. firstSeenAt says when the record began, whichever way.
         update = {"$set": fields, "$setOnInsert": {"firstSeenAt": now}}
         await upsert_retrying_once(
-            lambda: self.users.update_one({"openid": openid}, update, upsert=True)
+            lambda: self.users.update_one(self._user(openid), update, upsert=True)
         )
 
     async def get_user(self, openid: str) -> dict[str, Any] | None:
-        return await self.users.find_one({"openid": openid})
+        return await self.users.find_one(self._user(openid))
+
+    def _user(self, openid: str) -> dict[str, Any]:
+        """A user's record: an openid names a person within one account only."""
+        return {"appid": self.appid, "openid": openid}
+
+    async def linked_users(self, unionid: str) -> list[dict[str, Any]]:
+        """One person's records in every account, by appid: unscoped, since the unionid (one per
+        person across an Open Platform's accounts) is what links them."""
+        # $type repeats the partial index's filter, so MongoDB knows the index holds them all.
+        cursor = (
+            self.users.find({"unionid": {"$eq": unionid, "$type": "string"}})
+            .sort([("appid", ASCENDING), ("_id", ASCENDING)])
+            .limit(LINKED_USERS_LIMIT)
+        )
+        return [doc async for doc in cursor]
 
     # -- web (per-user) access tokens ---------------------------------------------------------
 
@@ -350,20 +495,22 @@ class Store:
         if unionid:
             fields["unionid"] = unionid
         update = {
-            "$set": fields,  # an upsert takes openid and scope from the filter
+            "$set": fields,  # an upsert takes appid, openid and scope from the filter
             # A sweep refreshing the token this sign-in replaces must not write its (older)
             # answer over this one: its update and failure record match on its claim only.
             "$unset": {"claimUntil": "", "claimedBy": ""},
         }
         await upsert_retrying_once(
             lambda: self.web_tokens.update_one(
-                {"openid": openid, "scope": scope}, update, upsert=True
+                {"appid": self.appid, "openid": openid, "scope": scope}, update, upsert=True
             )
         )
 
     async def get_web_token(self, openid: str, scope: str) -> dict[str, Any] | None:
         """The stored token with its access and refresh tokens opened."""
-        doc = await self.web_tokens.find_one({"openid": openid, "scope": scope})
+        doc = await self.web_tokens.find_one(
+            {"appid": self.appid, "openid": openid, "scope": scope}
+        )
         return self.open_web_token(doc) if doc else None
 
     def open_web_token(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -377,7 +524,10 @@ class Store:
 
     async def reseal_web_tokens(self) -> int:
         """Re-seal every stored token not sealed with the current data key (rotation, or
-        sealing turned on); one document at a time, so memory stays flat. Returns the count."""
+        sealing turned on); one document at a time, so memory stays flat. Returns the count.
+
+        Every account's: the data keys are the deployment's, and a sealed token's context
+        does not name its account."""
         if not self.sealer.enabled:
             return 0
         count = 0
@@ -402,14 +552,16 @@ class Store:
     def web_tokens_due(
         self, *, due_before: float, used_since: float | None, batch_size: int
     ) -> AsyncCursor[dict[str, Any]]:
-        """Active tokens expiring before `due_before`, most urgent first, streamed in batches.
+        """This account's active tokens expiring before `due_before`, most urgent first,
+        streamed in batches; each account sweeps its own, since a refresh needs its secret.
 
-        One cursor over the (status, accessTokenExpiresAt, _id) index: the server sends
+        One cursor over the (appid, status, accessTokenExpiresAt, _id) index: the server sends
         `batch_size` documents at a time, so memory stays at one batch whatever the collection's
         size. A refreshed token's new expiry lies beyond `due_before`, so it is not met again.
         """
         now = utc(self.clock.now())
         query: dict[str, Any] = {
+            "appid": self.appid,
             "status": "active",
             "accessTokenExpiresAt": {"$lte": utc(due_before)},
             "refreshTokenExpiresAt": {"$gt": now},
@@ -489,10 +641,11 @@ class Store:
         )
 
     async def mark_refresh_expired(self) -> int:
-        """Tokens whose refresh_token ran out can only come back through a new sign-in."""
+        """This account's tokens whose refresh_token ran out: only a new sign-in brings them
+        back. Per account, as the sweep that runs it."""
         now = utc(self.clock.now())
         result = await self.web_tokens.update_many(
-            {"status": "active", "refreshTokenExpiresAt": {"$lte": now}},
+            {"appid": self.appid, "status": "active", "refreshTokenExpiresAt": {"$lte": now}},
             {
                 "$set": {
                     "status": "reauth_required",
@@ -504,9 +657,12 @@ class Store:
         return result.modified_count
 
     async def count_web_tokens_by_status(self) -> dict[str, int]:
-        cursor = await settled(
-            self.web_tokens.aggregate([{"$group": {"_id": "$status", "count": {"$sum": 1}}}])
-        )
+        """This account's tokens by status."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"appid": self.appid}},
+            {"$group": {"_id": "$status", "count": {"$sum": 1}}},
+        ]
+        cursor = await settled(self.web_tokens.aggregate(pipeline))
         return {str(row["_id"]): int(row["count"]) async for row in cursor}
 
     # -- the account's base access_token --------------------------------------------------------
@@ -568,17 +724,19 @@ class Store:
     # -- QR codes ---------------------------------------------------------------------------
 
     async def get_qr_ticket(self, kind: str, scene: str | int) -> dict[str, Any] | None:
-        return await self.qr_tickets.find_one({"_id": f"{kind}:{scene}"})
+        return await self.qr_tickets.find_one({"_id": self._scoped(f"{kind}:{scene}")})
 
     async def save_qr_ticket(
         self, kind: str, scene: str | int, *, ticket: str, url: str, expires_in: int | None
     ) -> dict[str, Any]:
         now = self.clock.now()
         expires_at = utc(now + expires_in) if expires_in else None
+        # Each account's codes are its own: a scene's number means something per account.
         doc = await self.qr_tickets.find_one_and_update(
-            {"_id": f"{kind}:{scene}"},
+            {"_id": self._scoped(f"{kind}:{scene}")},
             {
                 "$set": {
+                    "appid": self.appid,
                     "type": kind,
                     "scene": scene,
                     "ticket": ticket,
@@ -594,10 +752,12 @@ class Store:
         return upserted(doc)
 
     async def claim_qr_create(self, key: str, owner: str, ttl: float) -> bool:
-        """Claim the right to call qrcode/create for `key` (type:scene) for `ttl` seconds;
-        False while another instance holds a live claim. As acquire_lease: the filter matches
-        a free (expired) claim or our own, else the upsert's insert hits the _id: taken."""
+        """Claim the right to call qrcode/create for `key` (type:scene, in this account) for
+        `ttl` seconds; False while another instance holds a live claim. As acquire_lease: the
+        filter matches a free (expired) claim or our own, else the upsert's insert hits the
+        _id: taken."""
         now = self.clock.now()
+        key = self._scoped(key)
         try:
             await self.qr_claims.find_one_and_update(
                 {"_id": key, "$or": [{"owner": owner}, {"expiresAt": {"$lte": utc(now)}}]},
@@ -620,13 +780,13 @@ class Store:
         instance took it (and may have finished and released it since)."""
         now = self.clock.now()
         result = await self.qr_claims.update_one(
-            {"_id": key, "owner": owner},
+            {"_id": self._scoped(key), "owner": owner},
             {"$set": {"expiresAt": utc(now + ttl), "purgeAt": utc(now + ttl + 60)}},
         )
         return result.matched_count == 1
 
     async def release_qr_claim(self, key: str, owner: str) -> None:
-        await self.qr_claims.delete_one({"_id": key, "owner": owner})
+        await self.qr_claims.delete_one({"_id": self._scoped(key), "owner": owner})
 
     # -- "scan to sign in" sessions -----------------------------------------------------------
 
@@ -636,6 +796,7 @@ class Store:
         now = self.clock.now()
         doc = {
             "_id": scene,
+            "appid": self.appid,
             "status": "pending",
             "ticket": ticket,
             "url": url,
@@ -649,7 +810,12 @@ class Store:
         return doc
 
     async def get_qr_login(self, scene: str) -> dict[str, Any] | None:
-        return await self.qr_logins.find_one({"_id": scene})
+        return await self.qr_logins.find_one(self._qr_login(scene))
+
+    def _qr_login(self, scene: str) -> dict[str, Any]:
+        """A session of this account only: a scan pushed to another account's message URL (whose
+        scene may be the same string) never moves it."""
+        return {"_id": scene, "appid": self.appid}
 
     async def qr_login_scanned(
         self, scene: str, openid: str, *, new_follower: bool
@@ -657,7 +823,7 @@ class Store:
         """The scan event for a live, unscanned session; None if there is none (or it expired)."""
         now = utc(self.clock.now())
         return await self.qr_logins.find_one_and_update(
-            {"_id": scene, "status": "pending", "expiresAt": {"$gt": now}},
+            {**self._qr_login(scene), "status": "pending", "expiresAt": {"$gt": now}},
             {
                 "$set": {
                     "status": "scanned",
@@ -672,21 +838,21 @@ class Store:
     async def qr_login_confirmed(self, scene: str, openid: str) -> None:
         now = utc(self.clock.now())
         await self.qr_logins.update_one(
-            {"_id": scene, "status": "scanned", "openid": openid},
+            {**self._qr_login(scene), "status": "scanned", "openid": openid},
             {"$set": {"status": "confirmed", "confirmedAt": now}},
         )
 
     async def qr_login_problem(self, scene: str, openid: str, problem: dict[str, str]) -> None:
         """Why a scanned session was not confirmed; it stays scanned (and expires so)."""
         await self.qr_logins.update_one(
-            {"_id": scene, "status": "scanned", "openid": openid},
+            {**self._qr_login(scene), "status": "scanned", "openid": openid},
             {"$set": {"problem": problem, "problemAt": utc(self.clock.now())}},
         )
 
     async def hand_out_qr_login(self, scene: str) -> dict[str, Any] | None:
         """Mark a confirmed session's token handed out; only the first caller gets the session."""
         return await self.qr_logins.find_one_and_update(
-            {"_id": scene, "status": "confirmed", "handedOut": False},
+            {**self._qr_login(scene), "status": "confirmed", "handedOut": False},
             {"$set": {"handedOut": True, "handedOutAt": utc(self.clock.now())}},
             return_document=ReturnDocument.AFTER,
         )
@@ -699,8 +865,10 @@ class Store:
         """None when the push is ours to process: seen for the first time (recorded unfinished,
         with our reply, if any), or taken over from a delivery left unfinished for
         `abandoned_after` seconds (its instance died mid-way). Otherwise the earlier
-        delivery's record (`done` False while it is processed)."""
+        delivery's record (`done` False while it is processed). Per account: two accounts'
+        MsgIds are unrelated."""
         now = self.clock.now()
+        key = self._scoped(key)
         record = {
             "_id": key,
             "receivedAt": utc(now),
@@ -727,19 +895,20 @@ class Store:
         return None
 
     async def delivery_done(self, key: str) -> None:
-        await self.pushed_messages.update_one({"_id": key}, {"$set": {"done": True}})
+        await self.pushed_messages.update_one({"_id": self._scoped(key)}, {"$set": {"done": True}})
 
     async def forget_delivery(self, key: str) -> None:
-        await self.pushed_messages.delete_one({"_id": key})
+        await self.pushed_messages.delete_one({"_id": self._scoped(key)})
 
     async def claim_push_nonce(
         self, timestamp: str, nonce: str, body_hash: str, purge_at: float
     ) -> str | None:
         """Record a push's (timestamp, nonce); None if new, else the body hash it came with.
 
-        The pair is the _id, so two instances racing with one replay cannot both claim it.
+        The pair (in this account) is the _id, so two instances racing with one replay cannot
+        both claim it.
         """
-        key = f"{timestamp}:{nonce}"
+        key = self._scoped(f"{timestamp}:{nonce}")
         try:
             await self.nonce_writer.insert(
                 {"_id": key, "bodyHash": body_hash, "purgeAt": utc(purge_at)}

@@ -65,6 +65,7 @@ async def seed(store: Any, emulator: str, size: int) -> None:
             await store.web_tokens.insert_many(
                 [
                     {
+                        "appid": store.appid,  # each account's sweep sees its own tokens
                         "openid": g["openid"],
                         "scope": g["scope"],
                         "accessToken": g["access_token"],
@@ -103,8 +104,8 @@ async def child(size: int, emulator: str) -> dict[str, Any]:
     )
     logging_off()
     async with open_database(settings) as db:
-        store = Store(db, clock=SystemClock())
-        await store.ensure_indexes()
+        store = Store(db, clock=SystemClock(), appid=APPID)
+        await store.ensure_indexes(default_appid=APPID)
         await seed(store, emulator, size)
         gc.collect()
         async with aiohttp.ClientSession() as http:

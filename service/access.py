@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from aiohttp import web
 
@@ -11,8 +12,9 @@ from service.app_jwt.issuer import bearer_token
 from service.errors import Forbidden, Unauthorized
 
 
-def signed_in_openid(request: web.Request) -> str:
-    """The openid of the app JWT in `Authorization: Bearer …`; 401 without a valid one."""
+def signed_in_claims(request: web.Request) -> dict[str, Any]:
+    """The claims of the app JWT in `Authorization: Bearer …` (its openid is `sub`, of the
+    account `appid`); 401 without a valid one."""
     token = bearer_token(request.headers.get("Authorization"))
     if token is None:
         raise Unauthorized(
@@ -21,8 +23,7 @@ def signed_in_openid(request: web.Request) -> str:
             value=None,
             headers={"WWW-Authenticate": 'Bearer realm="wechat"'},
         )
-    openid: str = request.app[keys.JWT].verify(token)["sub"]
-    return openid
+    return request.app[keys.JWT].verify(token)
 
 
 def require_admin(request: web.Request, what: str = "the status endpoint") -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -17,16 +18,12 @@ from aiohttp import web
 
 from service import keys, resources
 from service.account import routes as account_routes
-from service.account.follow import FollowCheck
 from service.app_jwt.issuer import JwtIssuer
-from service.app_jwt.signing_keys import ephemeral_es256_key
 from service.clock import Clock, SystemClock
-from service.config import Settings, jwt_key_set, oidc_signing_key, verify_files
+from service.config import Settings, jwt_key_set, verify_files
 from service.jssdk import routes as jssdk_routes
-from service.jssdk.signing import JsSdk
 from service.oidc import pages as oidc_pages
 from service.oidc import routes as oidc_routes
-from service.oidc.provider import OidcProvider
 from service.openapi import ApiDocument
 from service.ops import docs as ops_docs
 from service.ops import health as ops_health
@@ -39,20 +36,18 @@ from service.pipeline.ratelimit import Limit, RateLimiter, parse_networks
 from service.pipeline.static import static_routes
 from service.push import routes as push_routes
 from service.push.background import SHUTDOWN_GRACE, Background
-from service.push.handling import PushHandler, message_crypto
 from service.qr import routes as qr_routes
-from service.qr.codes import QrCodes
-from service.qr.login import LoginWaiters, QrSignIn
+from service.qr.login import LoginWaiters
 from service.shared_token import routes as shared_token_routes
-from service.shared_token.handout import SharedToken
 from service.signin import pages as signin_pages
 from service.signin import routes as signin_routes
-from service.signin.flow import SignIn
 from service.store.connection import open_database
 from service.store.queries import Store
 from service.store.sealing import Sealer, parse_data_keys
-from service.tokens.upkeep import token_upkeep_ctx
-from service.wechat.client import WeChatClient
+from service.wiring import accounts_ctx
+
+if TYPE_CHECKING:
+    from service.sandbox import SandboxConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +115,24 @@ def create_app(
         audience=settings.jwt_audience,
         ttl=settings.jwt_ttl,
         clock=app[keys.CLOCK],
-        appid=settings.wechat_appid,
+        # Verifies every account's JWTs; issues none itself (each account's issuer does).
+        appid=settings.all_accounts[0].appid if settings.all_accounts else "",
     )
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_database(settings, mongo_client) as db:
             sealer = Sealer(parse_data_keys(settings.data_keys))
-            store = Store(db, clock=app[keys.CLOCK], sealer=sealer)
-            await store.ensure_indexes()
+            default_appid = settings.all_accounts[0].appid if settings.all_accounts else ""
+            store = Store(db, clock=app[keys.CLOCK], sealer=sealer, appid=default_appid)
+            # Records from before several accounts belong to the first (queries.py).
+            await store.ensure_indexes(default_appid=default_appid)
             app[keys.STORE] = store
             yield
 
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(http_session_ctx)
-    app.cleanup_ctx.append(wechat_client_ctx)
-    app.cleanup_ctx.append(token_upkeep_ctx)
     app.cleanup_ctx.append(background_ctx)
-    app.cleanup_ctx.append(area_services_ctx)
+    app.cleanup_ctx.append(accounts_ctx)
     if settings.metrics_port:
         # Last: a scrape reads the resources the contexts above make.
         app.cleanup_ctx.append(
@@ -156,25 +152,50 @@ def create_app(
     app[keys.API_DOCUMENT] = ApiDocument(settings.public_url, app.router)
 
     if settings.sandbox:
-        from service.sandbox import SandboxConfig, create_sandbox_app
+        from service.sandbox import create_sandbox_app
 
-        sandbox = create_sandbox_app(
-            SandboxConfig(
-                appid=settings.wechat_appid,
-                secret=settings.wechat_secret,
-                authorized_domain=urlsplit(settings.public_url).hostname or "localhost",
-                # Without PUBLIC_URL, the host each browser reaches it at too (origins.py).
-                authorize_reached_host=follows_request_origin(settings),
-                token=settings.wechat_token,
-                aes_key=settings.wechat_aes_key,
-                # The emulator pushes to the service over loopback, as WeChat would over the net.
-                message_url=f"http://127.0.0.1:{settings.port}/wechat/message",
-                message_mode=settings.wechat_message_mode,
-            ),
-            app[keys.CLOCK],
-        )
+        sandbox = create_sandbox_app(_sandbox_config(settings), app[keys.CLOCK])
         app.add_subapp("/sandbox", sandbox)
     return app
+
+
+def _sandbox_config(settings: Settings) -> SandboxConfig:
+    """The emulator knows the service's accounts: its Official Accounts (sandbox mode always has
+    the default one) and its website app, with their development secrets."""
+    from service.sandbox import SandboxAccount, SandboxConfig
+
+    # The emulator pushes to the service over loopback, as WeChat would over the net:
+    # /wechat/message for the first Official Account, /wechat/message/<name> for the others.
+    loopback = f"http://127.0.0.1:{settings.port}/wechat/message"
+    first, *others = [account for account in settings.all_accounts if account.official]
+    websites = [account for account in settings.all_accounts if not account.official]
+    config = SandboxConfig(
+        appid=first.appid,
+        secret=first.secret,
+        authorized_domain=urlsplit(settings.public_url).hostname or "localhost",
+        # Without PUBLIC_URL, the host each browser reaches it at too (origins.py).
+        authorize_reached_host=follows_request_origin(settings),
+        token=first.token,
+        aes_key=first.aes_key,
+        message_url=loopback,
+        message_mode=first.message_mode,
+        more_accounts=tuple(
+            SandboxAccount(
+                appid=account.appid,
+                secret=account.secret,
+                token=account.token,
+                aes_key=account.aes_key,
+                message_url=f"{loopback}/{account.name}",
+                message_mode=account.message_mode,
+            )
+            for account in others
+        ),
+    )
+    if websites:  # else the emulator's own website app, the same as sandbox mode's `web`
+        config = dataclasses.replace(
+            config, website_appid=websites[0].appid, website_secret=websites[0].secret
+        )
+    return config
 
 
 async def close_waiters(app: web.Application) -> None:
@@ -189,78 +210,9 @@ async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[keys.BACKGROUND].drain(SHUTDOWN_GRACE)
 
 
-async def area_services_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Each area's service, built once from the resources the contexts before it made."""
-    settings, clock, store = app[keys.SETTINGS], app[keys.CLOCK], app[keys.STORE]
-    wechat, base_tokens = app[keys.WECHAT], app[keys.BASE_TOKENS]
-    app[keys.SHARED_TOKEN] = SharedToken(
-        api_keys=settings.api_keys,
-        keeper=base_tokens,
-        store=store,
-        clock=clock,
-        on_handout=app[keys.METRICS].shared_token_handout,
-    )
-    sign_in = SignIn(settings=settings, store=store, wechat=wechat, jwt=app[keys.JWT])
-    app[keys.SIGN_IN] = sign_in
-    # ID tokens: the configured key, else (sandbox mode only) one made for this process.
-    id_token_key = oidc_signing_key(settings) or (
-        ephemeral_es256_key() if settings.sandbox else None
-    )
-    app[keys.OIDC] = OidcProvider(
-        settings=settings, store=store, sign_in=sign_in, clock=clock, key=id_token_key
-    )
-    follow = FollowCheck(store=store, base_tokens=base_tokens, wechat=wechat)
-    app[keys.FOLLOW] = follow
-    app[keys.JSSDK] = JsSdk(settings=settings, tickets=app[keys.JSAPI_TICKETS], clock=clock)
-    codes = QrCodes(
-        store=store,
-        base_tokens=base_tokens,
-        wechat=wechat,
-        clock=clock,
-        daily_budget=settings.qrcode_daily_budget,
-        owner=app[keys.INSTANCE_ID],
-        # A claimant's create may first wait for the base token (LEASE_TTL plus a fetch).
-        claim_ttl=settings.lease_ttl + 2 * settings.wechat_timeout,
-    )
-    app[keys.QR_CODES] = codes
-    qr_sign_in = QrSignIn(
-        settings=settings,
-        store=store,
-        codes=codes,
-        follow=follow,
-        jwt=app[keys.JWT],
-        clock=clock,
-        waiters=app[keys.QR_WAITERS],
-    )
-    app[keys.QR_SIGN_IN] = qr_sign_in
-    app[keys.PUSH] = PushHandler(
-        settings=settings,
-        clock=clock,
-        store=store,
-        qr_sign_in=qr_sign_in,
-        background=app[keys.BACKGROUND],
-        crypto=message_crypto(settings),
-        metrics=app[keys.METRICS],
-    )
-    yield
-
-
 async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession(
         headers={"User-Agent": "wechat-oa-auth"}, raise_for_status=False
     ) as session:
         app[keys.HTTP_SESSION] = session
         yield
-
-
-async def wechat_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
-    app[keys.WECHAT] = WeChatClient(
-        app[keys.HTTP_SESSION],
-        api_base=settings.api_base,
-        appid=settings.wechat_appid,
-        secret=settings.wechat_secret,
-        timeout=settings.wechat_timeout,
-        observe=app[keys.METRICS].wechat_call,
-    )
-    yield

@@ -17,6 +17,16 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from service import resources
+from service.accounts import (
+    DEFAULT_ACCOUNT,
+    OFFICIAL,
+    WEBSITE,
+    Account,
+    AccountConfigError,
+    AccountEntry,
+    parse_accounts,
+    secret_variable,
+)
 from service.app_jwt.signing_keys import (
     JwtKey,
     JwtKeyError,
@@ -58,6 +68,25 @@ SANDBOX_DEFAULTS = {
     "jwt_secret": "sandbox-jwt-secret-for-development-only-0000",
     "admin_key": "sandbox-admin-key",
 }
+
+# Sandbox mode's other accounts (issue 14): a second Official Account and a website app, with
+# public development secrets like the ones above. The emulator knows them by these values.
+SANDBOX_ACCOUNTS = (
+    Account(
+        "second",
+        OFFICIAL,
+        "wx5a4db0c0ffee0002",
+        secret="5a4db0c0ffee0002sandboxsecond000",  # noqa: S106 - public, sandbox only
+        token="sandboxtoken2",  # noqa: S106 - public, sandbox only
+        aes_key="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg",
+    ),
+    Account(
+        "web",
+        WEBSITE,
+        "wx5a4db0c0ffee0003",
+        secret="5a4db0c0ffee0003sandboxwebsite00",  # noqa: S106 - public, sandbox only
+    ),
+)
 
 
 # MONGODB_URI naming the embedded in-memory store (mongomock-motor) instead of a server.
@@ -153,6 +182,11 @@ class Settings:
     oidc_private_key_file: str = ""
     oidc_access_token_ttl: int = 3600
 
+    # -- more accounts --
+    # Beside the one of WECHAT_APPID (named default): [[accounts]] tables in config/ or ACCOUNTS
+    # (JSON), their secrets from WECHAT_<NAME>_SECRET/_TOKEN/_AES_KEY (service/accounts.py).
+    accounts: tuple[Account, ...] = ()
+
     # -- deployment --
     # A second port serving /metrics alone, for the monitoring network (0: /metrics on PORT).
     metrics_port: int = 0
@@ -165,6 +199,26 @@ class Settings:
     # A PNG, SVG, JPEG, WebP or ICO image (at most 256 KiB) shown beside it and as the pages'
     # icon; read and checked at start. Empty: no logo.
     app_logo_file: str = ""
+
+    @property
+    def all_accounts(self) -> tuple[Account, ...]:
+        """Every account, the first being the default: WECHAT_APPID's (named default), if set,
+        then the configured ones in their order."""
+        return _all_accounts(self)
+
+    def for_account(self, account: Account) -> Settings:
+        """The settings as one account's services see them: its appid, secrets and message mode
+        in the wechat_* fields, everything else shared."""
+        if account.name == DEFAULT_ACCOUNT:
+            return self
+        return dataclasses.replace(
+            self,
+            wechat_appid=account.appid,
+            wechat_secret=account.secret,
+            wechat_token=account.token,
+            wechat_aes_key=account.aes_key,
+            wechat_message_mode=account.message_mode,
+        )
 
     @property
     def redirect_origins(self) -> frozenset[str]:
@@ -184,6 +238,21 @@ class Settings:
         if self.wechat_api_base:
             return self.wechat_api_base.rstrip("/")
         return f"http://127.0.0.1:{self.port}/sandbox" if self.sandbox else WECHAT_API_BASE
+
+
+def _all_accounts(s: Settings) -> tuple[Account, ...]:
+    if not s.wechat_appid:
+        return s.accounts
+    default = Account(
+        DEFAULT_ACCOUNT,
+        OFFICIAL,
+        s.wechat_appid,
+        secret=s.wechat_secret,
+        token=s.wechat_token,
+        aes_key=s.wechat_aes_key,
+        message_mode=s.wechat_message_mode,
+    )
+    return (default, *s.accounts)
 
 
 @functools.lru_cache(maxsize=16)
@@ -233,6 +302,11 @@ def _coerce(name: str, value: object, target: type | str) -> object:
         try:
             return parse_clients(value)
         except ClientConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    if name == "accounts":
+        try:
+            return parse_accounts(value)
+        except AccountConfigError as exc:
             raise ConfigError(str(exc)) from None
     if kind == "bool":
         if isinstance(value, bool):
@@ -297,10 +371,37 @@ def load_settings(
     raw.update(_secrets_from_files(env))
     # Each value coerced to its field's type (_coerce), which mypy cannot follow by name.
     values: dict[str, Any] = {name: _coerce(name, v, fields[name].type) for name, v in raw.items()}
+    if "accounts" in values:
+        values["accounts"] = tuple(_with_secrets(entry, env) for entry in values["accounts"])
     settings = Settings(**values)
     if not settings.public_url:
         settings = dataclasses.replace(settings, public_url=f"http://localhost:{settings.port}")
     return _validate(_fill_sandbox(settings))
+
+
+def _with_secrets(entry: AccountEntry, env: Mapping[str, str]) -> Account:
+    """An [[accounts]] entry with its secrets, read from WECHAT_<NAME>_* (or their _FILE)."""
+    secrets = {
+        secret: _environment_secret(env, secret_variable(entry.name, secret))
+        for secret in ("secret", "token", "aes_key")
+    }
+    return Account(entry.name, entry.kind, entry.appid, message_mode=entry.message_mode, **secrets)
+
+
+def _environment_secret(env: Mapping[str, str], variable: str) -> str:
+    """VARIABLE, or the file VARIABLE_FILE names (trailing newlines stripped)."""
+    path = env.get(f"{variable}_FILE", "")
+    if not path:
+        return env.get(variable, "")
+    if env.get(variable, ""):
+        raise ConfigError(f"{variable} and {variable}_FILE are both set; set only one")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{variable}_FILE: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}_FILE: {path} is not UTF-8 text") from None
+    return text.rstrip("\r\n")
 
 
 def jwt_key_set(s: Settings) -> KeySet:
@@ -318,6 +419,8 @@ def _fill_sandbox(settings: Settings) -> Settings:
         return settings
     if not settings.oidc_clients:
         settings = dataclasses.replace(settings, oidc_clients=sandbox_clients(settings.public_url))
+    if not settings.accounts:
+        settings = dataclasses.replace(settings, accounts=SANDBOX_ACCOUNTS)
     filled: dict[str, Any] = {k: v for k, v in SANDBOX_DEFAULTS.items() if not getattr(settings, k)}
     if filled:
         log.warning(
@@ -341,6 +444,51 @@ def _validate_oidc(s: Settings) -> None:
             oidc_signing_key(s)
         except JwtKeyError as exc:
             raise ConfigError(f"OIDC_PRIVATE_KEY_FILE: {exc}") from None
+
+
+def _validate_accounts(s: Settings) -> None:
+    """Each configured account complete for its kind; sandbox values only in sandbox mode."""
+    appids = [account.appid for account in s.all_accounts]
+    if len(set(appids)) != len(appids):
+        raise ConfigError("each account needs its own appid (WECHAT_APPID and [[accounts]])")
+    sandbox_secrets = {
+        value for account in SANDBOX_ACCOUNTS for value in (account.secret, account.token)
+    }
+    for account in s.accounts:
+        needed = ("secret", "token") if account.official else ("secret",)
+        for secret in needed:
+            variable = secret_variable(account.name, secret)
+            value = getattr(account, secret)
+            if not value and not s.sandbox:
+                raise ConfigError(
+                    f"{variable} is not set: account {account.name} ({account.kind}) needs it"
+                )
+            if value in sandbox_secrets and not s.sandbox:
+                raise ConfigError(
+                    f"{variable} is a public sandbox value; set a real one outside SANDBOX mode"
+                )
+        if not account.official and (account.token or account.aes_key):
+            raise ConfigError(
+                f"account {account.name} is a website app: it has no server token or "
+                f"EncodingAESKey ({secret_variable(account.name, 'token')}, "
+                f"{secret_variable(account.name, 'aes_key')})"
+            )
+        if account.aes_key and len(account.aes_key) != 43:
+            raise ConfigError(
+                f"{secret_variable(account.name, 'aes_key')} must be WeChat's 43-character "
+                "EncodingAESKey"
+            )
+        if account.message_mode != "plain" and not account.aes_key:
+            raise ConfigError(
+                f"account {account.name}: message_mode {account.message_mode} needs "
+                f"{secret_variable(account.name, 'aes_key')}, the account's EncodingAESKey"
+            )
+    names = {account.name for account in s.all_accounts}
+    for client in s.oidc_clients:
+        if client.account and client.account not in names:
+            raise ConfigError(
+                f"oidc client {client.client_id!r}: account {client.account!r} is not configured"
+            )
 
 
 def oidc_signing_key(s: Settings) -> JwtKey | None:
@@ -372,6 +520,7 @@ def _validate(s: Settings) -> Settings:
             )
     if s.jwt_ttl <= 0:
         raise ConfigError(f"JWT_TTL must be a positive number of seconds, got {s.jwt_ttl}")
+    _validate_accounts(s)
     _validate_oidc(s)
     if s.state_ttl <= 0:
         raise ConfigError(f"STATE_TTL must be a positive number of seconds, got {s.state_ttl}")
@@ -390,7 +539,9 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError("WECHAT_AES_KEY must be WeChat's 43-character EncodingAESKey")
     if s.jwt_algorithm not in ("HS256", "RS256", "ES256"):
         raise ConfigError(f"JWT_ALGORITHM must be HS256, RS256 or ES256, got {s.jwt_algorithm!r}")
-    required = ["wechat_appid", "wechat_secret", "wechat_token"]
+    # The account of WECHAT_APPID is optional once [[accounts]] name others; half of it is not.
+    single = not s.accounts or s.wechat_appid or s.wechat_secret or s.wechat_token
+    required = ["wechat_appid", "wechat_secret", "wechat_token"] if single else []
     if s.jwt_algorithm == "HS256":
         required.append("jwt_secret")
     if not s.sandbox:
@@ -566,22 +717,11 @@ VERIFY_FILE_MAX_BYTES = 4096
 def _secrets_from_files(env: Mapping[str, str]) -> dict[str, str]:
     """Each secret whose NAME_FILE is set (Docker and Kubernetes secrets): the file's text,
     trailing newlines stripped. A refusal names the variable and the path, never the content."""
-    values: dict[str, str] = {}
-    for name in SECRET_FIELDS:
-        variable = name.upper()
-        path = env.get(f"{variable}_FILE", "")
-        if not path:
-            continue
-        if env.get(variable, ""):
-            raise ConfigError(f"{variable} and {variable}_FILE are both set; set only one")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{variable}_FILE: cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{variable}_FILE: {path} is not UTF-8 text") from None
-        values[name] = text.rstrip("\r\n")
-    return values
+    return {
+        name: _environment_secret(env, name.upper())
+        for name in SECRET_FIELDS
+        if env.get(f"{name.upper()}_FILE", "")
+    }
 
 
 def _validate_deployment(s: Settings) -> None:

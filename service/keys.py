@@ -15,26 +15,18 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from service.account.follow import FollowCheck
+from service.account_services import Accounts
 from service.app_jwt.issuer import JwtIssuer
 from service.clock import Clock
 from service.config import Settings
-from service.jssdk.signing import JsSdk
 from service.oidc.provider import OidcProvider
 from service.openapi import ApiDocument
 from service.pipeline.metrics import Metrics
 from service.pipeline.ratelimit import Network, RateLimiter
 from service.push.background import Background
-from service.push.handling import PushHandler
-from service.qr.codes import QrCodes
-from service.qr.login import LoginWaiters, QrSignIn
-from service.shared_token.handout import SharedToken
-from service.signin.flow import SignIn
+from service.qr.login import LoginWaiters
+from service.signin.flow import SignIns
 from service.store.queries import Store
-from service.tokens.base import BaseTokenKeeper
-from service.tokens.jsapi import TicketKeeper
-from service.tokens.web import WebTokenSweeper
-from service.wechat.client import WeChatClient
 
 # Foundations, made in create_app().
 SETTINGS = web.AppKey("settings", Settings)
@@ -50,22 +42,16 @@ QR_WAITERS = web.AppKey("qr_waiters", LoginWaiters)
 VERIFY_FILES = web.AppKey("verify_files", dict[str, bytes])
 
 # Resources with a lifetime, each made and closed by a cleanup context.
+# The default account's view of the store; Store.for_account gives another's (queries.py).
 STORE = web.AppKey("store", Store)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
-WECHAT = web.AppKey("wechat", WeChatClient)
-BASE_TOKENS = web.AppKey("base_tokens", BaseTokenKeeper)
-JSAPI_TICKETS = web.AppKey("jsapi_tickets", TicketKeeper)
-WEB_TOKENS = web.AppKey("web_tokens", WebTokenSweeper)
 # Absent while TOKEN_UPKEEP is off (tests run the jobs themselves): read it with app.get().
 SCHEDULER = web.AppKey("scheduler", AsyncIOScheduler)
 BACKGROUND = web.AppKey("background", Background)
 
-# Each area's service, built once from the resources above.
-SIGN_IN = web.AppKey("sign_in", SignIn)
-FOLLOW = web.AppKey("follow", FollowCheck)
-JSSDK = web.AppKey("jssdk", JsSdk)
-QR_CODES = web.AppKey("qr_codes", QrCodes)
-QR_SIGN_IN = web.AppKey("qr_sign_in", QrSignIn)
-PUSH = web.AppKey("push", PushHandler)
+# Each account's services (wiring.py): its WeChat client, token keepers and every area's
+# logic, found by the name or appid a request gives.
+ACCOUNTS = web.AppKey("accounts", Accounts)
+# Finishing a sign-in: the state names its account.
+SIGN_INS = web.AppKey("sign_ins", SignIns)
 OIDC = web.AppKey("oidc", OidcProvider)
-SHARED_TOKEN = web.AppKey("shared_token", SharedToken)

@@ -8,6 +8,7 @@ A client is a TOML table in config/*.toml:
     redirect_uris = ["https://shop.example.com/auth/callback"]
     public = true                      # a browser or mobile app: PKCE instead of a secret
     scopes = ["openid", "profile"]     # what it may ask for (profile: nickname and avatar)
+    account = "web"                    # which WeChat account signs people in (default: first)
 
 or, for a backend that keeps a secret, `secret_hash = "sha256:<hex>"` instead of `public`: the
 SHA-256 of the client secret, never the secret itself. Client secrets are random (32 bytes or
@@ -42,6 +43,8 @@ class OidcClient:
     public: bool = False
     secret_hash: str = ""
     scopes: tuple[str, ...] = OIDC_SCOPES
+    # The WeChat account people sign in through (service/accounts.py); "": the first one.
+    account: str = ""
 
     def secret_matches(self, secret: str) -> bool:
         """Constant-time: the comparison takes as long whatever the secret given."""
@@ -79,7 +82,7 @@ def _client(entry: object, index: int) -> OidcClient:
         return entry
     if not isinstance(entry, Mapping):
         raise ClientConfigError(f"oidc_clients[{index}] must be a table")
-    known = {"client_id", "redirect_uris", "public", "secret_hash", "scopes"}
+    known = {"client_id", "redirect_uris", "public", "secret_hash", "scopes", "account"}
     unknown = set(entry) - known
     if unknown:
         raise ClientConfigError(f"oidc_clients[{index}]: unknown keys {sorted(unknown)}")
@@ -113,7 +116,10 @@ def _client(entry: object, index: int) -> OidcClient:
         raise ClientConfigError(f"{where}: scopes must include openid")
     if not set(scopes) <= set(OIDC_SCOPES):
         raise ClientConfigError(f"{where}: scopes are among {', '.join(OIDC_SCOPES)}")
-    return OidcClient(client_id, tuple(uris), public, digest, tuple(scopes))
+    account = entry.get("account", "")
+    if not isinstance(account, str):
+        raise ClientConfigError(f"{where}: account is the name of a configured account")
+    return OidcClient(client_id, tuple(uris), public, digest, tuple(scopes), account)
 
 
 def sandbox_clients(public_url: str) -> tuple[OidcClient, ...]:

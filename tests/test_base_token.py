@@ -29,7 +29,7 @@ def fetches(emulator: SandboxWeChat) -> int:
 
 async def instances(make_client, shared_mongo, n: int, **overrides):
     clients = [await make_client(mongo_client=shared_mongo, **overrides) for _ in range(n)]
-    return clients, [c.app[keys.BASE_TOKENS] for c in clients]
+    return clients, [c.app[keys.ACCOUNTS].default.base_tokens for c in clients]
 
 
 async def stored(client) -> dict:
@@ -83,7 +83,7 @@ async def test_multi_instance_day_fetches_once_per_token_lifetime(
 
 async def test_renewal_happens_ahead_of_expiry_with_no_request(make_client, emulator, clock):
     client = await make_client()
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     assert await keeper.renew_if_due() is True  # none stored yet
     first = (await stored(client))["accessToken"]
     clock.advance(TOKEN_LIFETIME - 300)
@@ -117,7 +117,7 @@ async def test_a_stopped_lease_holder_is_taken_over_within_the_lease_time(
 
 async def test_the_lease_is_released_at_shutdown(make_client, shared_mongo):
     client = await make_client(mongo_client=shared_mongo)
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     store = client.app[keys.STORE]
     await store.acquire_lease(keeper.lease_name, keeper.instance_id, 30)
     other = await make_client(mongo_client=shared_mongo)
@@ -130,7 +130,7 @@ async def test_wechat_rejecting_the_token_triggers_one_renewal_and_one_retry(
 ):
     """Someone else force-refreshed the stable token (the classic cause of 40001)."""
     client = await make_client()
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     old = await keeper.get()
     async with browser.post(
         emulator_url(client, emulator, "cgi-bin/stable_token"),
@@ -145,7 +145,9 @@ async def test_wechat_rejecting_the_token_triggers_one_renewal_and_one_retry(
     assert not emulator.base_token_valid(old)
 
     openid = "oSbx01FollowerWithUnionid0A1"
-    info = await keeper.call(lambda token: client.app[keys.WECHAT].follower_info(token, openid))
+    info = await keeper.call(
+        lambda token: client.app[keys.ACCOUNTS].default.wechat.follower_info(token, openid)
+    )
     assert info["subscribe"] == 1
     assert emulator.stats["cgi-bin/user/info"] == 2  # the failed call and its one retry
     assert emulator.base_token_valid((await stored(client))["accessToken"])
@@ -170,10 +172,10 @@ async def test_a_late_rejection_never_discards_a_newer_token(make_client, shared
 
 async def test_a_token_that_keeps_failing_is_retried_only_once(make_client, emulator):
     client = await make_client()
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     await keeper.get()
     emulator.faults.set("errcode", errcode=40001, paths=["cgi-bin/user/info"])
-    wechat = client.app[keys.WECHAT]
+    wechat = client.app[keys.ACCOUNTS].default.wechat
     with pytest.raises(Exception, match="40001"):
         await keeper.call(lambda token: wechat.follower_info(token, "oSbx01FollowerWithUnionid0A1"))
     assert emulator.stats["cgi-bin/user/info"] == 2
@@ -182,7 +184,7 @@ async def test_a_token_that_keeps_failing_is_retried_only_once(make_client, emul
 
 async def test_busy_wechat_is_retried_with_backoff(make_client, emulator):
     client = await make_client()
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     emulator.faults.set("busy", paths=["cgi-bin/stable_token"], count=2)
     assert await keeper.renew_if_due() is True
     assert emulator.stats["cgi-bin/stable_token"] == 3
@@ -192,7 +194,7 @@ async def test_busy_wechat_beyond_the_retries_is_recorded_and_retried_next_check
     make_client, emulator
 ):
     client = await make_client()
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     emulator.faults.set("busy", paths=["cgi-bin/stable_token"], count=3)
     assert await keeper.renew_if_due() is False
     doc = await stored(client)
@@ -279,7 +281,7 @@ async def test_the_lease_covers_a_pause_between_retries_longer_than_lease_ttl(
 
     keeper = BaseTokenKeeper(
         store=store,
-        wechat=holder_client.app[keys.WECHAT],
+        wechat=holder_client.app[keys.ACCOUNTS].default.wechat,
         settings=holder_client.app[keys.SETTINGS],
         clock=clock,
         instance_id="holder",

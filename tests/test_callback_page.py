@@ -89,8 +89,14 @@ async def test_the_demo_signs_in_through_wechat_login(sandbox_service, browser):
     async with browser.get(f"{sandbox_service}/") as resp:
         page = await resp.text()
     links = [html.unescape(href) for href in re.findall(r'href="(/wechat/login\?[^"]+)"', page)]
-    scopes = {dict(parse_qsl(urlsplit(link).query))["scope"] for link in links}
-    assert scopes == {"snsapi_base", "snsapi_userinfo"}
+    queries = [dict(parse_qsl(urlsplit(link).query)) for link in links]
+    # The default account's two scopes, the second Official Account's, and the website app's.
+    assert {(q.get("account"), q.get("scope")) for q in queries} == {
+        (None, "snsapi_base"),
+        (None, "snsapi_userinfo"),
+        ("second", "snsapi_userinfo"),
+        ("web", None),
+    }
     for link in links:
         assert dict(parse_qsl(urlsplit(link).query))["redirectUri"] == (
             f"{sandbox_service}/demo/landing"

@@ -18,7 +18,7 @@ from wechatpy.client.api.jsapi import WeChatJSAPI
 from flows import ADMIN_KEY, APP_ORIGIN, APPID
 from service import keys
 from service.sandbox.jsapi import JSAPI_KEY
-from service.tokens.upkeep import start_scheduler
+from service.tokens.upkeep import Upkeep, start_scheduler
 
 TICKET_LIFETIME = 7200
 PAGE = f"{APP_ORIGIN}/share?item=7&from=timeline"
@@ -68,7 +68,7 @@ async def test_the_signature_passes_wx_configs_check_and_a_wrong_one_does_not(cl
 
 async def test_the_fragment_is_dropped_and_wechatpy_signs_alike(client, phone):
     config = await config_for(client, PAGE + "#/cart?step=2")
-    ticket = await client.app[keys.JSAPI_TICKETS].get()
+    ticket = await client.app[keys.ACCOUNTS].default.tickets.get()
     expected = hashlib.sha1(  # noqa: S324 - WeChat's algorithm
         f"jsapi_ticket={ticket}&noncestr={config['nonceStr']}"
         f"&timestamp={config['timestamp']}&url={PAGE}".encode()
@@ -138,15 +138,15 @@ async def test_two_instances_fetch_the_ticket_once_per_lifetime(
         clock.advance(now - clock.now())
         for i, client in enumerate(clients):
             if next_check[i] <= now:
-                await client.app[keys.BASE_TOKENS].renew_if_due()
-                await client.app[keys.JSAPI_TICKETS].renew_if_due()
+                await client.app[keys.ACCOUNTS].default.base_tokens.renew_if_due()
+                await client.app[keys.ACCOUNTS].default.tickets.renew_if_due()
                 next_check[i] = now + 60 + rng.uniform(0, 15)
         if next_request <= now:
             client = rng.choice(clients)
             config = await config_for(client)
             # Every signature handed out passes WeChat's check when the page runs it.
             assert (await verify(phone, config, PAGE))["ok"], f"at {now - start:.0f} s"
-            seen.add(await client.app[keys.JSAPI_TICKETS].get())
+            seen.add(await client.app[keys.ACCOUNTS].default.tickets.get())
             next_request = now + 300
     assert getticket_calls(emulator) == len(seen)
     assert 12 <= getticket_calls(emulator) <= 13
@@ -161,7 +161,7 @@ async def test_instances_asked_at_once_share_one_fetch(make_client, shared_mongo
     """No ticket stored and pages asking three instances at once: one getticket, under the
     lease; the ticket due and all three renewing at once: one more."""
     clients = [await make_client(mongo_client=shared_mongo) for _ in range(3)]
-    keepers = [c.app[keys.JSAPI_TICKETS] for c in clients]
+    keepers = [c.app[keys.ACCOUNTS].default.tickets for c in clients]
     await asyncio.gather(*(config_for(c) for c in clients for _ in range(2)))
     assert getticket_calls(emulator) == 1
     assert len({await keeper.get() for keeper in keepers}) == 1
@@ -172,7 +172,7 @@ async def test_instances_asked_at_once_share_one_fetch(make_client, shared_mongo
 
 
 async def test_a_ticket_is_renewed_ahead_of_expiry_and_only_once_asked_for(client, emulator, clock):
-    tickets = client.app[keys.JSAPI_TICKETS]
+    tickets = client.app[keys.ACCOUNTS].default.tickets
     assert await tickets.renew_if_due() is False  # no page ever asked: no quota spent
     assert getticket_calls(emulator) == 0
     first = await tickets.get()
@@ -187,7 +187,7 @@ async def test_a_ticket_is_renewed_ahead_of_expiry_and_only_once_asked_for(clien
 async def test_a_rejected_base_token_is_renewed_once_and_the_ticket_fetched(
     client, emulator, phone, errcode
 ):
-    await client.app[keys.BASE_TOKENS].get()
+    await client.app[keys.ACCOUNTS].default.base_tokens.get()
     emulator.faults.set("errcode", errcode=errcode, paths=["cgi-bin/ticket/getticket"], count=1)
     config = await config_for(client)
     assert (await verify(phone, config, PAGE))["ok"] is True
@@ -213,7 +213,7 @@ async def test_a_ticket_refusal_is_recorded_and_backed_off(client, emulator):
 
 
 async def test_the_status_page_shows_the_ticket_never_its_value(client):
-    ticket = await client.app[keys.JSAPI_TICKETS].get()
+    ticket = await client.app[keys.ACCOUNTS].default.tickets.get()
     resp = await client.get("/wechat/tokens/status", headers={"X-Admin-Key": ADMIN_KEY})
     text = await resp.text()
     assert ticket not in text
@@ -224,12 +224,14 @@ async def test_the_status_page_shows_the_ticket_never_its_value(client):
 
 async def test_the_scheduler_runs_the_ticket_renewal(client):
     app = client.app
-    scheduler = start_scheduler(
-        keeper=app[keys.BASE_TOKENS],
-        sweeper=app[keys.WEB_TOKENS],
-        settings=app[keys.SETTINGS],
-        tickets=app[keys.JSAPI_TICKETS],
+    default = app[keys.ACCOUNTS].default
+    upkeep = Upkeep(
+        name="default",
+        keeper=default.base_tokens,
+        sweeper=default.web_tokens,
+        tickets=default.tickets,
     )
+    scheduler = start_scheduler(upkeeps=[upkeep], settings=app[keys.SETTINGS])
     try:
         assert "jsapi_ticket" in {job.id for job in scheduler.get_jobs()}
     finally:
@@ -275,8 +277,10 @@ def emulator_tickets(phone):
 
 async def test_metrics_show_the_tickets_remaining_life(client, clock):
     text = await (await client.get("/metrics")).text()
-    assert "wechat_jsapi_ticket_remaining_seconds 0.0" in text  # none asked for yet
-    await client.app[keys.JSAPI_TICKETS].get()
+    assert (
+        'wechat_jsapi_ticket_remaining_seconds{account="default"} 0.0' in text
+    )  # none asked for yet
+    await client.app[keys.ACCOUNTS].default.tickets.get()
     clock.advance(100)
     text = await (await client.get("/metrics")).text()
-    assert "wechat_jsapi_ticket_remaining_seconds 7100.0" in text
+    assert 'wechat_jsapi_ticket_remaining_seconds{account="default"} 7100.0' in text

@@ -32,10 +32,11 @@ FOUNDATIONS = (
     "resources",
     "listening",
     "oidc_config",
+    "accounts",
 )
 FOUNDATION_PACKAGES = ("store", "wechat", "app_jwt", "pipeline")
 # Modules that read the app's resources: the only importers of keys.py.
-WIRING = ("keys", "access", "app", "__main__", "reseal", "pipeline.middleware", "tokens.upkeep")
+WIRING = ("keys", "wiring", "access", "app", "__main__", "reseal", "pipeline.middleware")
 WIRING_SUFFIXES = (".routes", ".pages", ".status", ".health", ".metrics", ".docs")
 
 
@@ -169,16 +170,9 @@ def handlers_and_their_reads(module: str) -> Iterator[tuple[str, str, set[str]]]
     """Each handler documented with `@documented(contract.X)`: X, the handler's name, and the
     contract parameters it reads (`contract.P.read(...)` or `.value(...)`)."""
     tree = ast.parse(MODULES[module].read_text())
-    for node in tree.body:
-        if not isinstance(node, ast.AsyncFunctionDef):
-            continue
-        operations = [
-            d.args[0].attr
-            for d in node.decorator_list
-            if isinstance(d, ast.Call)
-            and getattr(d.func, "id", "") == "documented"
-            and isinstance(d.args[0], ast.Attribute)
-        ]
+    handlers = {node.name: node for node in tree.body if isinstance(node, ast.AsyncFunctionDef)}
+
+    def reads_of(node: ast.AsyncFunctionDef) -> set[str]:
         reads = {
             call.func.value.attr
             for call in ast.walk(node)
@@ -188,8 +182,23 @@ def handlers_and_their_reads(module: str) -> Iterator[tuple[str, str, set[str]]]
             and isinstance(call.func.value, ast.Attribute)
             and getattr(call.func.value.value, "id", "") == "contract"
         }
+        # A handler that hands the request to another (one route, several paths) reads
+        # what that one reads.
+        for call in ast.walk(node):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") in handlers:
+                reads |= reads_of(handlers[call.func.id])
+        return reads
+
+    for node in handlers.values():
+        operations = [
+            d.args[0].attr
+            for d in node.decorator_list
+            if isinstance(d, ast.Call)
+            and getattr(d.func, "id", "") == "documented"
+            and isinstance(d.args[0], ast.Attribute)
+        ]
         for operation in operations:
-            yield operation, node.name, reads
+            yield operation, node.name, reads_of(node)
 
 
 ROUTE_MODULES = sorted(m for m in MODULES if area_of(m) and m.endswith((".routes", ".pages")))

@@ -292,7 +292,7 @@ async def test_a_used_pair_is_remembered_past_the_window_on_the_databases_clock(
     query = signed(clock, openid=OPENID)
     assert (await push(client, event("subscribe", int(clock.now())), query)).status == 200
     nonces = client.app[keys.STORE].push_nonces
-    record = await nonces.find_one({"_id": f"{query['timestamp']}:{query['nonce']}"})
+    record = await nonces.find_one({"_id": f"{APPID}:{query['timestamp']}:{query['nonce']}"})
     last_accepted = int(query["timestamp"]) + 300
     assert record["purgeAt"].timestamp() >= last_accepted + 300
     ttl = [

@@ -51,7 +51,7 @@ async def test_one_json_access_line_per_request_with_route_status_latency_and_id
 
 async def test_metrics_count_requests_wechat_calls_and_token_state(client, browser):
     await sign_in(client, browser, FOLLOWER.openid)
-    await client.app[keys.BASE_TOKENS].renew_if_due()
+    await client.app[keys.ACCOUNTS].default.base_tokens.renew_if_due()
     await client.get("/nowhere")
     resp = await client.get("/metrics")
     assert resp.status == 200
@@ -62,20 +62,22 @@ async def test_metrics_count_requests_wechat_calls_and_token_state(client, brows
     assert (
         'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/wechat/jwt"}' in text
     )
-    assert 'wechat_api_calls_total{endpoint="sns/oauth2/access_token",errcode="0"} 1.0' in text
-    assert 'wechat_api_calls_total{endpoint="cgi-bin/stable_token",errcode="0"} 1.0' in text
-    assert "wechat_base_token_remaining_seconds 7200.0" in text
-    assert 'wechat_web_tokens{state="active"} 1.0' in text
-    assert 'wechat_web_tokens{state="reauth_required"} 0.0' in text
+    calls = 'wechat_api_calls_total{account="default",'
+    assert calls + 'endpoint="sns/oauth2/access_token",errcode="0"} 1.0' in text
+    assert calls + 'endpoint="cgi-bin/stable_token",errcode="0"} 1.0' in text
+    assert 'wechat_base_token_remaining_seconds{account="default"} 7200.0' in text
+    assert 'wechat_web_tokens{account="default",state="active"} 1.0' in text
+    assert 'wechat_web_tokens{account="default",state="reauth_required"} 0.0' in text
 
 
 async def test_metrics_see_wechat_errors_and_failed_renewals(client, emulator):
     emulator.faults.set("errcode", errcode=40164, paths=["cgi-bin/stable_token"])
-    await client.app[keys.BASE_TOKENS].renew_if_due()
+    await client.app[keys.ACCOUNTS].default.base_tokens.renew_if_due()
     text = await (await client.get("/metrics")).text()
-    assert 'wechat_api_calls_total{endpoint="cgi-bin/stable_token",errcode="40164"} 1.0' in text
-    assert 'wechat_token_refresh_failures_total{kind="base"} 1.0' in text
-    assert "wechat_base_token_remaining_seconds 0.0" in text
+    calls = 'wechat_api_calls_total{account="default",'
+    assert calls + 'endpoint="cgi-bin/stable_token",errcode="40164"} 1.0' in text
+    assert 'wechat_token_refresh_failures_total{account="default",kind="base"} 1.0' in text
+    assert 'wechat_base_token_remaining_seconds{account="default"} 0.0' in text
 
 
 async def test_no_token_code_or_secret_ever_reaches_the_logs(
@@ -98,7 +100,7 @@ async def test_no_token_code_or_secret_ever_reaches_the_logs(
     await client.get(
         "/wechat/subscribed", headers={"Authorization": f"Bearer {signed_in['token']}"}
     )
-    await client.app[keys.WEB_TOKENS].sweep()
+    await client.app[keys.ACCOUNTS].default.web_tokens.sweep()
 
     store = client.app[keys.STORE]
     web_token = await store.get_web_token(FOLLOWER.openid, "snsapi_userinfo")

@@ -162,7 +162,7 @@ async def test_a_public_client_signs_in_with_pkce_and_gets_a_verifiable_id_token
     )
     assert info.status == 200
     assert (await info.json()) == {
-        k: v for k, v in claims.items() if k in ("sub", "unionid", "name", "picture")
+        k: v for k, v in claims.items() if k in ("sub", "appid", "unionid", "name", "picture")
     }
 
 

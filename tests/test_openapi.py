@@ -31,14 +31,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from flows import (
     ADMIN_KEY,
+    APPID,
     CALLBACK,
     REDIRECT_URI,
+    TOKEN,
     authorize_at_wechat,
     sign_in,
     signed,
     start_sign_in,
 )
 from service import keys
+from service.accounts import Account
 from service.app import create_app
 from service.oidc_config import OidcClient
 from service.openapi import build_openapi
@@ -401,29 +404,57 @@ PUSH = ("post", "/wechat/message")
 XML = {"Content-Type": "text/xml"}
 
 
-@exercises("GET /wechat/message")
-async def test_server_url_check_answers_as_documented(client, clock, contract):
+# Another Official Account (issue 14), pushing to /wechat/message/second; the same server token
+# as the default's, so one signed() serves both.
+SECOND_APPID = "wx5ec0d0000000beef"
+SECOND = Account(
+    "second", "oa", SECOND_APPID, secret="second-secret-0123456789abcdef01", token=TOKEN
+)
+MESSAGE_PATHS = {None: "/wechat/message", "second": "/wechat/message/second"}
+
+
+def message_operation(method: str, account: str | None) -> tuple[str, str]:
+    return (method, "/wechat/message" if account is None else "/wechat/message/{account}")
+
+
+async def unknown_account_seen(client, method, contract, **kw) -> None:
+    resp = await client.request(method.upper(), "/wechat/message/nobody", **kw)
+    assert (await contract.check(resp, *message_operation(method, "nobody")))["name"] == (
+        "NOT_FOUND"
+    )
+
+
+@exercises("GET /wechat/message", "GET /wechat/message/{account}")
+@pytest.mark.parametrize("account", MESSAGE_PATHS)
+async def test_server_url_check_answers_as_documented(account, make_client, clock, contract):
+    client = await make_client(accounts=(SECOND,))
+    path, verify = MESSAGE_PATHS[account], message_operation("get", account)
     good = {**signed(clock), "echostr": "4611686018427387904"}
-    resp = await client.get("/wechat/message", params=good)
-    assert await contract.check(resp, *VERIFY) == "4611686018427387904"
-    resp = await client.get("/wechat/message", params={**good, "signature": "0" * 40})
-    assert (await contract.check(resp, *VERIFY))["name"] == "INVALID_SIGNATURE"
-    resp = await client.get("/wechat/message", params={"echostr": "1"})
-    assert (await contract.check(resp, *VERIFY))["name"] == "MISSING_PARAMETER"
-    contract.assert_all_answers_seen(*VERIFY)
+    resp = await client.get(path, params=good)
+    assert await contract.check(resp, *verify) == "4611686018427387904"
+    resp = await client.get(path, params={**good, "signature": "0" * 40})
+    assert (await contract.check(resp, *verify))["name"] == "INVALID_SIGNATURE"
+    resp = await client.get(path, params={"echostr": "1"})
+    assert (await contract.check(resp, *verify))["name"] == "MISSING_PARAMETER"
+    if account is not None:
+        await unknown_account_seen(client, "get", contract, params=good)
+    contract.assert_all_answers_seen(*verify)
 
 
-@exercises("POST /wechat/message")
-async def test_pushes_answer_as_documented(client, make_client, clock, contract):
+@exercises("POST /wechat/message", "POST /wechat/message/{account}")
+@pytest.mark.parametrize("account", MESSAGE_PATHS)
+async def test_pushes_answer_as_documented(account, make_client, clock, contract):
+    client = await make_client(accounts=(SECOND,))
+    path, push_op = MESSAGE_PATHS[account], message_operation("post", account)
     created = int(clock.now())
     event = message("event", created, Event="subscribe", EventKey="")
-    resp = await client.post("/wechat/message", params=signed(clock), data=event, headers=XML)
-    assert await contract.check(resp, *PUSH) == "success"
+    resp = await client.post(path, params=signed(clock), data=event, headers=XML)
+    assert await contract.check(resp, *push_op) == "success"
 
-    replying = await make_client(message_text_reply="Thanks!")
+    replying = await make_client(message_text_reply="Thanks!", accounts=(SECOND,))
     text = message("text", created, Content="hello", MsgId=1234567890123456)
-    resp = await replying.post("/wechat/message", params=signed(clock), data=text, headers=XML)
-    assert "Thanks!" in await contract.check(resp, *PUSH)  # application/xml
+    resp = await replying.post(path, params=signed(clock), data=text, headers=XML)
+    assert "Thanks!" in await contract.check(resp, *push_op)  # application/xml
 
     for params, body, name in (
         ({**signed(clock), "signature": "0" * 40}, event, "INVALID_SIGNATURE"),
@@ -437,25 +468,28 @@ async def test_pushes_answer_as_documented(client, make_client, clock, contract)
         (signed(clock), '<!DOCTYPE x [<!ENTITY a "b">]><xml>&a;</xml>', "INVALID_MESSAGE"),
         (signed(clock, timestamp="1000000000"), event, "STALE_PUSH"),
     ):
-        resp = await client.post("/wechat/message", params=params, data=body, headers=XML)
-        assert (await contract.check(resp, *PUSH))["name"] == name
+        resp = await client.post(path, params=params, data=body, headers=XML)
+        assert (await contract.check(resp, *push_op))["name"] == name
 
     used = signed(clock)
-    await client.post("/wechat/message", params=used, data=event, headers=XML)
+    await client.post(path, params=used, data=event, headers=XML)
     forged = message("event", created, Event="unsubscribe", EventKey="")
-    resp = await client.post("/wechat/message", params=used, data=forged, headers=XML)
-    assert (await contract.check(resp, *PUSH))["name"] == "REPLAYED_PUSH"
+    resp = await client.post(path, params=used, data=forged, headers=XML)
+    assert (await contract.check(resp, *push_op))["name"] == "REPLAYED_PUSH"
 
     # A retry while another instance still processes the first delivery (it never finishes).
-    await client.app[keys.STORE].first_delivery(f"msg:{77}", 3600)
+    store = client.app[keys.STORE].for_account(SECOND_APPID if account else APPID)
+    await store.first_delivery(f"msg:{77}", 3600)
     stuck = message("text", created, Content="hi", MsgId=77)
-    resp = await client.post("/wechat/message", params=signed(clock), data=stuck, headers=XML)
-    assert (await contract.check(resp, *PUSH))["name"] == "PUSH_IN_PROGRESS"
+    resp = await client.post(path, params=signed(clock), data=stuck, headers=XML)
+    assert (await contract.check(resp, *push_op))["name"] == "PUSH_IN_PROGRESS"
 
-    small = await make_client(max_body_bytes=1024)
-    resp = await small.post("/wechat/message", params=signed(clock), data="x" * 4096, headers=XML)
-    assert (await contract.check(resp, *PUSH))["name"] == "REQUEST_ENTITY_TOO_LARGE"
-    contract.assert_all_answers_seen(*PUSH)
+    small = await make_client(max_body_bytes=1024, accounts=(SECOND,))
+    resp = await small.post(path, params=signed(clock), data="x" * 4096, headers=XML)
+    assert (await contract.check(resp, *push_op))["name"] == "REQUEST_ENTITY_TOO_LARGE"
+    if account is not None:
+        await unknown_account_seen(client, "post", contract, params=signed(clock), data=event)
+    contract.assert_all_answers_seen(*push_op)
 
 
 # -- QR codes -----------------------------------------------------------------------------------

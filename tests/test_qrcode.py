@@ -198,7 +198,7 @@ async def test_a_claimant_whose_claim_lapsed_during_retries_does_not_create_agai
     qrcode/create again: it waits for the other's ticket."""
     slow_retry = await make_client(mongo_client=shared_mongo, wechat_retry_delay=0.5)
     other = await make_client(mongo_client=shared_mongo)
-    codes = slow_retry.app[keys.QR_CODES]
+    codes = slow_retry.app[keys.ACCOUNTS].default.qr_codes
     emulator.faults.set("busy", paths=[CREATE], count=1)
     first = asyncio.create_task(qr(slow_retry, scene="lapsed", format="json"))
     assert await until(lambda: emulator.stats[CREATE] == 1)  # busy: the claimant pauses
@@ -232,7 +232,7 @@ async def test_a_dead_claimants_claim_lapses(make_client, shared_mongo, emulator
     """An instance that claimed the creation and died never releases its claim: the others
     wait until it lapses, then one of them creates the code."""
     client = await make_client(mongo_client=shared_mongo)
-    codes = client.app[keys.QR_CODES]
+    codes = client.app[keys.ACCOUNTS].default.qr_codes
     store = client.app[keys.STORE]
     assert await store.claim_qr_create("temporary:orphan", "a-dead-instance", codes.claim_ttl)
     waiting = asyncio.create_task(qr(client, scene="orphan", format="json"))
@@ -275,7 +275,7 @@ async def test_a_daily_budget_caps_create_calls_until_midnight_in_beijing(
     budget = await status_of(client)
     assert budget["used"] == 2 and budget["budget"] == 2
     metrics = await (await client.get("/metrics")).text()
-    assert "wechat_qrcode_budget_remaining 0.0" in metrics
+    assert 'wechat_qrcode_budget_remaining{account="default"} 0.0' in metrics
     assert budget["resetsAt"] == datetime.fromtimestamp(reset, UTC).isoformat()
 
     clock.advance(reset - clock.now() - 1)  # 23:59:59 in Beijing: still spent

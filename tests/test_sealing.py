@@ -35,7 +35,7 @@ async def test_stored_tokens_are_sealed_and_still_work(make_client, browser, clo
         assert len(opened[field]) == 86  # WeChat's shape, opened
     # The sweep opens the refresh token, and WeChat accepts it.
     clock.advance(7000)
-    assert (await client.app[keys.WEB_TOKENS].sweep()).refreshed == 1
+    assert (await client.app[keys.ACCOUNTS].default.web_tokens.sweep()).refreshed == 1
     assert (await raw_token(client))["refreshToken"].startswith("sealed:v1:k1:")
 
 

@@ -51,7 +51,9 @@ async def test_the_token_handed_out_is_the_services_own_and_reads_never_call_wec
     make_client, emulator, clock
 ):
     client = await make_client(api_keys=API_KEYS)
-    own = await client.app[keys.BASE_TOKENS].get()  # the service's own first use fetches it
+    own = await client.app[
+        keys.ACCOUNTS
+    ].default.base_tokens.get()  # the service's own first use fetches it
     assert fetches(emulator) == 1
     calls = sum(emulator.stats.values())
     body = await read(client)
@@ -63,9 +65,9 @@ async def test_the_token_handed_out_is_the_services_own_and_reads_never_call_wec
     assert (await read(client, account=APPID))["accessToken"] == own
     assert sum(emulator.stats.values()) == calls  # not one WeChat call for 23 reads
     assert emulator.base_token_valid(own)
-    assert client.app[keys.SHARED_TOKEN].status() == {"billing": 3, "crm": 20}
+    assert client.app[keys.ACCOUNTS].default.shared_token.status() == {"billing": 3, "crm": 20}
     metrics = await (await client.get("/metrics")).text()
-    assert 'shared_access_token_handouts_total{key="crm"} 20.0' in metrics
+    assert 'shared_access_token_handouts_total{account="default",key="crm"} 20.0' in metrics
 
 
 async def test_with_no_token_kept_the_first_read_waits_for_one_fetch(make_client, emulator):
@@ -119,7 +121,9 @@ async def test_reporting_the_current_token_gets_a_new_one_after_one_fetch(
     second = (await read(client))["accessToken"]
     assert second != first and fetches(emulator) == 2
     assert emulator.base_token_valid(second)
-    assert await client.app[keys.BASE_TOKENS].get() == second  # the service's own, too
+    assert (
+        await client.app[keys.ACCOUNTS].default.base_tokens.get() == second
+    )  # the service's own, too
     # A late report of the old token changes nothing.
     resp = await report(client, first)
     assert await resp.json() == {"result": "alreadyReplaced"}
@@ -158,7 +162,9 @@ async def test_two_instances_sharing_a_store_hand_out_one_token(
     ]
     token = (await read(a))["accessToken"]
     assert (await read(b))["accessToken"] == token
-    assert await b.app[keys.BASE_TOKENS].get() == token  # b's own cache holds it now
+    assert (
+        await b.app[keys.ACCOUNTS].default.base_tokens.get() == token
+    )  # b's own cache holds it now
     clock.advance(INVALIDATE_MIN_AGE)
     assert await (await report(a, token)).json() == {"result": "invalidated"}
     # b reads the store, not its process cache: the dropped token is never handed out again.
@@ -199,8 +205,8 @@ async def test_calls_are_logged_by_key_name_never_the_key_or_token(make_client, 
         for record in caplog.records
         if record.levelno == logging.INFO and record.name.startswith("service.shared_token")
     ]
-    assert "base access_token handed out to billing" in info
-    assert "crm reported the base access_token rejected: invalidated" in info
+    assert f"base access_token of {APPID} handed out to billing" in info
+    assert f"crm reported the base access_token of {APPID} rejected: invalidated" in info
 
 
 @pytest.mark.parametrize(
@@ -266,7 +272,7 @@ async def test_wechatpy_calls_wechat_with_the_shared_token(make_client, emulator
     )
     follower = await asyncio.to_thread(wechatpy.user.get, FOLLOWER.openid)
     assert follower["subscribe"] == 1 and follower["openid"] == FOLLOWER.openid
-    assert wechatpy.access_token == await client.app[keys.BASE_TOKENS].get()
+    assert wechatpy.access_token == await client.app[keys.ACCOUNTS].default.base_tokens.get()
     assert fetches(emulator) == 1  # the service's one fetch; wechatpy fetched none itself
 
 

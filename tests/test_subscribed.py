@@ -111,7 +111,7 @@ async def test_status_needs_the_admin_key(client, make_client):
 async def test_status_reports_ages_errors_and_counts_but_never_a_token(
     client, browser, clock, emulator
 ):
-    keeper = client.app[keys.BASE_TOKENS]
+    keeper = client.app[keys.ACCOUNTS].default.base_tokens
     await keeper.renew_if_due()
     clock.advance(600)
     signed_in = await sign_in(client, browser, FOLLOWER.openid, "snsapi_userinfo")

@@ -27,7 +27,7 @@ async def test_tokens_near_expiry_are_refreshed_and_then_left_alone(
     client, browser, clock, emulator
 ):
     count = await sign_in_everyone(client, browser)
-    sweeper = client.app[keys.WEB_TOKENS]
+    sweeper = client.app[keys.ACCOUNTS].default.web_tokens
     assert (await sweeper.sweep()).refreshed == 0  # nothing due yet
     assert emulator.stats[REFRESH] == 0
 
@@ -50,10 +50,12 @@ async def test_an_expired_token_is_replaced_and_the_new_one_works(client, browse
     await sign_in(client, browser, SANDBOX_USERS[0].openid, "snsapi_userinfo")
     before = await web_token(client, scope="snsapi_userinfo")
     clock.advance(7300)
-    assert (await client.app[keys.WEB_TOKENS].sweep()).refreshed == 1
+    assert (await client.app[keys.ACCOUNTS].default.web_tokens.sweep()).refreshed == 1
     after = await web_token(client, scope="snsapi_userinfo")
     assert after["accessToken"] != before["accessToken"]
-    profile = await client.app[keys.WECHAT].user_info(after["accessToken"], after["openid"])
+    profile = await client.app[keys.ACCOUNTS].default.wechat.user_info(
+        after["accessToken"], after["openid"]
+    )
     assert profile["nickname"] == SANDBOX_USERS[0].nickname
 
 
@@ -63,14 +65,14 @@ async def test_a_refused_refresh_token_needs_reauthorization_and_is_not_retried(
     await sign_in(client, browser, SANDBOX_USERS[0].openid)
     emulator.faults.set("errcode", errcode=40030, paths=[REFRESH])
     clock.advance(7000)
-    report = await client.app[keys.WEB_TOKENS].sweep()
+    report = await client.app[keys.ACCOUNTS].default.web_tokens.sweep()
     assert report.reauth_required == 1
     token = await web_token(client)
     assert token["status"] == "reauth_required"
     assert token["lastError"]["errcode"] == 40030
     emulator.faults.clear()
     clock.advance(600)
-    await client.app[keys.WEB_TOKENS].sweep()
+    await client.app[keys.ACCOUNTS].default.web_tokens.sweep()
     assert emulator.stats[REFRESH] == 1
     # Signing in again brings it back.
     await sign_in(client, browser, SANDBOX_USERS[0].openid)
@@ -83,7 +85,7 @@ async def test_a_transient_failure_keeps_the_token_for_the_next_sweep(
     await sign_in(client, browser, SANDBOX_USERS[0].openid)
     emulator.faults.set("busy", paths=[REFRESH], count=1)
     clock.advance(7000)
-    sweeper = client.app[keys.WEB_TOKENS]
+    sweeper = client.app[keys.ACCOUNTS].default.web_tokens
     assert (await sweeper.sweep()).failed == 1
     assert (await web_token(client))["status"] == "active"
     assert (await sweeper.sweep()).refreshed == 1
@@ -91,7 +93,7 @@ async def test_a_transient_failure_keeps_the_token_for_the_next_sweep(
 
 async def test_refresh_tokens_run_out_after_thirty_days(client, browser, clock, emulator):
     await sign_in(client, browser, SANDBOX_USERS[0].openid)
-    sweeper = client.app[keys.WEB_TOKENS]
+    sweeper = client.app[keys.ACCOUNTS].default.web_tokens
     for _ in range(29 * 12):  # every two hours for 29 days
         clock.advance(7200 - 600)
         await sweeper.sweep()
@@ -112,7 +114,8 @@ async def test_two_instances_sweeping_at_once_refresh_each_token_once(
     clock.advance(7000)
     emulator.faults.set("slow", paths=[REFRESH], delay=0.01)  # so the two overlap
     reports = await asyncio.gather(
-        first.app[keys.WEB_TOKENS].sweep(), second.app[keys.WEB_TOKENS].sweep()
+        first.app[keys.ACCOUNTS].default.web_tokens.sweep(),
+        second.app[keys.ACCOUNTS].default.web_tokens.sweep(),
     )
     assert sum(r.refreshed for r in reports) == count
     assert emulator.stats[REFRESH] == count
@@ -126,7 +129,7 @@ async def test_keep_alive_recent_skips_users_who_have_not_been_back(
     clock.advance(8 * 86400)
     await sign_in(client, browser, SANDBOX_USERS[1].openid)
     clock.advance(7000)
-    report = await client.app[keys.WEB_TOKENS].sweep()
+    report = await client.app[keys.ACCOUNTS].default.web_tokens.sweep()
     assert report.refreshed == 1
     assert (await web_token(client, SANDBOX_USERS[1]))["refreshedAt"] is not None
     assert "refreshedAt" not in await web_token(client, SANDBOX_USERS[0])
@@ -136,11 +139,11 @@ async def test_keep_alive_all_and_none(make_client, browser, clock, emulator):
     everyone = await make_client(web_token_keep_alive="all")
     await sign_in(everyone, browser, SANDBOX_USERS[0].openid)
     clock.advance(8 * 86400)
-    assert (await everyone.app[keys.WEB_TOKENS].sweep()).refreshed == 1
+    assert (await everyone.app[keys.ACCOUNTS].default.web_tokens.sweep()).refreshed == 1
     nobody = await make_client(web_token_keep_alive="none")
     await sign_in(nobody, browser, SANDBOX_USERS[1].openid)
     clock.advance(7000)
-    assert (await nobody.app[keys.WEB_TOKENS].sweep()).refreshed == 0
+    assert (await nobody.app[keys.ACCOUNTS].default.web_tokens.sweep()).refreshed == 0
     assert emulator.stats[REFRESH] == 1
 
 
@@ -150,7 +153,7 @@ async def test_batches_smaller_than_the_collection_still_reach_every_token(
     client = await make_client(web_token_batch_size=3, web_token_concurrency=2)
     count = await sign_in_everyone(client, browser)
     clock.advance(7000)
-    assert (await client.app[keys.WEB_TOKENS].sweep()).refreshed == count
+    assert (await client.app[keys.ACCOUNTS].default.web_tokens.sweep()).refreshed == count
 
 
 async def test_a_sign_in_during_a_slow_refresh_keeps_its_own_token(
@@ -162,7 +165,7 @@ async def test_a_sign_in_during_a_slow_refresh_keeps_its_own_token(
     await sign_in(client, browser, openid)
     clock.advance(7200 - 600)
     emulator.faults.set("slow", paths=[REFRESH], delay=0.5, count=1)
-    sweep = asyncio.create_task(client.app[keys.WEB_TOKENS].sweep())
+    sweep = asyncio.create_task(client.app[keys.ACCOUNTS].default.web_tokens.sweep())
     for _ in range(200):  # until the refresh is under way (claimed, waiting for WeChat)
         if (await web_token(client)).get("claimedBy"):
             break
@@ -183,5 +186,5 @@ async def test_a_sign_in_during_a_slow_refresh_keeps_its_own_token(
         assert await r.json(content_type=None) == {"errcode": 0, "errmsg": "ok"}
     # The new grant is the one refreshed from now on, until its own 30 days are up.
     clock.advance(7200 - 600)
-    assert (await client.app[keys.WEB_TOKENS].sweep()).refreshed == 1
+    assert (await client.app[keys.ACCOUNTS].default.web_tokens.sweep()).refreshed == 1
     assert (await web_token(client))["refreshToken"] == fresh["refreshToken"]

@@ -18,7 +18,8 @@ REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti", "scope"]
 # and signs tokens dated ahead to outlive a rotation), so it is refused.
 IAT_LEEWAY = 60
 # A user who granted snsapi_userinfo has also granted everything snsapi_base gives.
-SCOPE_RANK = {"snsapi_base": 1, "snsapi_userinfo": 2}
+# snsapi_login (a website app's) reads the profile as snsapi_userinfo does.
+SCOPE_RANK = {"snsapi_base": 1, "snsapi_userinfo": 2, "snsapi_login": 2}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.accounts import ACCOUNT as ACCOUNT
 from service.openapi import (
     INTERNAL_ERROR,
     NO_STORE,
@@ -78,7 +79,7 @@ JSSDK_CONFIG = Operation(
             "500": INTERNAL_ERROR,
         },
     },
-    params=(URL,),
+    params=(URL, ACCOUNT),
     schemas={"JsSdkConfig": JSSDK_CONFIG_SCHEMA},
 )
 

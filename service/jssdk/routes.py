@@ -15,7 +15,11 @@ routes = web.RouteTableDef()
 @routes.get("/wechat/jssdk/config")
 @documented(contract.JSSDK_CONFIG)
 async def jssdk_config(request: web.Request) -> web.Response:
-    answer = await request.app[keys.JSSDK].config(contract.URL.value(request))
+    url = contract.URL.value(request)
+    services = request.app[keys.ACCOUNTS].official(
+        contract.ACCOUNT.read(request), "JS-SDK signatures"
+    )
+    answer = await services.jssdk.config(url)
     return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
 

@@ -93,6 +93,7 @@ USERINFO_SCHEMA: Schema = {
     "additionalProperties": False,
     "properties": {
         "sub": {"type": "string", "description": "The person's openid for this account."},
+        "appid": {"type": "string", "description": "The account the openid belongs to."},
         "unionid": STRING,
         "name": {"type": "string", "description": "WeChat's nickname (profile scope)."},
         "picture": {"type": "string", "description": "WeChat's headimgurl (profile scope)."},

@@ -34,7 +34,7 @@ from service.config import Settings
 from service.errors import BadRequest, ServiceError
 from service.oidc_config import OidcClient, sandbox_clients
 from service.pipeline.origins import follows_request_origin, public_url
-from service.signin.flow import SignIn, authorization_url, new_state, s256_challenge
+from service.signin.flow import SignIn, SignIns, account_scope, new_state, s256_challenge
 from service.store.queries import Store
 
 CODE_TTL = 60  # seconds an authorization code may be redeemed in
@@ -126,7 +126,7 @@ def parse_basic(header: str | None) -> tuple[tuple[str, str] | None, bool]:
 class OidcProvider:
     settings: Settings
     store: Store
-    sign_in: SignIn
+    sign_ins: SignIns
     clock: Clock
     key: JwtKey | None  # signs ID tokens; None: no OpenID Connect (no key configured)
 
@@ -221,11 +221,13 @@ class OidcProvider:
                 return back("invalid_request", "code_challenge_method must be S256")
             if len(challenge) != CODE_CHALLENGE_LENGTH or not _is_b64url(challenge):
                 return back("invalid_request", "code_challenge must be 43 base64url characters")
+        sign_in = self._sign_in(client)
         state = new_state()
         await self.store.create_oidc_request(
             state,
             {
                 "clientId": client.client_id,
+                "account": sign_in.account.name,
                 "redirectUri": redirect_uri,
                 "scope": granted,
                 "clientState": query.state,
@@ -234,8 +236,11 @@ class OidcProvider:
             },
             self.settings.state_ttl,
         )
-        wechat_scope = "snsapi_userinfo" if "profile" in granted else "snsapi_base"
-        return authorization_url(self.settings, self._callback(), wechat_scope, state)
+        return sign_in.authorization_url(self._callback(), _wechat_scope(sign_in, granted), state)
+
+    def _sign_in(self, client: OidcClient) -> SignIn:
+        """The client's account's (config.py checked at start that it exists)."""
+        return self.sign_ins.by_name.get(client.account) or self.sign_ins.default
 
     def _callback(self) -> str:
         return self.issuer + CALLBACK_PATH
@@ -266,13 +271,15 @@ class OidcProvider:
 
         if not code:  # WeChat sends no code when the person refuses (snsapi_userinfo)
             return back(error="access_denied", error_description="the person declined at WeChat")
-        wechat_scope = "snsapi_userinfo" if "profile" in request["scope"] else "snsapi_base"
+        sign_in = self.sign_ins.by_name.get(request.get("account") or "") or self.sign_ins.default
 
         async def spent() -> None:
             """Nothing to undo: the request is gone, the client starts again."""
 
         try:
-            user, _ = await self.sign_in.sign_in_with_code(code, wechat_scope, spent)
+            user, _ = await sign_in.sign_in_with_code(
+                code, _wechat_scope(sign_in, request["scope"]), spent
+            )
         except ServiceError as exc:
             error = "temporarily_unavailable" if exc.status in (502, 503, 504) else "access_denied"
             return back(error=error, error_description=exc.message)
@@ -286,6 +293,7 @@ class OidcProvider:
                 "nonce": request.get("nonce"),
                 "codeChallenge": request.get("codeChallenge"),
                 "openid": user["openid"],
+                "appid": sign_in.account.appid,
                 "unionid": user.get("unionid"),
                 "name": user.get("nickname"),
                 "picture": user.get("headimgurl"),
@@ -365,7 +373,7 @@ class OidcProvider:
         assert self.key is not None  # no code is issued without one
         ttl = self.settings.oidc_access_token_ttl
         access_token = secrets.token_urlsafe(32)
-        subject = {key: grant.get(key) for key in ("openid", "unionid", *PROFILE_CLAIMS)}
+        subject = {key: grant.get(key) for key in ("openid", "appid", "unionid", *PROFILE_CLAIMS)}
         await self.store.save_oidc_token(
             _digest(access_token),
             {"codeId": code_id, "clientId": client.client_id, "scope": grant["scope"], **subject},
@@ -381,7 +389,7 @@ class OidcProvider:
             "auth_time": grant["authTime"],
             "at_hash": at_hash(access_token),
             # The account the openid (sub) belongs to.
-            "appid": self.settings.wechat_appid,
+            "appid": grant.get("appid") or self.sign_ins.default.account.appid,
             **claims,
         }
         if grant.get("nonce") is not None:
@@ -401,6 +409,8 @@ class OidcProvider:
     def _subject_claims(grant: Mapping[str, Any]) -> dict[str, Any]:
         """sub, and unionid when known; name and picture with the profile scope."""
         claims: dict[str, Any] = {"sub": grant["openid"]}
+        if grant.get("appid"):  # the account the openid belongs to
+            claims["appid"] = grant["appid"]
         if grant.get("unionid"):
             claims["unionid"] = grant["unionid"]
         if "profile" in grant["scope"]:
@@ -438,3 +448,11 @@ class OidcProvider:
 
 def _is_b64url(value: str) -> bool:
     return value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+
+
+def _wechat_scope(sign_in: SignIn, granted: list[str]) -> str:
+    """What WeChat is asked for: profile needs snsapi_userinfo of an Official Account; a
+    website app has snsapi_login alone, which always reads the profile."""
+    if not sign_in.account.official:
+        return account_scope(sign_in.account, None)
+    return "snsapi_userinfo" if "profile" in granted else "snsapi_base"

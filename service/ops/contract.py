@@ -120,6 +120,27 @@ TOKEN_STATUS_SCHEMA["properties"]["sharedToken"] = {
     "additionalProperties": {"type": "integer", "minimum": 0},
 }
 
+# Every account's (service/accounts.py): the fields above, an Official Account's all of them.
+_PER_ACCOUNT = TOKEN_STATUS_SCHEMA["properties"]
+TOKEN_STATUS_SCHEMA["properties"]["accounts"] = {
+    "type": "object",
+    "description": "Every account by name, the default first; the fields at the top are the "
+    "first Official Account's, as before there were several.",
+    "additionalProperties": {
+        "type": "object",
+        "required": ["kind", "appid", "webTokens"],
+        "additionalProperties": False,
+        "properties": {
+            "kind": {"type": "string", "enum": ["oa", "website"]},
+            "appid": STRING,
+            **{
+                name: _PER_ACCOUNT[name]
+                for name in ("webTokens", "baseToken", "jsapiTicket", "qrcodeBudget", "sharedToken")
+            },
+        },
+    },
+}
+
 TOKENS_STATUS = Operation(
     {
         "tags": ["operations"],

@@ -35,13 +35,19 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         log.warning("not ready: MongoDB did not answer a ping: %s", type(exc).__name__)
         raise NotReady("MongoDB does not answer", field="mongodb", value="unreachable") from None
+    # Every Official Account's base token: a service that cannot act for one is not ready.
+    account = ""
     try:
         async with asyncio.timeout(READY_TOKEN_TIMEOUT):
-            await request.app[keys.BASE_TOKENS].get()
+            for official in request.app[keys.ACCOUNTS].officials():
+                account = official.account.name
+                await official.base_tokens.get()
     except (ServiceError, WeChatError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, ServiceError) else str(exc) or "timed out"
-        log.warning("not ready: no valid base access_token: %s", reason)
+        log.warning("not ready: no valid base access_token for account %s: %s", account, reason)
         raise NotReady(
-            f"no valid WeChat access_token: {reason}", field="base_token", value="unavailable"
+            f"no valid WeChat access_token for account {account}: {reason}",
+            field="base_token",
+            value="unavailable",
         ) from None
     return web.json_response({"status": "ready", "mongodb": "ok", "baseToken": "ok"})

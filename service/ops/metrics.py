@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import keys
+from service.account_services import OfficialServices
 from service.errors import error_middleware
 from service.logs import AccessLogger
 from service.openapi import documented
@@ -31,16 +32,21 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 async def exposition(app: web.Application) -> web.Response:
     """The service's (`app`'s) registry, its token gauges set from the store first."""
     metrics = app[keys.METRICS]
-    status = await app[keys.BASE_TOKENS].status()
-    metrics.base_token_remaining.set(status["remainingSeconds"])
-    ticket = await app[keys.JSAPI_TICKETS].status()
-    metrics.jsapi_ticket_remaining.set(ticket["remainingSeconds"])
-    metrics.lease_held.set(1 if status["leaseHolder"] == app[keys.INSTANCE_ID] else 0)
-    counts = await app[keys.STORE].count_web_tokens_by_status()
-    for state in ("active", "reauth_required", *counts):
-        metrics.web_tokens.labels(state).set(counts.get(state, 0))
-    budget = app[keys.QR_CODES].budget.status()
-    metrics.qrcode_budget_remaining.set(budget["budget"] - budget["used"])
+    for services in app[keys.ACCOUNTS]:
+        name = services.account.name
+        counts = await services.store.count_web_tokens_by_status()
+        for state in ("active", "reauth_required", *counts):
+            metrics.web_tokens.labels(name, state).set(counts.get(state, 0))
+        if not isinstance(services, OfficialServices):
+            continue
+        status = await services.base_tokens.status()
+        metrics.base_token_remaining.labels(name).set(status["remainingSeconds"])
+        ticket = await services.tickets.status()
+        metrics.jsapi_ticket_remaining.labels(name).set(ticket["remainingSeconds"])
+        held = status["leaseHolder"] == app[keys.INSTANCE_ID]
+        metrics.lease_held.labels(name).set(1 if held else 0)
+        budget = services.qr_codes.budget.status()
+        metrics.qrcode_budget_remaining.labels(name).set(budget["budget"] - budget["used"])
     return web.Response(
         body=generate_latest(metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"},

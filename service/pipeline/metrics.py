@@ -49,34 +49,37 @@ class Metrics:
             "wechat_api_calls_total",
             "Calls to WeChat's API, by endpoint and errcode (0 = success; 'http', 'timeout', "
             "'unreachable' when no errcode came back)",
-            ("endpoint", "errcode"),
+            ("account", "endpoint", "errcode"),
             registry=self.registry,
         )
         self.token_refresh_failures = Counter(
             "wechat_token_refresh_failures_total",
-            "Failed renewals, by token kind (base, web)",
-            ("kind",),
+            "Failed renewals, by account and token kind (base, jsapi_ticket, web)",
+            ("account", "kind"),
             registry=self.registry,
         )
         self.base_token_remaining = Gauge(
             "wechat_base_token_remaining_seconds",
-            "Seconds the stored base access_token has left (0 when none is valid)",
+            "Seconds the stored base access_token has left (0 when none is valid), by account",
+            ("account",),
             registry=self.registry,
         )
         self.jsapi_ticket_remaining = Gauge(
             "wechat_jsapi_ticket_remaining_seconds",
-            "Seconds the stored JS-SDK jsapi_ticket has left (0 when none is valid)",
+            "Seconds the stored JS-SDK jsapi_ticket has left (0 when none is valid), by account",
+            ("account",),
             registry=self.registry,
         )
         self.lease_held = Gauge(
             "wechat_base_token_lease_held",
-            "1 if this instance holds the base-token lease now",
+            "1 if this instance holds the account's base-token lease now",
+            ("account",),
             registry=self.registry,
         )
         self.web_tokens = Gauge(
             "wechat_web_tokens",
-            "Stored users' web tokens, by state",
-            ("state",),
+            "Stored users' web tokens, by account and state",
+            ("account", "state"),
             registry=self.registry,
         )
         self.push_unreadable = Counter(
@@ -88,13 +91,15 @@ class Metrics:
         self.qrcode_budget_remaining = Gauge(
             "wechat_qrcode_budget_remaining",
             "qrcode/create calls this instance may still make today (QRCODE_DAILY_BUDGET, "
-            "reset at 00:00 Beijing time)",
+            "reset at 00:00 Beijing time), by account",
+            ("account",),
             registry=self.registry,
         )
         self.shared_token_handouts = Counter(
             "shared_access_token_handouts_total",
-            "Base access_tokens handed to other backends (/wechat/access_token), by API key name",
-            ("key",),
+            "Base access_tokens handed to other backends (/wechat/access_token), by account and "
+            "API key name",
+            ("account", "key"),
             registry=self.registry,
         )
         # (route, method, status) -> the counter's and the histogram's children: looking them
@@ -115,8 +120,8 @@ class Metrics:
         series[0].inc()
         series[1].observe(seconds)
 
-    def wechat_call(self, endpoint: str, outcome: int | str) -> None:
-        self.wechat_calls.labels(endpoint, str(outcome)).inc()
+    def wechat_call(self, account: str, endpoint: str, outcome: int | str) -> None:
+        self.wechat_calls.labels(account, endpoint, str(outcome)).inc()
 
-    def shared_token_handout(self, key_name: str) -> None:
-        self.shared_token_handouts.labels(key_name).inc()
+    def shared_token_handout(self, account: str, key_name: str) -> None:
+        self.shared_token_handouts.labels(account, key_name).inc()

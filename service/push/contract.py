@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 from service.openapi import INTERNAL_ERROR, STRING, Operation, error, ref
 from service.params import Choice, Schema, Text
 
@@ -144,3 +147,28 @@ RECEIVE_PUSH = Operation(
     params=(SIGNATURE, TIMESTAMP, NONCE, OPENID, ENCRYPT_TYPE, MSG_SIGNATURE),
     schemas={"WeChatPush": PUSH_SCHEMA},
 )
+
+
+# /wechat/message/{account}: another account's server URL, the same contract.
+ACCOUNT_PATH: Schema = {
+    "name": "account",
+    "in": "path",
+    "required": True,
+    "description": "The account's name in the service's configuration (or its appid): an "
+    "Official Account's server URL (服务器配置) is /wechat/message/<name>; /wechat/message is "
+    "the default account's.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+}
+UNKNOWN_ACCOUNT = error(404, "The path names no Official Account of this service.", "NOT_FOUND")
+
+
+def _of_account(operation: Operation, operation_id: str) -> Operation:
+    spec = copy.deepcopy(operation.spec)
+    spec["operationId"] = operation_id
+    spec["summary"] = spec["summary"] + ", for another account"
+    spec["responses"]["404"] = UNKNOWN_ACCOUNT
+    return dataclasses.replace(operation, spec=spec, path_params=(ACCOUNT_PATH,))
+
+
+VERIFY_ACCOUNT_SERVER_URL = _of_account(VERIFY_SERVER_URL, "verifyAccountServerUrl")
+RECEIVE_ACCOUNT_PUSH = _of_account(RECEIVE_PUSH, "receiveAccountPush")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.accounts import ACCOUNT as ACCOUNT
 from service.openapi import (
     DATE_TIME,
     INTERNAL_ERROR,
@@ -238,7 +239,7 @@ QR_CODE = Operation(
             "500": INTERNAL_ERROR,
         },
     },
-    params=(SCENE, TYPE, EXPIRE_SECONDS, FORMAT, SCALE, BORDER),
+    params=(SCENE, TYPE, EXPIRE_SECONDS, FORMAT, SCALE, BORDER, ACCOUNT),
     schemas={"QrTicket": QR_TICKET_SCHEMA},
     qrcode_budget=True,
 )
@@ -277,7 +278,7 @@ START_QR_LOGIN = Operation(
             "500": INTERNAL_ERROR,
         },
     },
-    params=(LOGIN_REDIRECT_URI, LOGIN_FORMAT, SCALE, BORDER),
+    params=(LOGIN_REDIRECT_URI, LOGIN_FORMAT, SCALE, BORDER, ACCOUNT),
     schemas={"QrLoginStarted": QR_LOGIN_STARTED_SCHEMA},
     qrcode_budget=True,
 )
@@ -321,6 +322,6 @@ QR_LOGIN_STATUS = Operation(
             "schema": {"type": "string", "minLength": 1},
         },
     ),
-    params=(WAIT,),
+    params=(WAIT, ACCOUNT),
     schemas={"QrLoginStatus": QR_LOGIN_STATUS_SCHEMA},
 )

@@ -48,7 +48,8 @@ async def qr_code(request: web.Request) -> web.Response:
     )
     image_format = contract.FORMAT.value(request)
     scale, border = contract.SCALE.value(request), contract.BORDER.value(request)
-    ticket = await app[keys.QR_CODES].obtain(kind, scene, expire_seconds)
+    services = app[keys.ACCOUNTS].official(contract.ACCOUNT.read(request), "QR codes")
+    ticket = await services.qr_codes.obtain(kind, scene, expire_seconds)
     return _answer(ticket, image_format, scale, border, app[keys.CLOCK].now())
 
 
@@ -60,8 +61,14 @@ async def start_login(request: web.Request) -> web.Response:
     redirect_uri = contract.LOGIN_REDIRECT_URI.read(request)
     image_format = contract.LOGIN_FORMAT.value(request)
     scale, border = contract.SCALE.value(request), contract.BORDER.value(request)
-    started = await app[keys.QR_SIGN_IN].start(redirect_uri)
-    poll = str(request.app.router["qr_login_status"].url_for(scene=started.scene))
+    account = contract.ACCOUNT.read(request)
+    services = app[keys.ACCOUNTS].official(account, "QR sign-in codes")
+    started = await services.qr_sign_in.start(redirect_uri)
+    poll_url = request.app.router["qr_login_status"].url_for(scene=started.scene)
+    # The session is the account's: its poll names it (the default's needs no name).
+    if services is not app[keys.ACCOUNTS].default:
+        poll_url = poll_url.with_query(account=services.account.name)
+    poll = str(poll_url)
     headers = {"Cache-Control": "no-store", "Location": poll, "X-QR-Scene": started.scene}
     if image_format != "json":
         image = codes.render(started.url, image_format, scale, border)
@@ -86,5 +93,6 @@ async def login_state(request: web.Request) -> web.Response:
     """pending, scanned, expired, or confirmed with the JWT (handed out once); `wait` long-polls."""
     app = request.app
     wait = contract.WAIT.value(request)
-    body = await app[keys.QR_SIGN_IN].status(request.match_info["scene"], wait)
+    services = app[keys.ACCOUNTS].official(contract.ACCOUNT.read(request), "QR sign-in sessions")
+    body = await services.qr_sign_in.status(request.match_info["scene"], wait)
     return web.json_response(body, headers={"Cache-Control": "no-store"})

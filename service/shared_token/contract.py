@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
+from service.accounts import ACCOUNT as ACCOUNT
 from service.openapi import INTERNAL_ERROR, NO_STORE, STRING, Operation, error, json_content, ref
-from service.params import Schema, Text
+from service.params import Schema
 from service.shared_token.handout import INVALIDATE_MIN_AGE
-
-ACCOUNT = Text(
-    "account",
-    "The account: `default` or its appid (the one account configured); may be left out.",
-    pattern=re.compile(r"[A-Za-z0-9_-]{1,64}"),
-    max_length=64,
-    example="default",
-)
 
 SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
 

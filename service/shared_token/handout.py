@@ -11,7 +11,7 @@ A caller whose WeChat call met 40001 reports the token it was given; the keeper'
 compare-and-set drops it only if it is still the stored one. A token younger than
 INVALIDATE_MIN_AGE is not dropped (429), so no caller can make the service fetch in a loop.
 
-One account today; an `account` argument names it (`default` or its appid), so more can come.
+One SharedToken per Official Account (service/wiring.py); `?account=` chooses it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 from service.clock import Clock
 from service.config import parse_api_keys
-from service.errors import Forbidden, InvalidParameter, ServiceError, Unauthorized
+from service.errors import Forbidden, ServiceError, Unauthorized
 from service.store.queries import Store
 from service.tokens.base import READER_MARGIN, BaseTokenKeeper
 from service.wechat.client import WeChatError
@@ -34,8 +34,6 @@ from service.wechat.client import WeChatError
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
-# The one account's name; its appid names it too.
-DEFAULT_ACCOUNT = "default"
 # A kept token is not dropped on a caller's word before it is this old (seconds): at most one
 # caller-caused fetch per this long, whatever callers report.
 INVALIDATE_MIN_AGE = 60
@@ -111,15 +109,6 @@ class SharedToken:
             raise Forbidden("wrong API key", field=API_KEY_HEADER, value="…")
         return found
 
-    def check_account(self, account: str | None) -> None:
-        """Only the one account exists: `default`, or its appid."""
-        if account is not None and account not in (DEFAULT_ACCOUNT, self.appid):
-            raise InvalidParameter(
-                f"account must be {DEFAULT_ACCOUNT} or this account's appid",
-                field="account",
-                value=account,
-            )
-
     # -- reading --------------------------------------------------------------------------------
 
     async def hand_out(self, caller: str) -> dict[str, Any]:
@@ -144,7 +133,7 @@ class SharedToken:
         token, expires_at = kept
         self.handed_out[caller] += 1
         self._on_handout(caller)
-        log.info("base access_token handed out to %s", caller)
+        log.info("base access_token of %s handed out to %s", self.appid, caller)
         return {
             "accessToken": token,
             "expiresIn": max(0, math.floor(expires_at - self._clock.now())),
@@ -178,7 +167,9 @@ class SharedToken:
             age = now - doc["fetchedAt"].timestamp()
             if age < INVALIDATE_MIN_AGE:
                 log.info(
-                    "%s reported the base access_token rejected; it is too new to drop", caller
+                    "%s reported the base access_token of %s rejected; it is too new to drop",
+                    caller,
+                    self.appid,
                 )
                 raise TokenTooNew(
                     f"this access_token was fetched {max(0, math.floor(age))} s ago; a token is "
@@ -187,7 +178,7 @@ class SharedToken:
                     headers={"Retry-After": str(max(1, math.ceil(INVALIDATE_MIN_AGE - age)))},
                 )
         result = "invalidated" if await self._keeper.invalidate(token) else "alreadyReplaced"
-        log.info("%s reported the base access_token rejected: %s", caller, result)
+        log.info("%s reported the base access_token of %s rejected: %s", caller, self.appid, result)
         return {"result": result}
 
     def status(self) -> dict[str, int]:

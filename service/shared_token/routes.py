@@ -10,27 +10,36 @@ from service import keys
 from service.errors import InvalidParameter, MissingParameter
 from service.openapi import documented
 from service.shared_token import contract
-from service.shared_token.handout import API_KEY_HEADER
+from service.shared_token.handout import API_KEY_HEADER, SharedToken
 
 routes = web.RouteTableDef()
 NO_STORE = {"Cache-Control": "no-store"}
 
 
+def _caller_and_token(request: web.Request, account: str | None) -> tuple[str, SharedToken]:
+    """Who calls (401/403 first, so an unknown caller learns nothing of the accounts), and the
+    named Official Account's shared token."""
+    accounts = request.app[keys.ACCOUNTS]
+    officials = accounts.officials()
+    # Every account's SharedToken holds the same API_KEYS.
+    caller = (
+        officials[0].shared_token.caller(request.headers.get(API_KEY_HEADER)) if officials else ""
+    )
+    services = accounts.official(account, "base access tokens")
+    return caller, services.shared_token
+
+
 @routes.get("/wechat/access_token")
 @documented(contract.ACCESS_TOKEN)
 async def access_token(request: web.Request) -> web.Response:
-    shared = request.app[keys.SHARED_TOKEN]
-    caller = shared.caller(request.headers.get(API_KEY_HEADER))
-    shared.check_account(contract.ACCOUNT.read(request))
+    caller, shared = _caller_and_token(request, contract.ACCOUNT.read(request))
     return web.json_response(await shared.hand_out(caller), headers=NO_STORE)
 
 
 @routes.post("/wechat/access_token/invalidate")
 @documented(contract.INVALIDATE)
 async def invalidate(request: web.Request) -> web.Response:
-    shared = request.app[keys.SHARED_TOKEN]
-    caller = shared.caller(request.headers.get(API_KEY_HEADER))
-    shared.check_account(contract.ACCOUNT.read(request))
+    caller, shared = _caller_and_token(request, contract.ACCOUNT.read(request))
     token = await _reported_token(request)
     return web.json_response(await shared.invalidate(caller, token), headers=NO_STORE)
 

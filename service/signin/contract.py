@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.accounts import ACCOUNT as ACCOUNT
 from service.errors import InvalidCode, InvalidCodeVerifier, InvalidState
 from service.openapi import (
     DATE_TIME,
@@ -23,13 +24,13 @@ from service.signin.flow import (
     CODE_CHALLENGE_PATTERN,
     CODE_PATTERN,
     CODE_VERIFIER_PATTERN,
-    DEFAULT_SCOPE,
     MAX_URL_LENGTH,
     SCOPES,
     STATE_PATTERN,
+    WEBSITE_SCOPE,
 )
 
-SCOPE_SCHEMA: Schema = {"type": "string", "enum": list(SCOPES)}
+SCOPE_SCHEMA: Schema = {"type": "string", "enum": [*SCOPES, WEBSITE_SCOPE]}
 
 # -- query parameters -------------------------------------------------------------------------
 
@@ -59,9 +60,10 @@ CALLBACK = Text(
 )
 SCOPE = Choice(
     "scope",
-    "snsapi_base: silent, openid only; snsapi_userinfo: consent page, nickname and avatar.",
-    choices=SCOPES,
-    default=DEFAULT_SCOPE,
+    "An Official Account's snsapi_base (the default: silent, openid only) or snsapi_userinfo "
+    "(consent page, nickname and avatar); a website app's snsapi_login (its only scope, and "
+    "its default: a QR code to confirm on the phone, nickname and avatar).",
+    choices=(*SCOPES, WEBSITE_SCOPE),
 )
 CODE_CHALLENGE = Text(
     "codeChallenge",
@@ -285,7 +287,7 @@ AUTHORIZE = Operation(
             "500": INTERNAL_ERROR,
         },
     },
-    params=(REDIRECT_URI, CALLBACK, SCOPE, CODE_CHALLENGE, CODE_CHALLENGE_METHOD),
+    params=(REDIRECT_URI, CALLBACK, SCOPE, CODE_CHALLENGE, CODE_CHALLENGE_METHOD, ACCOUNT),
     schemas={"JwtClaims": CLAIMS_SCHEMA},
 )
 
@@ -442,7 +444,7 @@ LOGIN = Operation(
             "500": INTERNAL_ERROR,
         },
     },
-    params=(REDIRECT_URI, SCOPE),
+    params=(REDIRECT_URI, SCOPE, ACCOUNT),
 )
 
 JWKS = Operation(

@@ -9,12 +9,13 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
 from urllib.parse import quote, urlsplit
 
+from service.accounts import Account
 from service.app_jwt.issuer import JwtIssuer
 from service.config import Settings, origin_of
 from service.errors import (
@@ -40,6 +41,10 @@ from service.wechat.upstream import upstream_error
 log = logging.getLogger(__name__)
 
 SCOPES = ("snsapi_base", "snsapi_userinfo")
+# A website app's (网站应用, WeChat_Login) one scope: the person confirms on their phone, and the
+# token reads their profile as snsapi_userinfo's does.
+WEBSITE_SCOPE = "snsapi_login"
+PROFILE_SCOPES = ("snsapi_userinfo", WEBSITE_SCOPE)
 # WeChat echoes `state` only if it is 1..128 of [a-zA-Z0-9]; 32 of 62 symbols is ~190 bits.
 STATE_LENGTH = 32
 STATE_PATTERN = re.compile(r"[A-Za-z0-9]{1,128}")
@@ -273,10 +278,35 @@ def _checked_app_url(name: str, value: str, allowed_origins: frozenset[str]) -> 
     return value
 
 
+def account_scope(account: Account, requested: str | None) -> str:
+    """The scope to ask WeChat for: an Official Account's snsapi_base (default) or
+    snsapi_userinfo; a website app's snsapi_login, its only one."""
+    if not account.official:
+        if requested not in (None, WEBSITE_SCOPE):
+            raise InvalidParameter(
+                f"account {account.name} is a website app: its only scope is snsapi_login",
+                field="scope",
+                value=requested,
+            )
+        return WEBSITE_SCOPE
+    if requested == WEBSITE_SCOPE:
+        raise InvalidParameter(
+            f"snsapi_login is a website app's scope; account {account.name} is an Official "
+            "Account (snsapi_base or snsapi_userinfo)",
+            field="scope",
+            value=requested,
+        )
+    return requested or DEFAULT_SCOPE
+
+
 def authorization_url(settings: Settings, callback: str, scope: str, state: str) -> str:
+    """WeChat's page for the account of `settings` (Settings.for_account): connect/qrconnect
+    for a website app's snsapi_login, connect/oauth2/authorize for an Official Account."""
+    # WeChat_Login's desktop page with the QR code has no forcePopup.
+    popup = "" if scope == WEBSITE_SCOPE else "&forcePopup=false"
     return (
         _authorization_url_start(open_base(settings), settings.wechat_appid, callback, scope)
-        + f"&state={state}&forcePopup=false#wechat_redirect"
+        + f"&state={state}{popup}#wechat_redirect"
     )
 
 
@@ -284,8 +314,9 @@ def authorization_url(settings: Settings, callback: str, scope: str, state: str)
 def _authorization_url_start(open_base: str, appid: str, callback: str, scope: str) -> str:
     # Everything but the state, the same for every sign-in of an app: percent-encoded once.
     # WeChat checks the parameter order (appid first) and needs the #wechat_redirect fragment.
+    page = "qrconnect" if scope == WEBSITE_SCOPE else "oauth2/authorize"
     return (
-        f"{open_base}/connect/oauth2/authorize"
+        f"{open_base}/connect/{page}"
         f"?appid={quote(appid, safe='')}"
         f"&redirect_uri={quote(callback, safe='')}"
         f"&response_type=code&scope={scope}"
@@ -318,10 +349,15 @@ class SignIn:
     """Web authorization for the app: a single-use state out, WeChat's code back in, the app's
     JWT issued once the state's binding holds."""
 
-    settings: Settings
-    store: Store
+    account: Account
+    settings: Settings  # the account's (Settings.for_account)
+    store: Store  # scoped to the account
     wechat: WeChatClient
     jwt: JwtIssuer
+
+    def authorization_url(self, callback: str, scope: str, state: str) -> str:
+        """This account's WeChat page for a state stored elsewhere (the OIDC front door)."""
+        return authorization_url(self.settings, callback, scope, state)
 
     async def begin(
         self, request: AuthorizationRequest, *, binding_secret: str | None = None
@@ -340,6 +376,7 @@ class SignIn:
             retention=self.settings.state_retention,
             code_challenge=request.code_challenge,
             binding_hash=_binding_hash(binding_secret) if binding_secret else None,
+            account=self.account.name,
         )
         return authorization_url(self.settings, request.callback, request.scope, state)
 
@@ -349,8 +386,8 @@ class SignIn:
         url = await self.begin(request, binding_secret=secret)
         return Started(url, binding_cookie(self.settings, secret))
 
-    async def retry(
-        self, state: str, presented: str | None, code_verifier: str | None = None
+    async def retry_found(
+        self, doc: dict[str, Any], presented: str | None, code_verifier: str | None
     ) -> Started:
         """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
         bound as that one was: the same codeChallenge, or the requesting browser's cookie (so the
@@ -359,11 +396,6 @@ class SignIn:
         A PKCE state is renewed only for whoever shows its verifier: a state string is no secret
         (it travels in URLs), and a renewed challenge in anyone's hands would let them start a
         sign-in of their own that the victim's page, holding the verifier, then completes."""
-        doc = await self.store.find_state(state)
-        if doc is None:
-            raise InvalidState(
-                "unknown state: start signing in again from the app", field="state", value=state
-            )
         _check_verifier(doc, code_verifier)
         if doc.get("bindingHash"):
             request = parse_login_request(self.settings, doc["redirectUri"], doc["scope"])
@@ -379,26 +411,24 @@ class SignIn:
         )
         return Started(await self.begin(request))
 
-    async def complete(
+    async def complete_found(
         self,
-        state: str,
+        live: dict[str, Any],
         code: str,
         *,
         code_verifier: str | None = None,
         presented_secret: str | None = None,
         cookie_name: str = BINDING_COOKIE,
     ) -> Completed:
-        """Check the state's binding, consume it, exchange the code, record the user and token,
-        issue the app's JWT."""
-        live = await self.store.find_live_state(state)
-        if live is None:
-            raise await self._state_unusable(state)
+        """Check a live state's binding, consume it, exchange the code, record the user and
+        token, issue the app's JWT."""
+        state = live["_id"]
         # Before consuming: a failed check leaves the state to whoever holds its binding.
         _check_binding(live, code_verifier, presented_secret, cookie_name)
 
         doc = await self.store.consume_state(state)
         if doc is None:  # used or expired by a concurrent request since the check
-            raise await self._state_unusable(state)
+            raise await self.state_unusable(state)
 
         async def release() -> None:
             await self.store.release_state(doc)
@@ -449,9 +479,9 @@ class SignIn:
                 value=1,
             )
 
-        scope = web_token.scope if web_token.scope in SCOPES else requested_scope
+        scope = web_token.scope if web_token.scope in (*SCOPES, WEBSITE_SCOPE) else requested_scope
         profile = None
-        if scope == "snsapi_userinfo":
+        if scope in PROFILE_SCOPES:
             profile = await self._fetch_profile(web_token.access_token, web_token.openid)
         unionid = web_token.unionid or (profile or {}).get("unionid") or None
         user = await self.store.record_login(web_token.openid, unionid, _profile_fields(profile))
@@ -465,7 +495,7 @@ class SignIn:
         )
         return user, scope
 
-    async def _state_unusable(self, state: str) -> InvalidState:
+    async def state_unusable(self, state: str) -> InvalidState:
         """Why a state cannot complete, told apart by `details` for pages to act on (see
         EXCHANGE_CODE in signin/contract.py): unknown (`state`, the state as sent), already used
         (STATE_USED_FIELD, when: ISO 8601 UTC) or expired (STATE_EXPIRED_FIELD, when)."""
@@ -495,6 +525,60 @@ class SignIn:
         except WeChatError as exc:
             log.warning("sign-in continues without a profile: %s", exc)
             return None
+
+
+@dataclass(frozen=True)
+class SignIns:
+    """Every account's SignIn, by name, the first the default. A state remembers the account it
+    was started for, so finishing or retrying a sign-in needs no account from the caller."""
+
+    by_name: Mapping[str, SignIn]
+
+    @property
+    def default(self) -> SignIn:
+        return next(iter(self.by_name.values()))
+
+    def _of(self, doc: dict[str, Any]) -> SignIn:
+        # A state from before several accounts names none: it was the default's.
+        sign_in = self.by_name.get(doc.get("account") or self.default.account.name)
+        if sign_in is None:  # its account was removed from the configuration since
+            raise InvalidState(
+                "this sign-in's account is no longer served: start signing in again",
+                field="state",
+                value=doc["_id"],
+            )
+        return sign_in
+
+    async def complete(
+        self,
+        state: str,
+        code: str,
+        *,
+        code_verifier: str | None = None,
+        presented_secret: str | None = None,
+        cookie_name: str = BINDING_COOKIE,
+    ) -> Completed:
+        default = self.default
+        live = await default.store.find_live_state(state)
+        if live is None:
+            raise await default.state_unusable(state)
+        return await self._of(live).complete_found(
+            live,
+            code,
+            code_verifier=code_verifier,
+            presented_secret=presented_secret,
+            cookie_name=cookie_name,
+        )
+
+    async def retry(
+        self, state: str, presented: str | None, code_verifier: str | None = None
+    ) -> Started:
+        doc = await self.default.store.find_state(state)
+        if doc is None:
+            raise InvalidState(
+                "unknown state: start signing in again from the app", field="state", value=state
+            )
+        return await self._of(doc).retry_found(doc, presented, code_verifier)
 
 
 def _check_binding(

@@ -78,7 +78,12 @@ async def index(request: web.Request) -> web.Response:
     return page(
         request,
         "demo.html",
-        {"appid": settings.wechat_appid, "landing_url": landing_url},
+        {
+            "appid": settings.wechat_appid,
+            "landing_url": landing_url,
+            # Sandbox mode's second Official Account and website app, each a sign-in of its own.
+            "other_accounts": settings.all_accounts[1:],
+        },
         branding=_branding(request),
     )
 

@@ -52,11 +52,12 @@ def _set_binding_cookie(response: web.StreamResponse, cookie: flow.BindingCookie
 @documented(contract.AUTHORIZE)
 async def authorize(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
+    services = request.app[keys.ACCOUNTS].get(contract.ACCOUNT.read(request))
     auth_request = flow.parse_authorization_request(
         settings,
         contract.REDIRECT_URI.value(request),
         contract.CALLBACK.value(request),
-        contract.SCOPE.value(request),
+        flow.account_scope(services.account, contract.SCOPE.read(request)),
         contract.CODE_CHALLENGE.read(request),
         contract.CODE_CHALLENGE_METHOD.read(request),
     )
@@ -66,9 +67,14 @@ async def authorize(request: web.Request) -> web.Response:
             claims = request.app[keys.JWT].verify(token)
         except Unauthorized:
             claims = None  # a stale token just means: sign in again
-        if claims and scope_covers(claims["scope"], auth_request.scope):
+        # Only a token of this account: an openid means nothing in another one.
+        if (
+            claims
+            and claims.get("appid", services.account.appid) == services.account.appid
+            and scope_covers(claims["scope"], auth_request.scope)
+        ):
             return web.json_response(claims)
-    url = await request.app[keys.SIGN_IN].begin(auth_request)
+    url = await services.sign_in.begin(auth_request)
     _authorization_needed(flow.Started(url))
 
 
@@ -77,12 +83,13 @@ async def authorize(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     """A top-level navigation: bind a state to this browser, then off to WeChat."""
     settings = request.app[keys.SETTINGS]
+    services = request.app[keys.ACCOUNTS].get(contract.ACCOUNT.read(request))
     auth_request = flow.parse_login_request(
         settings,
         contract.REDIRECT_URI.value(request),
-        contract.SCOPE.value(request),
+        flow.account_scope(services.account, contract.SCOPE.read(request)),
     )
-    started = await request.app[keys.SIGN_IN].begin_login(
+    started = await services.sign_in.begin_login(
         auth_request, request.cookies.get(flow.binding_cookie_name(settings))
     )
     response = web.Response(
@@ -102,7 +109,7 @@ async def retry(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     state = contract.STATE.value(request)
     code_verifier = contract.CODE_VERIFIER.read(request)
-    started = await request.app[keys.SIGN_IN].retry(
+    started = await request.app[keys.SIGN_INS].retry(
         state, request.cookies.get(flow.binding_cookie_name(settings)), code_verifier
     )
     _authorization_needed(started)
@@ -116,7 +123,7 @@ async def jwt(request: web.Request) -> web.Response:
     state = contract.STATE.value(request)
     code = contract.CODE.value(request)
     code_verifier = contract.CODE_VERIFIER.read(request)
-    completed = await request.app[keys.SIGN_IN].complete(
+    completed = await request.app[keys.SIGN_INS].complete(
         state,
         code,
         code_verifier=code_verifier,

@@ -1,24 +1,24 @@
-"""The upkeep scheduler: APScheduler jobs that keep the base token and web tokens fresh.
+"""The upkeep scheduler: APScheduler jobs that keep each account's tokens fresh.
 
 The jobs are plain coroutines with their dependencies injected, so tests drive them with a
-manual clock; this module only wires them to the app and to the scheduler.
+manual clock; this module only puts them on the scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pymongo.errors import PyMongoError
 
-from service import keys
+from service.accounts import DEFAULT_ACCOUNT
 from service.config import Settings
 from service.errors import UpstreamError
-from service.tokens.base import BaseTokenKeeper, KeeperDependencies
+from service.tokens.base import BaseTokenKeeper
 from service.tokens.jsapi import TicketKeeper
 from service.tokens.web import WebTokenSweeper
 from service.wechat.client import (
@@ -39,14 +39,21 @@ async def run_job(name: str, job: Callable[[], Awaitable[Any]]) -> None:
         log.exception("%s failed unexpectedly", name)
 
 
-def start_scheduler(
-    *,
-    keeper: BaseTokenKeeper,
-    sweeper: WebTokenSweeper,
-    settings: Settings,
-    tickets: TicketKeeper | None = None,
-) -> AsyncIOScheduler:
-    """APScheduler jobs with jitter, so instances started together do not wake in lock-step."""
+@dataclass(frozen=True, kw_only=True)
+class Upkeep:
+    """One account's jobs: its users' web tokens, and an Official Account's base token and
+    jsapi_ticket."""
+
+    name: str
+    sweeper: WebTokenSweeper
+    keeper: BaseTokenKeeper | None = None
+    tickets: TicketKeeper | None = None
+
+
+def start_scheduler(*, upkeeps: Sequence[Upkeep], settings: Settings) -> AsyncIOScheduler:
+    """APScheduler jobs with jitter, so instances started together do not wake in lock-step.
+    The default account's jobs are named base_token, jsapi_ticket, web_tokens; another's add
+    `:<name>`."""
     scheduler = AsyncIOScheduler(timezone=UTC)
 
     def every(
@@ -65,23 +72,32 @@ def start_scheduler(
             **kw,
         )
 
-    every(
-        settings.token_check_interval,
-        "base_token",
-        "base access_token renewal",
-        keeper.renew_if_due,
-        next_run_time=datetime.now(UTC) + timedelta(seconds=1),  # once the server listens
-    )
-    if tickets is not None:
-        # Only once a ticket was asked for (TicketKeeper.renew_if_due); then ahead of expiry.
-        every(
-            settings.token_check_interval,
-            "jsapi_ticket",
-            "jsapi_ticket renewal",
-            tickets.renew_if_due,
-        )
-    if settings.web_token_keep_alive != "none":  # noqa: S105
-        every(settings.web_token_sweep_interval, "web_tokens", "web token sweep", sweeper.sweep)
+    for upkeep in upkeeps:
+        suffix = "" if upkeep.name == DEFAULT_ACCOUNT else f":{upkeep.name}"
+        of = "" if upkeep.name == DEFAULT_ACCOUNT else f" of {upkeep.name}"
+        if upkeep.keeper is not None:
+            every(
+                settings.token_check_interval,
+                f"base_token{suffix}",
+                f"base access_token renewal{of}",
+                upkeep.keeper.renew_if_due,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=1),  # once the server listens
+            )
+        if upkeep.tickets is not None:
+            # Only once a ticket was asked for (TicketKeeper.renew_if_due); then ahead of expiry.
+            every(
+                settings.token_check_interval,
+                f"jsapi_ticket{suffix}",
+                f"jsapi_ticket renewal{of}",
+                upkeep.tickets.renew_if_due,
+            )
+        if settings.web_token_keep_alive != "none":  # noqa: S105
+            every(
+                settings.web_token_sweep_interval,
+                f"web_tokens{suffix}",
+                f"web token sweep{of}",
+                upkeep.sweeper.sweep,
+            )
     scheduler.start()
     return scheduler
 
@@ -95,40 +111,3 @@ def scheduler_status(scheduler: AsyncIOScheduler | None) -> dict[str, Any]:
         for job in scheduler.get_jobs()
     ]
     return {"running": bool(scheduler.running), "jobs": jobs}
-
-
-async def token_upkeep_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The base token keeper and the web token sweeper, and the scheduler that runs them."""
-    settings = app[keys.SETTINGS]
-    failures = app[keys.METRICS].token_refresh_failures
-
-    def count_failure(kind: str) -> None:
-        failures.labels(kind).inc()
-
-    # What every keeper and the sweeper are given (typed: mypy checks the unpacking).
-    shared: KeeperDependencies = {
-        "store": app[keys.STORE],
-        "wechat": app[keys.WECHAT],
-        "settings": settings,
-        "clock": app[keys.CLOCK],
-        "instance_id": app[keys.INSTANCE_ID],
-        "on_failure": count_failure,
-    }
-    keeper = BaseTokenKeeper(**shared)
-    sweeper = WebTokenSweeper(**shared)
-    tickets = TicketKeeper(base_tokens=keeper, **shared)
-    app[keys.BASE_TOKENS] = keeper
-    app[keys.JSAPI_TICKETS] = tickets
-    app[keys.WEB_TOKENS] = sweeper
-    scheduler = (
-        start_scheduler(keeper=keeper, sweeper=sweeper, settings=settings, tickets=tickets)
-        if settings.token_upkeep
-        else None
-    )
-    if scheduler is not None:
-        app[keys.SCHEDULER] = scheduler
-    yield
-    if scheduler is not None:
-        scheduler.shutdown(wait=False)
-    await keeper.release()
-    await tickets.release()

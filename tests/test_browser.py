@@ -16,6 +16,7 @@ import pytest
 
 from service import keys
 from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
+from service.sandbox.users import website_openid
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
@@ -223,3 +224,32 @@ async def test_the_desktop_page_says_why_a_scan_did_not_sign_in(
     assert "WeChat could not confirm" in dom
     assert 'id="qr-renew" class=""' in dom  # the "Show a new code" button
     assert 'id="claims"' not in dom
+
+
+async def test_the_website_app_button_signs_in_on_the_desktop_page(
+    sandbox_service, browser, tmp_path
+):
+    """make run's third account: the demo's website-app button goes through /wechat/login to
+    WeChat_Login's desktop page (connect/qrconnect), the phone confirms, and Chromium lands with
+    a JWT of the website app: its own openid, the person's unionid."""
+    base = sandbox_service
+    link = await demo_link(browser, base, "sign-in-web")
+    assert link.startswith("/wechat/login?") and "account=web" in link
+    page = asyncio.create_task(dump_dom(f"{base}{link}", tmp_path))
+    user = SANDBOX_USERS[0]
+    for _ in range(200):  # the desktop page opens its session as soon as it loads
+        pending = await (await browser.get(f"{base}/sandbox/_sandbox/api/qrconnect")).json()
+        if pending["logins"] or page.done():
+            break
+        await asyncio.sleep(0.05)
+    assert pending["logins"], "the desktop page never showed a code"
+    await asyncio.sleep(0.3)  # its long poll is held first
+    confirm = await browser.post(
+        f"{base}/sandbox/_sandbox/api/qrconnect/confirm",
+        json={"uuid": pending["logins"][0]["uuid"], "openid": user.openid},
+    )
+    assert confirm.status == 200, await confirm.text()
+    dom = await page
+    assert 'id="claims"' in dom, dom
+    assert website_openid(user) in dom and user.unionid in dom
+    assert user.openid not in dom  # the account's openid is not the website app's

@@ -101,6 +101,13 @@ class SnapshotUser(Forbidden):
     name = "SNAPSHOT_USER"
 
 
+class UserNotLinked(ServiceError):
+    """The person has no record in the account asked about that their unionid links to."""
+
+    status = 404
+    name = "USER_NOT_LINKED"
+
+
 class NotReady(ServiceError):
     status = 503
     name = "NOT_READY"

@@ -515,18 +515,28 @@ async def test_the_follow_check_asks_the_account_of_the_token(accounts, browser)
     )
     assert unfollowed.status == 200, await unfollowed.text()
 
-    async def subscribed(token: str) -> bool:
-        resp = await service.get("/wechat/subscribed", headers={"Authorization": f"Bearer {token}"})
+    async def subscribed(token: str, **params: str) -> bool:
+        headers = {"Authorization": f"Bearer {token}"}
+        resp = await service.get("/wechat/subscribed", params=params, headers=headers)
         assert resp.status == 200, await resp.text()
         return (await resp.json())["subscribed"]
 
     assert await subscribed(second["token"]) is False
     assert await subscribed(default["token"]) is True
+    # A website app's sign-in asks an Official Account through the unionid linking the person's
+    # records: the first one by default, or the one named.
     web = await website_sign_in(service, browser)
+    assert await subscribed(web["token"]) is True
+    assert await subscribed(web["token"], account="second") is False
+    assert await subscribed(default["token"], account="second") is False
+    # Someone the second account has never seen cannot be looked up there.
+    other = await website_sign_in(service, browser, SANDBOX_USERS[1])
     resp = await service.get(
-        "/wechat/subscribed", headers={"Authorization": f"Bearer {web['token']}"}
+        "/wechat/subscribed",
+        params={"account": "second"},
+        headers={"Authorization": f"Bearer {other['token']}"},
     )
-    assert resp.status == 401
+    assert_error_shape(await resp.json(), 404, "USER_NOT_LINKED", "unionid")
 
 
 async def test_each_account_refreshes_its_own_users_web_tokens(accounts, browser, clock, emulator):

@@ -604,6 +604,15 @@ async def test_follow_check_answers_as_documented(client, make_client, browser, 
     for headers in ({}, bearer("not.a.jwt"), {"Authorization": "Basic dXNlcjpwYXNz"}):
         resp = await client.get("/wechat/subscribed", headers=headers)
         assert (await contract.check(resp, *SUBSCRIBED))["status"] == 401
+    resp = await client.get(
+        "/wechat/subscribed", params={"account": "nobody"}, headers=bearer(token)
+    )
+    assert (await contract.check(resp, *SUBSCRIBED))["name"] == "INVALID_PARAMETER"
+    # Another account that knows nobody by this token's unionid (snsapi_base gave none).
+    two = await make_client(accounts=(SECOND,))
+    token = (await sign_in(two, browser, FOLLOWER.openid))["token"]
+    resp = await two.get("/wechat/subscribed", params={"account": "second"}, headers=bearer(token))
+    assert (await contract.check(resp, *SUBSCRIBED))["name"] == "USER_NOT_LINKED"
     emulator.faults.set("http_error", paths=["cgi-bin/user/info"], status=503, count=1)
     resp = await client.get("/wechat/subscribed", headers=bearer(token))
     assert (await contract.check(resp, *SUBSCRIBED))["name"] == "WECHAT_UNAVAILABLE"

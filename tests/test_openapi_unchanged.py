@@ -44,6 +44,14 @@ FIXES: list[tuple[str, str, str, str]] = [
         "the JWKS now carries the ID tokens' key too (issue 13)",
     ),
     (
+        "/paths/~1wechat~1subscribed/get/description",
+        "stores the answer on the user.",
+        "stores the answer on the user. The account is the token's own; with `account`, "
+        "another Official Account, where the person is found by the unionid their sign-in gave "
+        "(a website app's sign-in asking whether they follow the Official Account).",
+        "the follow check can ask another account about the same person (issue 14)",
+    ),
+    (
         "/paths/~1wechat~1jwt/get/responses/400/description",
         "INVALID_STATE (malformed, unknown, expired or already used)",
         "INVALID_STATE (malformed or unknown: `details.field` `state`; already used: "
@@ -167,6 +175,12 @@ ADDED: list[tuple[str, str]] = [
         "every account's token state (issue 14)",
     ),
     ("/paths/~1wechat~1message~1{account}", "another account's server URL (issue 14)"),
+    (
+        "/paths/~1wechat~1subscribed/get/parameters",
+        "?account= asks another Official Account, through the unionid (issue 14)",
+    ),
+    ("/paths/~1wechat~1subscribed/get/responses/400", "an unknown account (issue 14)"),
+    ("/paths/~1wechat~1subscribed/get/responses/404", "USER_NOT_LINKED (issue 14)"),
     *(
         (f"{pointer}/parameters/{index}", "?account= names one of several accounts (issue 14)")
         for pointer, index in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.accounts import ACCOUNT as ACCOUNT
 from service.openapi import (
     INTERNAL_ERROR,
     NO_STORE,
@@ -37,7 +38,10 @@ SUBSCRIBED = Operation(
         "operationId": "subscribed",
         "summary": "Does the signed-in user follow the account?",
         "description": "Asks WeChat's cgi-bin/user/info with the account's base "
-        "access_token and stores the answer on the user.",
+        "access_token and stores the answer on the user. The account is the token's own; with "
+        "`account`, another Official Account, where the person is found by the unionid their "
+        "sign-in gave (a website app's sign-in asking whether they follow the Official "
+        "Account).",
         "security": [{"bearerJwt": []}],
         "responses": {
             "200": {
@@ -54,9 +58,22 @@ SUBSCRIBED = Operation(
                 ),
                 "headers": {"WWW-Authenticate": WWW_AUTHENTICATE},
             },
+            "400": error(
+                400,
+                "`account` names no Official Account of this service (or is malformed).",
+                "INVALID_PARAMETER",
+            ),
+            "404": error(
+                404,
+                "USER_NOT_LINKED: `account` has no record of the person with the token's "
+                "unionid (they never signed in through it nor were asked about there), or the "
+                "token has no unionid. `details.field` is unionid.",
+                "USER_NOT_LINKED",
+            ),
             **upstream_errors(),
             "500": INTERNAL_ERROR,
         },
     },
+    params=(ACCOUNT,),
     schemas={"Subscription": SUBSCRIPTION_SCHEMA},
 )

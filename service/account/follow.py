@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.clock import utc
+from service.errors import UserNotLinked
 from service.store.queries import Store
 from service.tokens.base import BaseTokenKeeper
 from service.wechat.client import WeChatClient, WeChatError
@@ -26,6 +27,24 @@ class FollowCheck:
             return await self.read(openid)
         except WeChatError as exc:
             raise upstream_error(exc) from None
+
+    async def check_linked(self, unionid: str | None, account: str) -> dict[str, Any]:
+        """check() for a person signed in through another account (a website app, another
+        Official Account): this account's openid for them is found by their unionid."""
+        user = await self.store.find_linked_user(unionid) if unionid else None
+        if user is None:
+            raise UserNotLinked(
+                f"account {account} has no record of this person: "
+                + (
+                    "they have not signed in through it, or been asked about, yet"
+                    if unionid
+                    else "the sign-in gave no unionid (the accounts are not bound to one Open "
+                    "Platform account, or snsapi_base gave none)"
+                ),
+                field="unionid",
+                value=unionid,
+            )
+        return await self.check(user["openid"])
 
     async def read(self, openid: str) -> dict[str, Any]:
         """check(), but WeChat's failure is raised as WeChat's (its errcode kept), for callers

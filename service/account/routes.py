@@ -18,14 +18,21 @@ routes = web.RouteTableDef()
 @documented(contract.SUBSCRIBED)
 async def subscribed(request: web.Request) -> web.Response:
     claims = signed_in_claims(request)
-    # The openid is the account's that signed the person in: that account is asked.
-    services = request.app[keys.ACCOUNTS].by_appid(claims.get("appid"))
-    if not isinstance(services, OfficialServices):
-        raise Unauthorized(
-            "this token's account is not an Official Account of this service: sign in "
-            "through one to ask whether its user follows it",
-            field="Authorization",
-            value="Bearer …",
-        )
-    result = await services.follow.check(claims["sub"])
+    accounts = request.app[keys.ACCOUNTS]
+    own = accounts.by_appid(claims.get("appid"))
+    named = contract.ACCOUNT.read(request)
+    if named is None and isinstance(own, OfficialServices):
+        # The token's own account: its openid (sub) is that account's.
+        result = await own.follow.check(claims["sub"])
+    else:
+        # Another account (a website app's sign-in asking about the Official Account): the
+        # person's record there is found by the unionid that links them.
+        officials = accounts.officials()
+        if named is None and not officials:
+            raise Unauthorized("this service has no Official Account to ask", field="Authorization")
+        target = accounts.official(named, "followers") if named else officials[0]
+        if target is own:
+            result = await target.follow.check(claims["sub"])
+        else:
+            result = await target.follow.check_linked(claims.get("unionid"), target.account.name)
     return web.json_response(result, headers={"Cache-Control": "no-store"})

@@ -456,6 +456,13 @@ class Store:
         """A user's record: an openid names a person within one account only."""
         return {"appid": self.appid, "openid": openid}
 
+    async def find_linked_user(self, unionid: str) -> dict[str, Any] | None:
+        """This account's record of the person whose unionid another account's sign-in gave."""
+        # $type repeats the partial index's filter, so MongoDB knows the index holds them all.
+        return await self.users.find_one(
+            {"appid": self.appid, "unionid": {"$eq": unionid, "$type": "string"}}
+        )
+
     async def linked_users(self, unionid: str) -> list[dict[str, Any]]:
         """One person's records in every account, by appid: unscoped, since the unionid (one per
         person across an Open Platform's accounts) is what links them."""

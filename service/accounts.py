@@ -18,11 +18,11 @@ also as <VARIABLE>_FILE). ACCOUNTS takes the same tables as a JSON array.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from service.config_tables import table_list
 from service.params import Text
 
 DEFAULT_ACCOUNT = "default"
@@ -86,16 +86,8 @@ def secret_variable(name: str, secret: str) -> str:
 
 def parse_accounts(value: object) -> tuple[AccountEntry, ...]:
     """[[accounts]] tables from TOML, or ACCOUNTS as a JSON array of the same objects."""
-    if isinstance(value, str):
-        if not value.strip():
-            return ()
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise AccountConfigError(f"ACCOUNTS is not a JSON array: {exc}") from None
-    if not isinstance(value, list | tuple):
-        raise AccountConfigError("accounts must be a list of account tables")
-    entries = tuple(_entry(item, index) for index, item in enumerate(value))
+    items = table_list(value, "accounts", AccountConfigError)
+    entries = tuple(_entry(item, index) for index, item in enumerate(items))
     for attribute in ("name", "appid"):
         seen = [getattr(entry, attribute) for entry in entries]
         if len(set(seen)) != len(seen):

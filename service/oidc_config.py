@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from service.config_tables import table_list
 
 OIDC_SCOPES = ("openid", "profile")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -61,16 +62,8 @@ def secret_hash(secret: str) -> str:
 
 def parse_clients(value: object) -> tuple[OidcClient, ...]:
     """[[oidc_clients]] tables from TOML, or OIDC_CLIENTS as a JSON array of the same objects."""
-    if isinstance(value, str):
-        if not value.strip():
-            return ()
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ClientConfigError(f"OIDC_CLIENTS is not a JSON array: {exc}") from None
-    if not isinstance(value, list | tuple):
-        raise ClientConfigError("oidc_clients must be a list of client tables")
-    clients = tuple(_client(entry, index) for index, entry in enumerate(value))
+    entries = table_list(value, "oidc_clients", ClientConfigError)
+    clients = tuple(_client(entry, index) for index, entry in enumerate(entries))
     ids = [client.client_id for client in clients]
     if len(set(ids)) != len(ids):
         raise ClientConfigError("oidc_clients: each client_id must be unique")

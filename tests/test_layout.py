@@ -33,6 +33,7 @@ FOUNDATIONS = (
     "listening",
     "oidc_config",
     "accounts",
+    "config_tables",
 )
 FOUNDATION_PACKAGES = ("store", "wechat", "app_jwt", "pipeline")
 # Modules that read the app's resources: the only importers of keys.py.

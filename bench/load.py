@@ -24,10 +24,11 @@ Scenarios (each one operation, counted when it completes inside the measured win
              an encrypted reply (200 with <xml><Encrypt>...).
 
 Every run of every scenario gets a fresh server process (`SANDBOX=1 TOKEN_UPKEEP=0 python -m
-service` on 127.0.0.1 and a free port, or the bare app), started, waited for on /healthz, loaded
-for the warm-up and then the measured window, read (VmHWM, CPU time from /proc) and stopped:
-so peak RSS is that run's own and the embedded store starts empty each time. Runs are
-interleaved (run 1 of every scenario, then run 2, ...) and the table shows medians.
+service` on --host (127.0.0.1) and a port it binds itself, or the bare app), started, waited
+for on /healthz, loaded for the warm-up and then the measured window, read (VmHWM, CPU time
+from /proc) and stopped: so peak RSS is that run's own and the embedded store starts empty
+each time. Runs are interleaved (run 1 of every scenario, then run 2, ...) and the table shows
+medians.
 
 The load comes from `--generators` separate processes (asyncio + aiohttp client), sharing
 `--concurrency` keep-alive connections between them, each connection one worker looping
@@ -61,7 +62,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -115,10 +115,25 @@ DEFAULT_SCENARIOS = ["bare", "authorize", "signin", "verify", "push"]
 # -- servers -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+class Ports:
+    """Where servers listen: --port-base and the ports after it, one per server started; without
+    it, port 0: each server binds a free port itself (the service's PORT=0) and logs it, so
+    nothing can take the port between choosing and binding it, beside other servers."""
+
+    def __init__(self, base: int | None) -> None:
+        self._next = base
+
+    def take(self) -> int:
+        if self._next is None:
+            return 0
+        port, self._next = self._next, self._next + 1
+        return port
+
+
+PORTS = Ports(None)
+# What the service logs once it listens: its SANDBOX line names the public URL (WARNING, so it
+# is written at LOG_LEVEL=WARNING too), and its "listening on" line (INFO).
+LISTENING = re.compile(rb"(?:listening on \S+:|http://localhost:)(\d+)")
 
 
 def bare_app(settings: Any = None) -> Any:
@@ -174,9 +189,7 @@ class Server:
         workdir: Path,
         profile_to: str = "",
     ):
-        self.port = free_port()
-        self.base = f"http://{HOST}:{self.port}"
-        self.public = f"http://localhost:{self.port}"
+        self.port = PORTS.take()
         env = {
             **os.environ,
             "LOG_LEVEL": "INFO" if args.access_log else "WARNING",
@@ -187,7 +200,6 @@ class Server:
             SANDBOX="1",
             HOST=HOST,
             PORT=str(self.port),
-            PUBLIC_URL=self.public,
             TOKEN_UPKEEP="0",
             # This measures the service, not its per-client-IP limiter (one client here).
             **dict.fromkeys(RATE_LIMITS, "0"),
@@ -199,7 +211,7 @@ class Server:
         # On MongoDB each run gets a database of its own, dropped when it stops, so every run
         # starts empty as the embedded store does.
         self.mongodb_uri = env.get("MONGODB_URI", "")
-        self.mongodb_db = f"bench_load_{os.getpid()}_{self.port}"
+        self.mongodb_db = f"bench_load_{os.getpid()}_{time.monotonic_ns()}"
         if self.mongodb_uri:
             env["MONGODB_DB"] = self.mongodb_db
         if profile_to:  # cProfile; py-spy attaches to whichever process runs
@@ -210,7 +222,7 @@ class Server:
             cmd = [sys.executable, "-m", "bench.load", "--serve-bare"]
         else:
             cmd = [sys.executable, "-m", "service"]
-        self.log_path = workdir / f"{scenario.name}-{self.port}.log"
+        self.log_path = workdir / f"{scenario.name}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log
@@ -218,11 +230,26 @@ class Server:
         self.pid = self.proc.pid
         self._wait_healthy()
 
+    def _listening_port(self) -> int | None:
+        """The port the server says it bound (PORT=0), once it has said it."""
+        found = LISTENING.search(self.log_path.read_bytes())
+        return int(found.group(1)) if found else None
+
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
+            if not self.port:
+                self.port = self._listening_port() or 0
+                if not self.port:
+                    time.sleep(0.05)
+                    continue
+            self.base = f"http://{HOST}:{self.port}"
+            # PUBLIC_URL at its default (localhost), which sandbox mode widens to the origin
+            # each request reaches it at: on another --host, that one.
+            loopback = HOST in ("127.0.0.1", "0.0.0.0", "localhost")  # noqa: S104
+            self.public = f"http://localhost:{self.port}" if loopback else self.base
             try:
                 with urllib.request.urlopen(f"{self.base}/healthz", timeout=1) as resp:  # noqa: S310
                     if resp.status == 200:
@@ -919,6 +946,12 @@ def machine_note() -> str:
     )
 
 
+def choose_address(host: str, port_base: int | None) -> None:
+    """The servers' address and ports, chosen once for the whole run."""
+    global HOST, PORTS
+    HOST, PORTS = host, Ports(port_base)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -927,6 +960,16 @@ def main() -> None:
         "--scenarios", nargs="+", choices=list(SCENARIOS), default=DEFAULT_SCENARIOS
     )
     parser.add_argument("--concurrency", type=int, default=256, help="connections (default 256)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the servers' address, the generators' target (127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        help="the first server's port, the next ones after it (default: each binds a free one)",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (median)")
@@ -960,6 +1003,7 @@ def main() -> None:
     if args.generate:
         print(json.dumps(asyncio.run(generate(json.load(sys.stdin)))))
         return
+    choose_address(args.host, args.port_base)
 
     scenarios = [SCENARIOS[name] for name in args.scenarios]
     logging_note = (
@@ -979,10 +1023,14 @@ def main() -> None:
         if "signin" in args.scenarios:
             print("  signin left out: it reads back the state it wrote, which the stub forgets")
             scenarios = [s for s in scenarios if s.name != "signin"]
-        stub_port = free_port()
         stub = subprocess.Popen(
-            [sys.executable, "-m", "bench.mongo_stub", "--port", str(stub_port)], cwd=ROOT
+            [sys.executable, "-m", "bench.mongo_stub", "--host", HOST, "--port", str(PORTS.take())],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
         )
+        assert stub.stdout is not None
+        # The stub prints the port it bound (0: any free one) before it serves.
+        stub_port = int(stub.stdout.readline())
         os.environ["MONGODB_URI"] = f"mongodb://{HOST}:{stub_port}/?serverSelectionTimeoutMS=5000"
         store = "MongoDB wire stub (bench/mongo_stub.py: pymongo's path, no database work)"
     elif os.environ.get("MONGODB_URI"):

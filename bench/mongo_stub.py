@@ -123,13 +123,17 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def main(port: int) -> None:
-    server = await asyncio.start_server(serve, "127.0.0.1", port)
+async def main(host: str, port: int) -> None:
+    server = await asyncio.start_server(serve, host, port)
+    # The port bound (port 0: whichever the kernel picked), for whoever started the stub.
+    print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=27099)
-    asyncio.run(main(parser.parse_args().port))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=27099, help="0: any free port (printed)")
+    args = parser.parse_args()
+    asyncio.run(main(args.host, args.port))

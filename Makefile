@@ -33,10 +33,13 @@ test: $(STAMP) $(INTEROP_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Speed and memory figures (not pass/fail); MONGODB_URI=... for the production-sized runs.
-# BENCH_ARGS go to the web-token sweep, LOAD_ARGS to the load benchmark (bench/README.md).
+# BENCH_ARGS go to the web-token sweep, LOAD_ARGS to the load benchmark, CEILING_ARGS to the
+# wrk ceiling benchmark (bench/README.md); that one needs wrk (apt-get install wrk).
 bench: $(STAMP)
 	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+	@if command -v wrk >/dev/null; then $(BIN)/python -m bench.ceiling $(CEILING_ARGS); \
+	else echo "bench.ceiling skipped: wrk is not installed (apt-get install wrk)"; fi
 
 # The production image (needs a Docker engine; none runs on our development machines).
 docker:

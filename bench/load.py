@@ -946,6 +946,20 @@ def machine_note() -> str:
     )
 
 
+def start_mongo_stub() -> subprocess.Popen[bytes]:
+    """bench/mongo_stub.py on --host, and MONGODB_URI pointing the servers started next at it."""
+    stub = subprocess.Popen(
+        [sys.executable, "-m", "bench.mongo_stub", "--host", HOST, "--port", str(PORTS.take())],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
+    assert stub.stdout is not None
+    # The stub prints the port it bound (0: any free one) before it serves.
+    stub_port = int(stub.stdout.readline())
+    os.environ["MONGODB_URI"] = f"mongodb://{HOST}:{stub_port}/?serverSelectionTimeoutMS=5000"
+    return stub
+
+
 def choose_address(host: str, port_base: int | None) -> None:
     """The servers' address and ports, chosen once for the whole run."""
     global HOST, PORTS
@@ -1023,15 +1037,7 @@ def main() -> None:
         if "signin" in args.scenarios:
             print("  signin left out: it reads back the state it wrote, which the stub forgets")
             scenarios = [s for s in scenarios if s.name != "signin"]
-        stub = subprocess.Popen(
-            [sys.executable, "-m", "bench.mongo_stub", "--host", HOST, "--port", str(PORTS.take())],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-        )
-        assert stub.stdout is not None
-        # The stub prints the port it bound (0: any free one) before it serves.
-        stub_port = int(stub.stdout.readline())
-        os.environ["MONGODB_URI"] = f"mongodb://{HOST}:{stub_port}/?serverSelectionTimeoutMS=5000"
+        stub = start_mongo_stub()
         store = "MongoDB wire stub (bench/mongo_stub.py: pymongo's path, no database work)"
     elif os.environ.get("MONGODB_URI"):
         store = "MongoDB at MONGODB_URI (a database per run, dropped after it)"

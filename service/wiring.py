@@ -28,6 +28,7 @@ from service.qr.codes import QrCodes
 from service.qr.login import QrSignIn
 from service.shared_token.handout import SharedToken
 from service.signin.flow import SignIn, SignIns
+from service.signin.state_token import KnownContexts, StateSigner, state_keys
 from service.tokens.base import BaseTokenKeeper, KeeperDependencies
 from service.tokens.jsapi import TicketKeeper
 from service.tokens.upkeep import Upkeep, start_scheduler
@@ -37,7 +38,9 @@ from service.wechat.client import WeChatClient
 log = logging.getLogger(__name__)
 
 
-def _account_services(app: web.Application, account: Account) -> AppServices:
+def _account_services(
+    app: web.Application, account: Account, states: StateSigner, contexts: KnownContexts
+) -> AppServices:
     """One account's services over the app's shared resources."""
     base = app[keys.SETTINGS]
     settings = base.for_account(account)
@@ -72,7 +75,15 @@ def _account_services(app: web.Application, account: Account) -> AppServices:
         "instance_id": app[keys.INSTANCE_ID],
         "on_failure": count_failure,
     }
-    sign_in = SignIn(account=account, settings=settings, store=store, wechat=wechat, jwt=jwt)
+    sign_in = SignIn(
+        account=account,
+        settings=settings,
+        store=store,
+        wechat=wechat,
+        jwt=jwt,
+        states=states,
+        contexts=contexts,
+    )
     common = {
         "account": account,
         "settings": settings,
@@ -137,7 +148,13 @@ async def accounts_ctx(app: web.Application) -> AsyncIterator[None]:
     """Every account's services, the scheduler that keeps their tokens fresh, and the OpenID
     Connect provider over their sign-ins."""
     settings = app[keys.SETTINGS]
-    accounts = Accounts([_account_services(app, a) for a in settings.all_accounts])
+    # Sign-in states are signed with a key derived from the app JWT's, which every instance has;
+    # a state started through one account's sign-in may be finished by any instance.
+    states = StateSigner(state_keys(app[keys.JWT].keys))
+    contexts = KnownContexts()
+    accounts = Accounts(
+        [_account_services(app, a, states, contexts) for a in settings.all_accounts]
+    )
     app[keys.ACCOUNTS] = accounts
     sign_ins = SignIns({s.account.name: s.sign_in for s in accounts})
     app[keys.SIGN_INS] = sign_ins

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -234,3 +235,14 @@ async def until(condition, attempts: int = 100) -> bool:
             return True
         await asyncio.sleep(0.01)
     return False
+
+
+async def read_state(app: Any, state: str) -> tuple[Any, dict[str, Any]]:
+    """What a sign-in state carries (its MAC checked) and the redirect context it refers to."""
+    from service import keys
+
+    token = app[keys.SIGN_INS].default.states.read(state)
+    assert token is not None, f"not a state of this service: {state!r}"
+    context = await app[keys.STORE].get_state_context(token.context_id)
+    assert context is not None
+    return token, context

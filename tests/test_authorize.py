@@ -7,7 +7,16 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from flows import APP_ORIGIN, APPID, CALLBACK, REDIRECT_URI, assert_error_shape, start_sign_in
+from flows import (
+    APP_ORIGIN,
+    APPID,
+    CALLBACK,
+    REDIRECT_URI,
+    assert_error_shape,
+    authorize_at_wechat,
+    read_state,
+    start_sign_in,
+)
 from service import keys
 
 
@@ -45,15 +54,45 @@ async def test_answers_401_with_the_wechat_url_in_the_documented_order(client, s
     assert re.fullmatch(r"[A-Za-z0-9]{1,128}", values["state"])
 
 
-async def test_state_is_stored_with_the_app_urls_and_a_ten_minute_life(client, clock):
+async def test_the_state_refers_to_the_app_urls_and_lives_ten_minutes(client, clock):
     url = await start_sign_in(client)
     state = dict(parse_qsl(urlsplit(url).query))["state"]
-    stored = await client.app[keys.STORE].find_state(state)
-    assert stored["redirectUri"] == REDIRECT_URI
-    assert stored["callback"] == CALLBACK
-    assert stored["scope"] == "snsapi_base"
-    life = stored["expiresAt"].timestamp() - clock.now()
+    token, context = await read_state(client.app, state)
+    assert context["redirectUri"] == REDIRECT_URI
+    assert context["callback"] == CALLBACK
+    assert context["scope"] == "snsapi_base"
+    life = token.issued_at + 600 - clock.now()
     assert 599 <= life <= 600
+
+
+async def test_starting_sign_ins_writes_no_state(client):
+    """The state carries its proof: authorize stores the app's redirect context once, and
+    nothing per request (no unauthenticated write, no memory growing with traffic)."""
+    store = client.app[keys.STORE]
+    for _ in range(5):
+        await start_sign_in(client)
+    assert await store.states.count_documents({}) == 0
+    assert await store.state_contexts.count_documents({}) == 1
+    await start_sign_in(client, scope="snsapi_userinfo")  # another context
+    assert await store.state_contexts.count_documents({}) == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s[:-1] + ("0" if s[-1] != "0" else "1"),  # the MAC
+        lambda s: s[:20] + ("0" if s[20] != "0" else "1") + s[21:],  # the nonce
+        lambda s: s[:2] + "00000000" + s[10:],  # issued at: the start of time
+        lambda s: s[:-2],  # cut
+    ],
+    ids=["mac", "nonce", "issued-at", "cut"],
+)
+async def test_a_changed_state_is_unknown(client, browser, change):
+    url = await start_sign_in(client)
+    query = await authorize_at_wechat(browser, url, "oSbx01FollowerWithUnionid0A1")
+    resp = await client.get("/wechat/jwt", params={**query, "state": change(query["state"])})
+    assert_error_shape(await resp.json(), 400, "INVALID_STATE", "state")
+    assert (await client.get("/wechat/jwt", params=query)).status == 200  # the real one works
 
 
 async def test_every_call_gets_a_fresh_state(client):

@@ -44,6 +44,12 @@ FIXES: list[tuple[str, str, str, str]] = [
         "the JWKS now carries the ID tokens' key too (issue 13)",
     ),
     (
+        "/paths/~1wechat~1login/get/description",
+        "stores a single-use state",
+        "issues a single-use state",
+        "a state carries its own proof now; starting a sign-in stores nothing (issue 15)",
+    ),
+    (
         "/paths/~1wechat~1subscribed/get/description",
         "stores the answer on the user.",
         "stores the answer on the user. The account is the token's own; with `account`, "

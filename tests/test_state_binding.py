@@ -21,10 +21,13 @@ from flows import (
     REDIRECT_URI,
     assert_error_shape,
     authorize_at_wechat,
+    read_state,
     start_sign_in,
 )
 from service import keys
 from service.sandbox import SANDBOX_USERS
+from service.signin.state_token import COOKIE as COOKIE_BOUND
+from service.signin.state_token import PKCE, binding_of_challenge
 
 VICTIM, ATTACKER = SANDBOX_USERS[0], SANDBOX_USERS[1]
 # The emulator's authorized domain is app.example.com: the service's own pages live there too.
@@ -119,10 +122,10 @@ async def test_a_verifier_for_a_state_started_without_a_challenge_is_refused(cli
     assert (await client.get("/wechat/jwt", params=query)).status == 200  # not spent
 
 
-async def test_the_challenge_is_stored_with_the_state(client):
+async def test_the_challenge_is_carried_by_the_state(client):
     _, challenge = pkce_pair()
-    stored = await client.app[keys.STORE].find_state(state_of(await start_pkce(client, challenge)))
-    assert stored["codeChallenge"] == challenge
+    token, _ = await read_state(client.app, state_of(await start_pkce(client, challenge)))
+    assert token.binding_kind == PKCE and token.binding == binding_of_challenge(challenge)
 
 
 _, GOOD_CHALLENGE = pkce_pair()
@@ -297,11 +300,13 @@ async def test_login_binds_the_state_to_the_browser_and_redirects_to_wechat(serv
     assert cookie["path"] == "/"
     assert cookie["max-age"] == "600"
     assert "secure" not in cookie  # PUBLIC_URL is http
-    stored = await service.app[keys.STORE].find_state(query["state"])
-    # Only a hash of the secret is stored: the database cannot complete anyone's sign-in.
-    assert cookie["value"] not in str(stored)
-    assert stored["bindingHash"] == hashlib.sha256(cookie["value"].encode()).hexdigest()
-    assert stored["callback"] == BUILTIN_CALLBACK
+    token, context = await read_state(service.app, query["state"])
+    # Only a hash of the secret travels in the state (and is stored nowhere): neither a URL in
+    # a log nor the database can complete anyone's sign-in.
+    assert cookie["value"] not in query["state"]
+    assert token.binding_kind == COOKIE_BOUND
+    assert token.binding == hashlib.sha256(cookie["value"].encode()).digest()[:16]
+    assert context["callback"] == BUILTIN_CALLBACK
 
 
 async def test_on_https_the_cookie_is_secure_and_host_prefixed(make_client):

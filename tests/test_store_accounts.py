@@ -162,29 +162,32 @@ async def test_one_push_key_in_two_accounts_is_two_first_deliveries(store):
     assert await first.claim_push_nonce("1700000000", "n1", "x", 1700000600) == "hash-A"
 
 
-async def test_a_state_remembers_its_accounts_name(store):
-    await store.create_state(
-        "state-1", redirect_uri="https://r", callback="https://c", scope="s", ttl=60, retention=60
-    )
-    await store.for_account("wxB").create_state(
-        "state-2",
-        redirect_uri="https://r",
-        callback="https://c",
-        scope="s",
-        ttl=60,
-        retention=60,
-        account="second",
-    )
-    assert (await store.find_live_state("state-1"))["account"] == ""
-    # States are global: any account's view finds it, and the name says whose it is.
-    assert (await store.find_live_state("state-2"))["account"] == "second"
+async def test_a_state_is_used_once_and_released_for_the_real_codes_holder(store, clock):
+    first, used_at = await store.use_state("nonce-1", clock.now() + 60)
+    assert first is True
+    again, when = await store.use_state("nonce-1", clock.now() + 60)
+    assert (again, when) == (False, used_at)
+    assert await store.state_used_at("nonce-1") == used_at
+    await store.release_state("nonce-1", used_at)
+    assert await store.state_used_at("nonce-1") is None
+    assert (await store.use_state("nonce-1", clock.now() + 60))[0] is True
+
+
+async def test_a_redirect_context_is_stored_once_and_its_purge_only_moves_later(store, clock):
+    fields = {"account": "second", "redirectUri": "https://r", "callback": "https://c"}
+    await store.save_state_context("ctx", fields, clock.now() + 600)
+    await store.save_state_context("ctx", {**fields, "callback": "https://x"}, clock.now() + 60)
+    doc = await store.for_account("wxB").get_state_context("ctx")  # global, as states are
+    assert doc["callback"] == "https://c" and doc["account"] == "second"
+    assert doc["purgeAt"].timestamp() == pytest.approx(clock.now() + 600, abs=1)
+    clock.advance(601)
+    assert await store.get_state_context("ctx") is None
 
 
 async def test_a_view_shares_the_collections_and_the_group_writers(store):
     view = store.for_account("wxA")
     assert (view.appid, store.appid) == ("wxA", "")
     assert view.users is store.users and view.qr_tickets is store.qr_tickets
-    assert view.state_writer is store.state_writer
     assert view.delivery_writer is store.delivery_writer
     assert view.nonce_writer is store.nonce_writer
 

@@ -407,7 +407,7 @@ LOGIN = Operation(
         "operationId": "login",
         "summary": "Start a browser-bound sign-in that ends on the built-in callback page",
         "description": "A top-level navigation (a link or a redirect, not a fetch): "
-        "stores a single-use state whose callback is PUBLIC_URL/wechat/callback, binds "
+        "issues a single-use state whose callback is PUBLIC_URL/wechat/callback, binds "
         "it to this browser with a cookie, and redirects to WeChat. The callback page "
         "completes it only in the browser holding the cookie, so a callback link from "
         "someone else's sign-in cannot sign this browser in (login CSRF). Reach it on "

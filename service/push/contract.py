@@ -98,7 +98,8 @@ RECEIVE_PUSH = Operation(
         "delivery was, not processed again. Nothing is stored for a refused push.",
         "requestBody": {
             "required": True,
-            "description": "Parsed with defusedxml (no DTDs, no entities); at most MAX_BODY_BYTES.",
+            "description": "Parsed with DTDs, entity declarations and external references "
+            "refused (as defusedxml does); at most MAX_BODY_BYTES.",
             "content": {
                 "text/xml": {"schema": ref("WeChatPush")},
                 "application/xml": {"schema": ref("WeChatPush")},

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
-
 from aiohttp import web
 
 from service import keys
 from service.app_jwt.issuer import bearer_token, scope_covers
-from service.errors import Unauthorized
+from service.errors import Unauthorized, response_for
 from service.openapi import documented
 from service.signin import contract, flow
 
 routes = web.RouteTableDef()
 
 
-def _authorization_needed(started: flow.Started) -> NoReturn:
-    # The seed's contract: 401 whose details carry the URL to send the user to.
+def _authorization_needed(request: web.Request, started: flow.Started) -> web.Response:
+    """The seed's contract: 401 whose details carry the URL to send the user to. Answered, not
+    raised: it is authorize's every answer, and raising it through the middleware cost a
+    traceback per request; the answer and its log line are the middleware's own (response_for)."""
     headers = {"WWW-Authenticate": 'Bearer realm="wechat"'}
     if started.cookie is not None:
         # The retry of a browser-bound state binds the new one to this browser: the callback
         # page asks same-origin, so the browser stores the cookie from this answer too.
         headers["Set-Cookie"] = _cookie_header(started.cookie)
-    raise Unauthorized(
-        "UNAUTHORIZED", field="authorization url", value=started.url, headers=headers
+    return response_for(
+        request,
+        Unauthorized("UNAUTHORIZED", field="authorization url", value=started.url, headers=headers),
     )
 
 
@@ -75,7 +76,7 @@ async def authorize(request: web.Request) -> web.Response:
         ):
             return web.json_response(claims)
     url = await services.sign_in.begin(auth_request)
-    _authorization_needed(flow.Started(url))
+    return _authorization_needed(request, flow.Started(url))
 
 
 @routes.get("/wechat/login")
@@ -112,7 +113,7 @@ async def retry(request: web.Request) -> web.Response:
     started = await request.app[keys.SIGN_INS].retry(
         state, request.cookies.get(flow.binding_cookie_name(settings)), code_verifier
     )
-    _authorization_needed(started)
+    return _authorization_needed(request, started)
 
 
 @routes.get("/wechat/jwt")

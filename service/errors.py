@@ -197,6 +197,8 @@ def log_error_answer(
     level = logging.INFO if status < 500 else logging.WARNING
     if exc is not None:
         level = logging.ERROR
+    if not log.isEnabledFor(level):
+        return  # the line's arguments (the path as logged) are not even built
     log.log(
         level,
         "error %s %s id=%s on %s %s%s",

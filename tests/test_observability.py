@@ -224,3 +224,14 @@ async def test_a_sign_in_scene_never_reaches_the_logs(client, caplog):
     for record in caplog.records:
         text = f"{record.getMessage()} {record.args!r} {record.__dict__!r}"
         assert scene not in text and "unknownScene" not in text, record.name
+
+
+async def test_metrics_time_each_wechat_call(client, browser, emulator):
+    """How long WeChat takes, by endpoint: a slow WeChat shows in the histogram's buckets."""
+    emulator.faults.set("slow", delay=0.06, paths=["sns/oauth2/access_token"], count=1)
+    await sign_in(client, browser, "oSbx01FollowerWithUnionid0A1")
+    text = await (await client.get("/metrics")).text()
+    series = 'wechat_api_call_duration_seconds_bucket{account="default",'
+    series += 'endpoint="sns/oauth2/access_token",'
+    assert series + 'le="0.05"} 0.0' in text  # it took over 50 ms...
+    assert series + 'le="+Inf"} 1.0' in text  # one call

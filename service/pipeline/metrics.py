@@ -52,6 +52,13 @@ class Metrics:
             ("account", "endpoint", "errcode"),
             registry=self.registry,
         )
+        self.wechat_latency = Histogram(
+            "wechat_api_call_duration_seconds",
+            "Seconds each call to WeChat's API took, answered or not, by account and endpoint",
+            ("account", "endpoint"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.token_refresh_failures = Counter(
             "wechat_token_refresh_failures_total",
             "Failed renewals, by account and token kind (base, jsapi_ticket, web)",
@@ -120,8 +127,9 @@ class Metrics:
         series[0].inc()
         series[1].observe(seconds)
 
-    def wechat_call(self, account: str, endpoint: str, outcome: int | str) -> None:
+    def wechat_call(self, account: str, endpoint: str, outcome: int | str, seconds: float) -> None:
         self.wechat_calls.labels(account, endpoint, str(outcome)).inc()
+        self.wechat_latency.labels(account, endpoint).observe(seconds)
 
     def shared_token_handout(self, account: str, key_name: str) -> None:
         self.shared_token_handouts.labels(account, key_name).inc()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,9 +67,10 @@ class WeChatClient:
         appid: str,
         secret: str,
         timeout: float,
-        observe: Callable[[str, int | str], None] | None = None,
+        observe: Callable[[str, int | str, float], None] | None = None,
     ) -> None:
-        self._observe = observe or (lambda _path, _outcome: None)
+        # Each call's endpoint, outcome (errcode, or http/timeout/unreachable) and seconds.
+        self._observe = observe or (lambda _path, _outcome, _seconds: None)
         self._session = session
         self._api_base = api_base.rstrip("/")
         self._appid = appid
@@ -82,30 +84,35 @@ class WeChatClient:
         self, method: str, path: str, params: dict[str, str], body: Any = None
     ) -> dict[str, Any]:
         url = f"{self._api_base}/{path}"
+        started = time.perf_counter()
+
+        def seen(outcome: int | str) -> None:
+            self._observe(path, outcome, time.perf_counter() - started)
+
         try:
             async with self._session.request(
                 method, url, params=params, json=body, timeout=self._timeout
             ) as resp:
                 if resp.status >= 400:
-                    self._observe(path, "http")
+                    seen("http")
                     raise WeChatUnavailable(f"WeChat {path} answered HTTP {resp.status}")
                 text = await resp.text()
         except TimeoutError:
-            self._observe(path, "timeout")
+            seen("timeout")
             raise WeChatTimeout(f"WeChat {path} did not answer in time") from None
         except aiohttp.ClientError as exc:
-            self._observe(path, "unreachable")
+            seen("unreachable")
             raise WeChatUnavailable(f"WeChat {path} unreachable: {type(exc).__name__}") from None
         try:
             body = json.loads(text)
         except ValueError:
-            self._observe(path, "http")
+            seen("http")
             raise WeChatUnavailable(f"WeChat {path} answered something that is not JSON") from None
         if not isinstance(body, dict):
-            self._observe(path, "http")
+            seen("http")
             raise WeChatUnavailable(f"WeChat {path} answered an unexpected JSON value")
         errcode = body.get("errcode", 0)
-        self._observe(path, int(errcode) if isinstance(errcode, int) else "http")
+        seen(int(errcode) if isinstance(errcode, int) else "http")
         if errcode:
             log.info("WeChat %s errcode %s", path, errcode)
             raise WeChatAPIError(path, int(errcode), str(body.get("errmsg", "")))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -133,6 +135,7 @@ def create_app(
     app.cleanup_ctx.append(http_session_ctx)
     app.cleanup_ctx.append(background_ctx)
     app.cleanup_ctx.append(accounts_ctx)
+    app.cleanup_ctx.append(qr_watch_ctx)
     if settings.metrics_port:
         # Last: a scrape reads the resources the contexts above make.
         app.cleanup_ctx.append(
@@ -196,6 +199,15 @@ def _sandbox_config(settings: Settings) -> SandboxConfig:
             config, website_appid=websites[0].appid, website_secret=websites[0].secret
         )
     return config
+
+
+async def qr_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The long polls of this instance learn of sign-in sessions changed on others."""
+    watch = asyncio.create_task(app[keys.QR_WAITERS].watch(app[keys.STORE], app[keys.CLOCK]))
+    yield
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
 
 
 async def close_waiters(app: web.Application) -> None:

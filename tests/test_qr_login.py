@@ -6,12 +6,13 @@ long-polls for the JWT.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import jwt as pyjwt
 import pytest
 
-from flows import APP_ORIGIN, JWT_SECRET, assert_error_shape, signed
+from flows import APP_ORIGIN, JWT_SECRET, TOKEN, assert_error_shape, signed
 from service import keys
 from service.sandbox import SANDBOX_USERS
 from service.wechat.xml import build_message
@@ -246,3 +247,28 @@ async def test_many_long_polls_on_a_scanned_session_wait_without_spinning(wired_
     assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
     emulator.faults.clear()
     await drained(client)
+
+
+async def test_a_push_landing_on_another_instance_wakes_the_poll_here(
+    make_client, shared_mongo, emulator, emulator_server, aiohttp_client
+):
+    """Two instances share MongoDB; the browser long-polls instance A, WeChat's push lands on
+    instance B. A learns of the scan from the sessions' change feed (LoginWaiters.watch, read
+    every WATCH_INTERVAL), long before the poll's own deadline."""
+    here = await make_client(mongo_client=shared_mongo, rate_limit_qrcode=0)
+    there = await make_client(mongo_client=shared_mongo)
+    emulator.config = dataclasses.replace(
+        emulator.config, message_url=str(there.make_url("/wechat/message")), token=TOKEN
+    )
+    phone = await aiohttp_client(emulator_server)
+    session = await start(here)
+    waited = time.monotonic()
+    polling = asyncio.create_task(poll(here, session["scene"], wait=20))
+    await asyncio.sleep(0.2)  # the poll waits on the pending session
+    await scan(phone, FOLLOWER.openid, session["ticket"])
+    answer = await (await asyncio.wait_for(polling, 10)).json()
+    assert time.monotonic() - waited < 5, "woken by the change feed, not by its deadline"
+    if answer["status"] == "scanned":  # B's follow check had not finished: poll on
+        await drained(there)
+        answer = await (await poll(here, session["scene"], wait=5)).json()
+    assert answer["status"] == "confirmed" and answer["openid"] == FOLLOWER.openid

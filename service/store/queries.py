@@ -63,6 +63,9 @@ def scoped_key(appid: str, key: str) -> str:
 # A finished or expired "scan to sign in" session is kept this long, so a late poll still
 # learns what became of it; then MongoDB's TTL monitor removes it.
 QR_LOGIN_RETENTION = 3600
+# A session's change is readable this long by the other instances' watchers (qr/login.py),
+# which read every half second: minutes of room for a slow instance or a clock running behind.
+QR_CHANGE_RETENTION = 300
 
 
 def upserted(doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -110,6 +113,8 @@ class Store:
         self.qr_tickets: Collection = db["qr_tickets"]
         self.qr_logins: Collection = db["qr_logins"]
         self.qr_claims: Collection = db["qr_claims"]
+        # Sign-in sessions' changes, for the long polls of every instance (qr/login.py).
+        self.qr_changes: Collection = db["qr_changes"]
         self.pushed_messages: Collection = db["pushed_messages"]
         self.delivery_writer = GroupInsert(self.pushed_messages)
         self.push_nonces: Collection = db["push_nonces"]
@@ -248,6 +253,8 @@ class Store:
         await self.qr_tickets.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.qr_logins.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.qr_claims.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.qr_changes.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
+        await self.qr_changes.create_index("at", name="at")
         await self.pushed_messages.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         await self.push_nonces.create_index("purgeAt", expireAfterSeconds=0, name="purge_ttl")
         # OpenID Connect: requests waiting at WeChat, authorization codes, access tokens.
@@ -823,6 +830,24 @@ class Store:
             {**self._qr_login(scene), "status": "scanned", "openid": openid},
             {"$set": {"problem": problem, "problemAt": utc(self.clock.now())}},
         )
+
+    async def record_qr_change(self, scene: str) -> None:
+        """A session changed (scanned, confirmed, a problem found): written for the other
+        instances, whose long polls on it learn so from recent_qr_changes (each instance reads
+        them once per interval, not once per waiting poll)."""
+        now = self.clock.now()
+        await self.qr_changes.insert_one(
+            {"scene": scene, "at": utc(now), "purgeAt": utc(now + QR_CHANGE_RETENTION)}
+        )
+
+    async def recent_qr_changes(self, since: float, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Changes recorded at or after `since`, oldest first (by the `at` index)."""
+        cursor = (
+            self.qr_changes.find({"at": {"$gte": utc(since)}}, {"scene": 1, "at": 1})
+            .sort("at", ASCENDING)
+            .limit(limit)
+        )
+        return [doc async for doc in cursor]
 
     async def hand_out_qr_login(self, scene: str) -> dict[str, Any] | None:
         """Mark a confirmed session's token handed out; only the first caller gets the session."""

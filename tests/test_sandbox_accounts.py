@@ -642,3 +642,22 @@ def test_the_command_line_takes_more_accounts():
             emulator_main(["--port", "0", "--account", bad])
     with pytest.raises(SystemExit):  # the first account's appid again
         emulator_main(["--appid", APPID, "--account", f"{APPID}:{SECRET_B}"])
+
+
+async def test_made_up_followers_for_load_tests_follow_the_first_account(
+    aiohttp_client, emulator_server
+):
+    """POST /_sandbox/api/followers: people cgi-bin/user/info knows as followers, so a load test
+    can scan sign-in codes as many different people (one person's events in one second are one
+    event to a server de-duplicating by FromUserName + CreateTime)."""
+    phone = await aiohttp_client(emulator_server)
+    resp = await phone.post("/_sandbox/api/followers", json={"count": 3})
+    assert resp.status == 200
+    openids = (await resp.json())["openids"]
+    assert len(set(openids)) == 3 and all(len(o) == 28 for o in openids)
+    listed = {
+        u["openid"]: u for u in (await (await phone.get("/_sandbox/api/users")).json())["users"]
+    }
+    assert all(listed[o]["subscribed"] for o in openids)
+    bad = await phone.post("/_sandbox/api/followers", json={"count": 0})
+    assert bad.status == 400

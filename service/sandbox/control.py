@@ -237,6 +237,18 @@ async def grants(request: web.Request) -> web.Response:
     return web.json_response({"grants": wechat.grant_many(count, scope, appid)})
 
 
+@routes.post("/_sandbox/api/followers")
+async def followers(request: web.Request) -> web.Response:
+    """{"count": n}: n made-up followers of the first account, for load tests; their openids."""
+    body = await json_object(request)
+    count = body.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GRANTS:
+        raise InvalidParameter(
+            f"count is a whole number from 1 to {MAX_GRANTS}", field="count", value=count
+        )
+    return web.json_response({"openids": request.config_dict[SANDBOX_KEY].add_followers(count)})
+
+
 @routes.get("/_sandbox/api/users")
 async def users(request: web.Request) -> web.Response:
     """The people; ?appid= as that Official Account sees them (their openid and unionid in it,

@@ -1254,6 +1254,26 @@ class SandboxWeChat:
         self._grants_by_access[grant.access_token] = grant
         return grant
 
+    def add_followers(self, count: int) -> list[str]:
+        """`count` made-up followers of the first account (their openids): load tests scan
+        sign-in codes as many different people, since WeChat's pushes of one person's events
+        in one second are one event to the service (FromUserName + CreateTime, §10)."""
+        now = int(self.clock.now())
+        added = []
+        for _ in range(count):
+            openid = "oSbxLoad" + random_token(20)
+            self.users[openid] = SandboxUser(
+                openid=openid,
+                unionid=None,
+                nickname="Load test follower",
+                headimgurl="",
+                subscribed=True,
+                subscribe_time=now,
+                subscribe_scene="ADD_SCENE_QR_CODE",
+            )
+            added.append(openid)
+        return added
+
     def grant_many(self, count: int, scope: str, appid: str | None = None) -> list[dict[str, Any]]:
         """`count` made-up users who just authorized an account (default the first): load
         tests and benchmarks seed with it instead of walking the browser flow a hundred

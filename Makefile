@@ -34,13 +34,15 @@ test: $(STAMP) $(INTEROP_STAMP)
 
 # Speed and memory figures (not pass/fail); MONGODB_URI=... for the production-sized runs.
 # BENCH_ARGS go to the web-token sweep, LOAD_ARGS to the load benchmark, LATENCY_ARGS to the
-# sign-in latency with a slow WeChat, CEILING_ARGS to the wrk ceiling benchmark
+# sign-in latency with a slow WeChat, POLL_ARGS to the waiting QR sign-ins, CEILING_ARGS to the
+# wrk ceiling benchmark
 # (bench/README.md); that one needs wrk (apt-get install wrk).
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
 	$(BIN)/python -m bench.signin_latency $(LATENCY_ARGS)
+	$(BIN)/python -m bench.long_polls $(POLL_ARGS)
 	@if command -v wrk >/dev/null; then $(BIN)/python -m bench.ceiling $(CEILING_ARGS); \
 	else echo "bench.ceiling skipped: wrk is not installed (apt-get install wrk)"; fi
 

@@ -102,6 +102,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=4, help="long-polling processes")
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds for the polls to arrive first"
+    )
     parser.add_argument("--idle", type=float, default=10.0, help="seconds with nothing new")
     parser.add_argument("--scans", type=int, default=1000, help="sessions scanned then")
     parser.add_argument("--scan-rate", type=float, default=200.0, help="scans a second")
@@ -146,7 +149,7 @@ def run(server: load.Server, args: argparse.Namespace) -> None:
         proc.stdin.write(json.dumps({"base": server.base, "scenes": chunk}))
         proc.stdin.close()
         clients.append(proc)
-    time.sleep(3)  # every poll connected and waiting
+    time.sleep(args.settle)  # every poll connected, read its session once, and waiting
     cpu_before, idle_start = server.cpu_seconds(), time.monotonic()
     time.sleep(args.idle)
     idle_cpu = (server.cpu_seconds() - cpu_before) / (time.monotonic() - idle_start)
@@ -169,7 +172,10 @@ def run(server: load.Server, args: argparse.Namespace) -> None:
         f"{before:.0f} MiB before the polls, {waiting_rss:.0f} MiB with all waiting "
         f"(+{waiting_rss - before:.0f}), {after:.0f} MiB at the end"
     )
-    print(f"  {args.idle:g} s with nothing new: server CPU {100 * idle_cpu:.1f}% of a core")
+    print(
+        f"  {args.idle:g} s with nothing new ({args.settle:g} s after the polls started): "
+        f"server CPU {100 * idle_cpu:.1f}% of a core"
+    )
     print(
         f"  {len(scanned_at)} scanned: push acknowledged → confirmed answer p50 "
         f"{statistics.median(delays):.0f} ms, p99 {delays[int(0.99 * (len(delays) - 1))]:.0f} "

@@ -103,11 +103,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=4, help="long-polling processes")
     parser.add_argument(
-        "--settle", type=float, default=10.0, help="seconds for the polls to arrive first"
+        "--settle", type=float, default=15.0, help="seconds for the polls to arrive first"
     )
     parser.add_argument("--idle", type=float, default=10.0, help="seconds with nothing new")
     parser.add_argument("--scans", type=int, default=1000, help="sessions scanned then")
-    parser.add_argument("--scan-rate", type=float, default=200.0, help="scans a second")
+    parser.add_argument("--scan-rate", type=float, default=50.0, help="scans a second")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:

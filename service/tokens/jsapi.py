@@ -9,7 +9,7 @@ back-off on refusals. The fetch itself goes through the base token keeper's `cal
 or 42001 (the base token invalid or expired) drops that base token (compare-and-set), gets a
 fresh one under the base token's lease and asks once more.
 
-One account today; a keeper per account (its appid and base token keeper) later.
+A keeper per Official Account, beside its base token keeper (service/wiring.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from service import keys
-from service.errors import InvalidParameter, MissingParameter
+from service.errors import Forbidden, InvalidParameter, MissingParameter
 from service.openapi import documented
 from service.shared_token import contract
 from service.shared_token.handout import API_KEY_HEADER, SharedToken
@@ -21,10 +21,13 @@ def _caller_and_token(request: web.Request, account: str | None) -> tuple[str, S
     named Official Account's shared token."""
     accounts = request.app[keys.ACCOUNTS]
     officials = accounts.officials()
+    if not officials:  # website apps only: there is no base token to hand out
+        raise Forbidden(
+            "no Official Account is configured: there is no access token to hand out",
+            field=API_KEY_HEADER,
+        )
     # Every account's SharedToken holds the same API_KEYS.
-    caller = (
-        officials[0].shared_token.caller(request.headers.get(API_KEY_HEADER)) if officials else ""
-    )
+    caller = officials[0].shared_token.caller(request.headers.get(API_KEY_HEADER))
     services = accounts.official(account, "base access tokens")
     return caller, services.shared_token
 

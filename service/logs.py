@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 from contextvars import ContextVar, Token
@@ -19,6 +18,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 from aiohttp.web_urldispatcher import AbstractResource, DynamicResource
+
+from service.randomness import random_bytes
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is kept only if it is short and plain, so it cannot forge log lines.
@@ -38,7 +39,7 @@ def new_request_id(incoming: str | None) -> str:
     if incoming and REQUEST_ID_PATTERN.fullmatch(incoming):
         return incoming
     # 128 random bits in hex, as uuid4().hex but without building a UUID on every request.
-    return os.urandom(16).hex()
+    return random_bytes().hex()
 
 
 def begin_request(request: web.Request) -> tuple[str, Token[str]]:

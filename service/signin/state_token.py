@@ -25,7 +25,6 @@ import functools
 import hashlib
 import hmac
 import json
-import secrets
 import struct
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 
 from service.app_jwt.signing_keys import KeySet
+from service.randomness import random_bytes
 
 VERSION = 1
 NONCE_BYTES = 12
@@ -127,7 +127,7 @@ class StateSigner:
     def issue(self, *, issued_at: int, context_id: str, binding_kind: int, binding: bytes) -> str:
         body = (
             _HEAD.pack(VERSION, issued_at)
-            + secrets.token_bytes(NONCE_BYTES)
+            + random_bytes(NONCE_BYTES)
             + bytes.fromhex(context_id)
             + bytes((binding_kind,))
             + (binding if binding_kind != UNBOUND else _NO_BINDING)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 import struct
 from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from service.randomness import random_bytes
 from service.wechat.signature import signature_matches, wechat_signature
 
 BLOCK = 32  # WeChat pads to 32 bytes, not AES's 16
@@ -62,7 +62,7 @@ class MessageCrypto:
     def encrypt(self, message: str, random16: bytes | None = None) -> str:
         """The base64 `Encrypt` value for `message` (an XML document)."""
         body = message.encode()
-        plain = (random16 or os.urandom(16)) + struct.pack(">I", len(body)) + body + self._appid
+        plain = (random16 or random_bytes(16)) + struct.pack(">I", len(body)) + body + self._appid
         encryptor = self._cipher.encryptor()
         return base64.b64encode(encryptor.update(pkcs7_pad(plain)) + encryptor.finalize()).decode()
 

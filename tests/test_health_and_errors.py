@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
+import pytest
 from aiohttp import web
 
 from flows import assert_error_shape
 from service import keys
+from service.errors import dumps_error, error_body
 
 
 async def test_healthz(client):
@@ -44,6 +49,36 @@ async def test_unknown_route_is_a_json_404(client):
     body = await resp.json()
     assert_error_shape(body, 404, "NOT_FOUND", "path")
     assert body["details"]["fieldValue"] == "/no/such/page"
+
+
+async def test_an_error_body_carries_any_path_exactly(client):
+    """Error bodies are written without json.dumps (errors.dumps_error): quotes, backslashes,
+    non-ASCII and line separators in what the request carried still come back as valid JSON."""
+    path = '/no/"such"\\page/\u00fc\u2028/\U0001f600'
+    resp = await client.get(quote(path))
+    assert resp.status == 404
+    body = json.loads(await resp.text())
+    assert body["details"]["fieldValue"] == path
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "text",
+        'a"b\\c\n\x00\u2028',
+        "\u00fc\U0001f600",
+        0,
+        -1.5,
+        True,
+        [1, "a"],
+        {"k": None},
+    ],
+)
+def test_error_text_is_what_json_dumps_writes(value):
+    body = error_body(401, "UNAUTHORIZED", 'msg "\u00e4"', "field\t", value)
+    assert dumps_error(body) == json.dumps(body)
 
 
 async def test_wrong_method_is_a_json_405_with_allow(client):

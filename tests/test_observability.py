@@ -235,3 +235,52 @@ async def test_metrics_time_each_wechat_call(client, browser, emulator):
     series += 'endpoint="sns/oauth2/access_token",'
     assert series + 'le="0.05"} 0.0' in text  # it took over 50 ms...
     assert series + 'le="+Inf"} 1.0' in text  # one call
+
+
+def test_request_metrics_read_as_prometheus_clients_own_counter_and_histogram():
+    """The requests' series are counted without prometheus_client's locks (RequestSeries): a
+    scrape still reads what its Counter and Histogram would write for the same requests, so
+    dashboards and alerts see no difference."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from service.pipeline.metrics import LATENCY_BUCKETS, RequestSeries
+
+    reference = CollectorRegistry()
+    counter = Counter(
+        "http_requests_total",
+        "HTTP requests answered, by route pattern, method and status",
+        ("route", "method", "status"),
+        registry=reference,
+    )
+    histogram = Histogram(
+        "http_request_duration_seconds",
+        "Time to answer, by route pattern and method",
+        ("route", "method"),
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
+    ours = CollectorRegistry()
+    series = RequestSeries()
+    ours.register(series)
+    # Every bound exactly (le is inclusive), between bounds, past the last, and zero.
+    seconds = [*LATENCY_BUCKETS, 0.0, 0.003, 0.2, 0.75, 45.0]
+    requests = [
+        ("/wechat/authorize", "GET", 401),
+        ("/wechat/qrcode/login/{scene}", "GET", 200),
+        ("/wechat/authorize", "POST", 405),
+        ("unmatched", "OTHER", 404),
+    ]
+    for n, (route, method, status) in enumerate(requests):
+        for value in seconds[n:]:
+            counter.labels(route, method, str(status)).inc()
+            histogram.labels(route, method).observe(value)
+            series.observe(route, method, status, value)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        # Creation times differ by when each was made; sums only by the order of additions.
+        text = generate_latest(registry).decode()
+        return sorted(
+            line.rsplit(" ", 1)[0] if "_created" in line else line for line in text.splitlines()
+        )
+
+    assert lines(ours) == lines(reference)

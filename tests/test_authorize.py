@@ -18,6 +18,7 @@ from flows import (
     start_sign_in,
 )
 from service import keys
+from service.signin.state_token import HmacSha256
 
 
 async def test_answers_401_with_the_wechat_url_in_the_documented_order(client, settings):
@@ -93,6 +94,23 @@ async def test_a_changed_state_is_unknown(client, browser, change):
     resp = await client.get("/wechat/jwt", params={**query, "state": change(query["state"])})
     assert_error_shape(await resp.json(), 400, "INVALID_STATE", "state")
     assert (await client.get("/wechat/jwt", params=query)).status == 200  # the real one works
+
+
+@pytest.mark.parametrize(
+    ("key", "data", "expected"),
+    [  # RFC 4231's test cases 1 (a short key) and 6 (a key longer than SHA-256's block)
+        (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b"),
+        (
+            b"\xaa" * 131,
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+            "60e431591ee0b67f0d8a26aacbf5b77f",
+        ),
+    ],
+)
+def test_the_states_mac_is_hmac_sha256(key, data, expected):
+    """States are MACed with precomputed HMAC pads (state_token.HmacSha256): still HMAC-SHA256,
+    so states issued by an instance before an upgrade verify on one after it."""
+    assert HmacSha256(key).mac(data).hex() == expected
 
 
 async def test_every_call_gets_a_fresh_state(client):

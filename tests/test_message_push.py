@@ -303,6 +303,40 @@ async def test_a_used_pair_is_remembered_past_the_window_on_the_databases_clock(
     assert ttl and ttl[0]["expireAfterSeconds"] == 0
 
 
+async def test_a_replayed_encrypted_push_is_answered_again_and_not_acted_on(make_client, clock):
+    """An encrypted push's (timestamp, nonce) is not claimed: msg_signature binds its query to
+    its ciphertext, so a replay is the same bytes, which de-duplication answers without acting
+    on them again, even after the user has since unfollowed."""
+    client = await make_client(wechat_message_mode="safe", wechat_aes_key=AES_KEY)
+    created = int(clock.now())
+    follow = sealed(event("subscribe", created), clock, openid=OPENID, nonce="n1")
+    unfollow = sealed(event("unsubscribe", created + 1), clock, openid=OPENID, nonce="n2")
+    assert await (await push(client, follow[1], follow[0])).text() == "success"
+    assert await (await push(client, unfollow[1], unfollow[0])).text() == "success"
+    clock.advance(250)  # still within PUSH_MAX_AGE of the timestamp
+    replay = await push(client, follow[1], follow[0])
+    assert await replay.text() == "success"
+    assert (await client.app[keys.STORE].get_user(OPENID))["subscribed"] is False
+
+
+@pytest.mark.parametrize("max_age", [300, 3600])
+async def test_an_encrypted_pushs_record_outlives_its_replay_window(make_client, clock, max_age):
+    """For an encrypted push the de-duplication record is what refuses a replay, so it is kept
+    as a claimed nonce is: past the last moment its timestamp is accepted, by a margin for the
+    database's clock; at PUSH_MAX_AGE=3600 that is longer than the usual hour."""
+    client = await make_client(
+        wechat_message_mode="safe", wechat_aes_key=AES_KEY, push_max_age=max_age
+    )
+    ahead = str(int(clock.now()) + max_age - 10)  # WeChat's clock ahead of ours, still accepted
+    query, body = sealed(text("hi", 77, int(clock.now())), clock, openid=OPENID, timestamp=ahead)
+    assert (await push(client, body, query)).status == 200
+    record = await client.app[keys.STORE].pushed_messages.find_one({"_id": f"{APPID}:msg:77"})
+    last_accepted = int(ahead) + max_age
+    assert record["purgeAt"].timestamp() >= last_accepted + max_age
+    assert record["done"] is True  # a text message: nothing left to process
+    assert await client.app[keys.STORE].push_nonces.count_documents({}) == 0
+
+
 async def test_push_max_age_is_a_setting(make_client, clock):
     strict = await make_client(push_max_age=60)
     old = signed(clock, openid=OPENID, timestamp=str(int(clock.now()) - 61))

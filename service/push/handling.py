@@ -216,9 +216,16 @@ class PushHandler:
             )
 
     async def receive(self, query: PushQuery, body: bytes) -> str:
-        """One push, from its query and body to the reply: verified, fresh, unreplayed, handled."""
+        """One push, from its query and body to the reply: verified, fresh, unreplayed, handled.
+
+        Only a plain push's (timestamp, nonce) is claimed: its signature never covers the body.
+        An encrypted push's msg_signature covers its ciphertext, so its query cannot carry
+        another body, and the same bytes again are a retry that de-duplication answers without
+        processing; its record is kept as long as the nonce's would be (handle). One store
+        write a push instead of two (bench/README.md)."""
         push = self.verify(query, body)
-        await self.claim_nonce(push.timestamp, push.nonce, body)
+        if not push.encrypted:
+            await self.claim_nonce(push.timestamp, push.nonce, body)
         return await self.handle(push)
 
     async def handle(self, push: Push) -> str:
@@ -230,9 +237,21 @@ class PushHandler:
         # Known before anything is stored, so it is stored with the delivery in one write, and a
         # retry arriving while the first delivery is processed already gets the same answer.
         reply = self._text_reply(fields) if msg_type == "text" else None
+        # Only events are acted on; any other push is done once its record (and reply) is
+        # written, so that one write is all it costs.
+        acted_on = msg_type == "event"
+        # Kept while a replay of the push would pass its age check, with the same margin for
+        # the database's clock as a claimed nonce: for an encrypted push this record is what
+        # refuses a replay (receive).
+        retention = max(
+            DEDUP_RETENTION,
+            int(push.timestamp) + 2 * self.settings.push_max_age - int(self.clock.now()),
+        )
         deadline = time.monotonic() + IN_PROGRESS_WAIT
         while True:
-            earlier = await self.store.first_delivery(key, DEDUP_RETENTION, reply, ABANDONED_AFTER)
+            earlier = await self.store.first_delivery(
+                key, retention, reply, ABANDONED_AFTER, done=not acted_on
+            )
             if earlier is None:
                 break  # ours to process
             if earlier.get("done", True):
@@ -251,15 +270,15 @@ class PushHandler:
         # The kind of push only (%r: no line breaks): its fields carry openids and sign-in scenes.
         kind = f"event/{text_of(fields, 'Event')}" if msg_type == "event" else msg_type
         log.info("push received: %r", kind[:MAX_LOGGED_KIND])
-        try:
-            if msg_type == "event":
+        if acted_on:
+            try:
                 await self._on_event(fields)
-        except BaseException:
-            # Not processed after all (an error, or cancelled at shutdown): let WeChat's retry be
-            # processed rather than skipped.
-            await asyncio.shield(self.store.forget_delivery(key))
-            raise
-        await self.store.delivery_done(key)
+            except BaseException:
+                # Not processed after all (an error, or cancelled at shutdown): let WeChat's
+                # retry be processed rather than skipped.
+                await asyncio.shield(self.store.forget_delivery(key))
+                raise
+            await self.store.delivery_done(key)
         return self._seal(push, reply)
 
     def _seal(self, push: Push, reply: str | None) -> str:

@@ -860,20 +860,26 @@ class Store:
     # -- pushed messages ------------------------------------------------------------------------
 
     async def first_delivery(
-        self, key: str, retention: int, reply: str | None = None, abandoned_after: float = 30
+        self,
+        key: str,
+        retention: int,
+        reply: str | None = None,
+        abandoned_after: float = 30,
+        *,
+        done: bool = False,
     ) -> dict[str, Any] | None:
         """None when the push is ours to process: seen for the first time (recorded unfinished,
-        with our reply, if any), or taken over from a delivery left unfinished for
-        `abandoned_after` seconds (its instance died mid-way). Otherwise the earlier
-        delivery's record (`done` False while it is processed). Per account: two accounts'
-        MsgIds are unrelated."""
+        with our reply, if any; recorded `done` already when there is nothing to process), or
+        taken over from a delivery left unfinished for `abandoned_after` seconds (its instance
+        died mid-way). Otherwise the earlier delivery's record (`done` False while it is
+        processed). Per account: two accounts' MsgIds are unrelated."""
         now = self.clock.now()
         key = self._scoped(key)
         record = {
             "_id": key,
             "receivedAt": utc(now),
             "purgeAt": utc(now + retention),
-            "done": False,
+            "done": done,
         }
         if reply is not None:
             record["reply"] = reply
@@ -889,7 +895,7 @@ class Store:
             # Matching the receivedAt we read: of several retries, one takes it over.
             taken = await self.pushed_messages.update_one(
                 {"_id": key, "done": False, "receivedAt": earlier["receivedAt"]},
-                {"$set": {"receivedAt": utc(now), "purgeAt": utc(now + retention)}},
+                {"$set": {"receivedAt": utc(now), "purgeAt": utc(now + retention), "done": done}},
             )
             return None if taken.modified_count == 1 else {"done": False}
         return None

@@ -228,7 +228,7 @@ def log_error_answer(
     )
 
 
-def _answer(
+def error_answer(
     request: web.BaseRequest,
     status: int,
     name: str,
@@ -237,6 +237,8 @@ def _answer(
     value: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
+    """The one-shape answer and its log line, for a handler that answers an error rather than
+    raising it (authorize's 401: an exception per request cost it a traceback)."""
     body = error_body(status, name, message, field, value)
     log_error_answer(request, body)
     return error_json_response(body, headers)
@@ -247,7 +249,7 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
     (HTTPException below 400) are re-raised for aiohttp to send. Unknown errors are logged
     with their traceback, never sent."""
     if isinstance(exc, ServiceError):
-        return _answer(
+        return error_answer(
             request, exc.status, exc.name, exc.message, exc.field, exc.value, exc.headers
         )
     if isinstance(exc, web.HTTPException):
@@ -262,7 +264,7 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
             message = f"{request.method} is not allowed here"
         elif exc.status == 413:
             message = exc.text or "request body too large"
-        return _answer(request, exc.status, _http_name(exc), message, field, value, headers)
+        return error_answer(request, exc.status, _http_name(exc), message, field, value, headers)
     body = error_body(500, "INTERNAL_ERROR", "internal error; quote the id when reporting it")
     # The id ties the client's answer to the traceback in our logs; the path as access lines
     # name it (a route's pattern), so a crash on a capability URL does not log the capability.

@@ -444,3 +444,26 @@ async def test_a_used_code_still_spends_the_state(client, browser):
     assert "40163" in (await reused.json())["message"]
     spent = await client.get("/wechat/jwt", params=fresh)
     assert (await spent.json())["name"] == "INVALID_STATE"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "max_age", "secure"),
+    [
+        ("__Host-wechat_oa_auth_binding", "A-_z" * 10 + "abc", 600, True),
+        ("wechat_oa_auth_binding", "0" * 43, 600, False),
+        ("wechat_oa_auth_binding", "", 0, False),  # cleared once the sign-in completed
+    ],
+)
+def test_the_binding_cookie_is_written_as_aiohttp_would_write_it(name, value, max_age, secure):
+    """The Set-Cookie text is built directly (BindingCookie.header), not through set_cookie:
+    the same attributes, byte for byte."""
+    from aiohttp import web
+
+    from service.signin.flow import BindingCookie
+
+    response = web.Response()
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="Lax"
+    )
+    expected = response.cookies[name].OutputString()
+    assert BindingCookie(name, value, max_age, secure).header() == expected

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from service import keys
 from service.app_jwt.issuer import bearer_token, scope_covers
-from service.errors import Unauthorized, response_for
+from service.errors import Unauthorized, error_answer
 from service.openapi import documented
 from service.signin import contract, flow
 
@@ -16,36 +16,20 @@ routes = web.RouteTableDef()
 def _authorization_needed(request: web.Request, started: flow.Started) -> web.Response:
     """The seed's contract: 401 whose details carry the URL to send the user to. Answered, not
     raised: it is authorize's every answer, and raising it through the middleware cost a
-    traceback per request; the answer and its log line are the middleware's own (response_for)."""
+    traceback per request; the answer and its log line are the middleware's own."""
     headers = {"WWW-Authenticate": 'Bearer realm="wechat"'}
     if started.cookie is not None:
         # The retry of a browser-bound state binds the new one to this browser: the callback
         # page asks same-origin, so the browser stores the cookie from this answer too.
-        headers["Set-Cookie"] = _cookie_header(started.cookie)
-    return response_for(
+        headers["Set-Cookie"] = started.cookie.header()
+    return error_answer(
         request,
-        Unauthorized("UNAUTHORIZED", field="authorization url", value=started.url, headers=headers),
-    )
-
-
-def _cookie_header(cookie: flow.BindingCookie) -> str:
-    # An error answer carries headers, not a response's cookies: the same attributes, as text.
-    response = web.Response()
-    _set_binding_cookie(response, cookie)
-    return response.cookies[cookie.name].OutputString()
-
-
-def _set_binding_cookie(response: web.StreamResponse, cookie: flow.BindingCookie) -> None:
-    # HttpOnly: no script reads it; SameSite=Lax: sent on WeChat's top-level redirect back to
-    # the callback page, never on another site's subrequests; Path=/ as __Host- demands.
-    response.set_cookie(
-        cookie.name,
-        cookie.value,
-        max_age=cookie.max_age,
-        path="/",
-        secure=cookie.secure,
-        httponly=True,
-        samesite="Lax",
+        Unauthorized.status,
+        Unauthorized.name,
+        "UNAUTHORIZED",
+        field="authorization url",
+        value=started.url,
+        headers=headers,
     )
 
 
@@ -99,7 +83,7 @@ async def login(request: web.Request) -> web.Response:
         headers={"Location": started.url, "Cache-Control": "no-store"},
     )
     if started.cookie is not None:  # always: begin_login binds
-        _set_binding_cookie(response, started.cookie)
+        response.headers["Set-Cookie"] = started.cookie.header()
     return response
 
 
@@ -134,7 +118,7 @@ async def jwt(request: web.Request) -> web.Response:
     response = web.json_response(completed.answer, headers={"Cache-Control": "no-store"})
     if completed.browser_bound:
         # Spent: nothing is left for the cookie to bind.
-        _set_binding_cookie(response, flow.cleared_binding_cookie(settings))
+        response.headers["Set-Cookie"] = flow.cleared_binding_cookie(settings).header()
     return response
 
 

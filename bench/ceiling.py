@@ -18,9 +18,12 @@ and answered with an encrypted passive reply; every push unique, built before ea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -35,6 +38,21 @@ EXPECTED = {"bare": 200, "healthz": 200, "authorize": 401, "login": 302, "push":
 # Each wrk run of `push` gets this many times the unique pushes the service answered a second in
 # the warm-up, per second of its duration (a push repeated would be a replay: 403).
 PUSH_MARGIN = 1.6
+# --production: the service as deployed, not in sandbox mode: no emulator mounted, no following
+# of each request's origin, PUBLIC_URL an https origin behind a TLS proxy (so HSTS and the
+# __Host- cookie), WeChat never called (authorize and pushes need no call; TOKEN_UPKEEP=0).
+# Made-up values for this benchmark only, none of them a secret.
+PRODUCTION_APP = "https://app.example.test"
+PRODUCTION = {
+    "SANDBOX": "0",
+    "PUBLIC_URL": "https://auth.example.test",
+    "ALLOWED_REDIRECT_ORIGINS": PRODUCTION_APP,
+    "WECHAT_APPID": "wxbe0c4be0c4be0c4b",
+    "WECHAT_SECRET": "bench0secret0bench0secret0bench0",
+    "WECHAT_TOKEN": "benchtoken",
+    "WECHAT_AES_KEY": "QmVuY2hCZW5jaEJlbmNoQmVuY2hCZW5jaEJlbmNoQmU",
+    "JWT_SECRET": "bench-jwt-secret-bench-jwt-secret-bench",
+}
 # load.py's scenario whose server (and settings) a scenario here runs on.
 SERVER_OF = {"login": "authorize"}
 # wrk's Lua hooks: count the statuses (one table per thread, summed in done()).
@@ -49,19 +67,29 @@ end
 """
 
 
-def url_of(scenario: str, server: load.Server) -> str:
+def url_of(scenario: str, server: load.Server, production: bool = False) -> str:
     if scenario == "push":
         return f"{server.base}/wechat/message"
+    app = PRODUCTION_APP if production else server.public
     if scenario == "login":
+        landing = f"{app}/landing" if production else f"{app}/demo/landing"
         return f"{server.base}/wechat/login?" + urlencode(
-            {"redirectUri": f"{server.public}/demo/landing", "scope": "snsapi_base"}
+            {"redirectUri": landing, "scope": "snsapi_base"}
+        )
+    if scenario == "authorize" and production:
+        return f"{server.base}/wechat/authorize?" + urlencode(
+            {
+                "redirectUri": f"{app}/landing",
+                "callback": f"{app}/callback",
+                "scope": "snsapi_userinfo",
+            }
         )
     url = load.wrk_url(scenario, server)
     assert url is not None, scenario
     return url
 
 
-def push_script(workdir: Path, count: int, count_statuses: bool) -> Path:
+def push_script(workdir: Path, count: int, count_statuses: bool, production: bool = False) -> Path:
     """A wrk script sending `count` safe-mode pushes as WeChat does (a text message encrypted
     with the sandbox's EncodingAESKey, signed, each with its own MsgId, timestamp and nonce, so
     neither de-duplication nor replay protection short-circuits one), made now so their
@@ -71,10 +99,16 @@ def push_script(workdir: Path, count: int, count_statuses: bool) -> Path:
     from service.wechat.signature import wechat_signature
     from service.wechat.xml import build_message
 
-    token = SANDBOX_DEFAULTS["wechat_token"]
-    crypto = MessageCrypto(
-        token, SANDBOX_DEFAULTS["wechat_aes_key"], SANDBOX_DEFAULTS["wechat_appid"]
-    )
+    if production:
+        token, aes_key, appid = (
+            PRODUCTION["WECHAT_TOKEN"],
+            PRODUCTION["WECHAT_AES_KEY"],
+            PRODUCTION["WECHAT_APPID"],
+        )
+    else:
+        token = SANDBOX_DEFAULTS["wechat_token"]
+        aes_key, appid = SANDBOX_DEFAULTS["wechat_aes_key"], SANDBOX_DEFAULTS["wechat_appid"]
+    crypto = MessageCrypto(token, aes_key, appid)
     now = int(time.time())
     base_id = 10**15 + now * 10**5
     lines = ["local pushes = {"]
@@ -165,18 +199,29 @@ def main() -> None:
         help="also sweep the connections (1 to 256) for bare and the first scenario, and plot "
         "requests a second and p99 latency against them to this file",
     )
+    parser.add_argument(
+        "--production",
+        action="store_true",
+        help="the service (and the bare app) configured as deployed, not in sandbox mode",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port-base", type=int)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    load.choose_address(args.host, args.port_base)
+    port_base = args.port_base
+    if args.production and port_base is None:
+        # Outside sandbox mode a server at LOG_LEVEL=WARNING does not log the port it bound.
+        port_base = free_port(args.host)
+    load.choose_address(args.host, port_base)
     # What load.Server reads of the arguments.
     server_args = argparse.Namespace(access_log=False)
     print(f"ceiling benchmark, {load.machine_note()}")
     print(
         f"  wrk -t1 -c{args.connections}, {args.duration} s a run, {args.rounds} rounds in "
-        f"rotated order; then -c{args.errors_at} once each, every status counted"
+        f"rotated order; then -c{args.errors_at} once each, every status counted; "
+        + ("production configuration" if args.production else "sandbox mode")
+        + (", pymongo's path (wire stub)" if args.mongo_stub else ", embedded store")
     )
     with tempfile.TemporaryDirectory() as tmp, stub_if(args.mongo_stub):
         workdir = Path(tmp)
@@ -184,11 +229,11 @@ def main() -> None:
         status_script.write_text(STATUS_SCRIPT)
         names = ["bare", *args.scenarios]
         servers = {
-            name: load.Server(load.SCENARIOS[SERVER_OF.get(name, name)], server_args, workdir)
+            name: load.Server(scenario_of(name, args.production), server_args, workdir)
             for name in names
         }
         try:
-            urls = {name: url_of(name, server) for name, server in servers.items()}
+            urls = {name: url_of(name, server, args.production) for name, server in servers.items()}
             pushes_a_second = [4000.0]  # until the warm-up measures it
 
             def run(
@@ -197,7 +242,7 @@ def main() -> None:
                 script = None
                 if name == "push":
                     count = int(pushes_a_second[0] * PUSH_MARGIN * seconds) + 1000
-                    script = push_script(workdir, count, statuses)
+                    script = push_script(workdir, count, statuses, args.production)
                 elif statuses:
                     script = status_script
                 return wrk(urls[name], connections, seconds, script)
@@ -222,6 +267,23 @@ def main() -> None:
     report(args, names, runs, loaded, memory)
     if swept is not None:
         plot(swept, Path(args.plot), load.machine_note())
+
+
+def scenario_of(name: str, production: bool) -> load.Scenario:
+    scenario = load.SCENARIOS[SERVER_OF.get(name, name)]
+    if not production:
+        return scenario
+    extra = dict(PRODUCTION)
+    if "MONGODB_URI" not in os.environ:  # --mongo-stub sets it
+        extra["MONGODB_URI"] = "memory://"
+    return dataclasses.replace(scenario, env={**scenario.env, **extra})
+
+
+def free_port(host: str) -> int:
+    """A port free now, the first of the run's servers' (the next ones follow it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 SWEEP_CONNECTIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

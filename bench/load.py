@@ -203,14 +203,15 @@ class Server:
             TOKEN_UPKEEP="0",
             # This measures the service, not its per-client-IP limiter (one client here).
             **dict.fromkeys(RATE_LIMITS, "0"),
-            **scenario.env,
         )
+        env.update(scenario.env)  # may override the above (bench.ceiling --production)
         for name in ("WECHAT_MESSAGE_MODE", "MESSAGE_TEXT_REPLY"):
             if name not in scenario.env:
                 env.pop(name, None)
         # On MongoDB each run gets a database of its own, dropped when it stops, so every run
         # starts empty as the embedded store does.
-        self.mongodb_uri = env.get("MONGODB_URI", "")
+        uri = env.get("MONGODB_URI", "")
+        self.mongodb_uri = uri if uri.startswith("mongodb") else ""  # not memory://
         self.mongodb_db = f"bench_load_{os.getpid()}_{time.monotonic_ns()}"
         if self.mongodb_uri:
             env["MONGODB_DB"] = self.mongodb_db

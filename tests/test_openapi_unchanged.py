@@ -17,6 +17,14 @@ GOLDEN = Path(__file__).parent / "golden" / "openapi.json"
 # (JSON pointer to a text, the words it had, the words it has now, why).
 FIXES: list[tuple[str, str, str, str]] = [
     (
+        "/paths/~1wechat~1message/post/responses/403/description",
+        "REPLAYED_PUSH: this (timestamp, nonce) came with another body before.",
+        "REPLAYED_PUSH: this (timestamp, nonce) came with another body before (a plain push: "
+        "an encrypted one's msg_signature binds its body).",
+        "an encrypted push's (timestamp, nonce) is no longer claimed (issue 15): its signature "
+        "covers its ciphertext, and its de-duplication record answers a replay",
+    ),
+    (
         "/paths/~1wechat~1message/post/responses/400/description",
         "(given twice or too long)",
         "(given twice or too long, an encrypt_type other than aes)",

@@ -130,7 +130,8 @@ RECEIVE_PUSH = Operation(
                 "INVALID_SIGNATURE: wrong or missing signature or msg_signature; an "
                 "encrypted push in plain mode, or a plain one in safe or compatible "
                 "mode. STALE_PUSH: timestamp more than PUSH_MAX_AGE from now. "
-                "REPLAYED_PUSH: this (timestamp, nonce) came with another body before.",
+                "REPLAYED_PUSH: this (timestamp, nonce) came with another body before "
+                "(a plain push: an encrypted one's msg_signature binds its body).",
                 "INVALID_SIGNATURE",
                 "STALE_PUSH",
                 "REPLAYED_PUSH",

@@ -113,6 +113,36 @@ def test_the_states_mac_is_hmac_sha256(key, data, expected):
     assert HmacSha256(key).mac(data).hex() == expected
 
 
+async def test_a_query_checked_before_still_gets_its_own_fresh_state(client, browser):
+    """The same app page's query is checked once and remembered (signin/routes.py: _prepared);
+    every sign-in started from it still gets a state of its own, each completing once, for the
+    page it names; a query refused is refused again, never remembered."""
+    landing = f"{REDIRECT_URI}?next=%2Forders&x=1"
+    urls = [await start_sign_in(client, redirectUri=landing) for _ in range(3)]
+    assert len({dict(parse_qsl(urlsplit(u).query))["state"] for u in urls}) == 3
+    for url in urls:
+        query = await authorize_at_wechat(browser, url, "oSbx01FollowerWithUnionid0A1")
+        resp = await client.get("/wechat/jwt", params=query)
+        assert resp.status == 200 and (await resp.json())["redirectUri"] == landing
+        assert (await client.get("/wechat/jwt", params=query)).status == 400  # used
+    for _ in range(2):
+        refused = await client.get(
+            "/wechat/authorize",
+            params={"redirectUri": "https://evil.example/x", "callback": CALLBACK},
+        )
+        assert_error_shape(await refused.json(), 400, "ORIGIN_NOT_ALLOWED", "redirectUri")
+
+
+def test_remembered_queries_are_bounded():
+    """A client sending ever new queries cannot grow the memory of checked ones."""
+    from service.signin.flow import PreparedRequests
+
+    remembered = PreparedRequests(limit=3)
+    for n in range(5):
+        remembered.put((n,), object())
+    assert [remembered.get((n,)) is not None for n in range(5)] == [False, False, True, True, True]
+
+
 async def test_every_call_gets_a_fresh_state(client):
     urls = {await start_sign_in(client) for _ in range(5)}
     states = {dict(parse_qsl(urlsplit(u).query))["state"] for u in urls}

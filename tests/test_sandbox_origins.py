@@ -20,9 +20,12 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.test_utils import TestServer
 from test_browser import CHROMIUM, dump_dom
 
-from flows import CALLBACK, assert_error_shape
+from flows import CALLBACK, MONGODB_URI, assert_error_shape, listening_socket
+from service.app import create_app
+from service.config import load_settings
 from service.sandbox import SANDBOX_USERS
 
 USER = SANDBOX_USERS[1]
@@ -236,3 +239,42 @@ async def test_chromium_signs_in_at_127_0_0_1(sandbox_server, browser, tmp_path)
     dom = await dump_dom(f"{url}&sandbox_openid={USER.openid}", tmp_path)
     assert 'id="claims"' in dom
     assert USER.openid in dom
+
+
+async def test_one_query_from_two_listed_origins_gets_each_its_own_callback(mongodb_name):
+    """A query checked once is remembered (signin/routes.py: _prepared) by its text, the origins
+    allowed and the public URL: with both origins listed, the allowed origins read alike from
+    either, and only the public URL, which follows the request's origin, tells the built-in
+    callback page of http://localhost:<port> from http://127.0.0.1:<port>'s."""
+    listening = listening_socket()
+    port = listening.getsockname()[1]
+    env = {
+        "SANDBOX": "1",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "MONGODB_DB": mongodb_name,
+        "TOKEN_UPKEEP": "0",
+        "ALLOWED_REDIRECT_ORIGINS": f"http://127.0.0.1:{port},http://localhost:{port}",
+    }
+    if MONGODB_URI:
+        env["MONGODB_URI"] = MONGODB_URI
+    server = TestServer(
+        create_app(load_settings(env)), socket_factory=lambda host, port, family: listening
+    )
+    await server.start_server()
+    try:
+        query = {"redirectUri": f"http://localhost:{port}/demo/landing"}
+        async with aiohttp.ClientSession() as browser:
+            for origin in (f"http://localhost:{port}", f"http://127.0.0.1:{port}"):
+                resp = await browser.get(
+                    f"http://127.0.0.1:{port}/wechat/login",
+                    params=query,
+                    headers={"Host": urlsplit(origin).netloc},
+                    allow_redirects=False,
+                )
+                assert resp.status == 302, await resp.text()
+                at_wechat = dict(parse_qsl(urlsplit(resp.headers["Location"]).query))
+                assert at_wechat["redirect_uri"] == f"{origin}/wechat/callback"
+    finally:
+        await server.close()
+        listening.close()

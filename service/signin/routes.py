@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from service import keys
 from service.app_jwt.issuer import bearer_token, scope_covers
 from service.errors import Unauthorized, error_answer
 from service.openapi import documented
+from service.pipeline.origins import public_url, redirect_origins
 from service.signin import contract, flow
 
 routes = web.RouteTableDef()
@@ -33,19 +36,49 @@ def _authorization_needed(request: web.Request, started: flow.Started) -> web.Re
     )
 
 
+def _prepared(
+    request: web.Request,
+    sign_in: flow.SignIn,
+    route: str,
+    parse: Callable[[], flow.AuthorizationRequest],
+) -> flow.Prepared:
+    """The request's sign-in parameters as `parse` checks them, remembered by the exact query
+    (raw, not decoded: two queries that decode alike may split into parameters differently),
+    the origins they were checked against and the service's public URL (the built-in callback
+    page's; in sandbox mode both follow the request's origin)."""
+    settings = request.app[keys.SETTINGS]
+    key = (
+        route,
+        request.rel_url.raw_query_string,
+        redirect_origins(settings),
+        public_url(settings),
+    )
+    found = sign_in.prepared.get(key)
+    if found is None:
+        found = sign_in.prepare(parse())
+        sign_in.prepared.put(key, found)
+    return found
+
+
 @routes.get("/wechat/authorize")
 @documented(contract.AUTHORIZE)
 async def authorize(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     services = request.app[keys.ACCOUNTS].get(contract.ACCOUNT.read(request))
-    auth_request = flow.parse_authorization_request(
-        settings,
-        contract.REDIRECT_URI.value(request),
-        contract.CALLBACK.value(request),
-        flow.account_scope(services.account, contract.SCOPE.read(request)),
-        contract.CODE_CHALLENGE.read(request),
-        contract.CODE_CHALLENGE_METHOD.read(request),
+    prepared = _prepared(
+        request,
+        services.sign_in,
+        "authorize",
+        lambda: flow.parse_authorization_request(
+            settings,
+            contract.REDIRECT_URI.value(request),
+            contract.CALLBACK.value(request),
+            flow.account_scope(services.account, contract.SCOPE.read(request)),
+            contract.CODE_CHALLENGE.read(request),
+            contract.CODE_CHALLENGE_METHOD.read(request),
+        ),
     )
+    auth_request = prepared.request
     token = bearer_token(request.headers.get("Authorization"))
     if token:
         try:
@@ -59,7 +92,7 @@ async def authorize(request: web.Request) -> web.Response:
             and scope_covers(claims["scope"], auth_request.scope)
         ):
             return web.json_response(claims)
-    url = await services.sign_in.begin(auth_request)
+    url = await services.sign_in.begin_prepared(prepared)
     return _authorization_needed(request, flow.Started(url))
 
 
@@ -69,13 +102,18 @@ async def login(request: web.Request) -> web.Response:
     """A top-level navigation: bind a state to this browser, then off to WeChat."""
     settings = request.app[keys.SETTINGS]
     services = request.app[keys.ACCOUNTS].get(contract.ACCOUNT.read(request))
-    auth_request = flow.parse_login_request(
-        settings,
-        contract.REDIRECT_URI.value(request),
-        flow.account_scope(services.account, contract.SCOPE.read(request)),
+    prepared = _prepared(
+        request,
+        services.sign_in,
+        "login",
+        lambda: flow.parse_login_request(
+            settings,
+            contract.REDIRECT_URI.value(request),
+            flow.account_scope(services.account, contract.SCOPE.read(request)),
+        ),
     )
     started = await services.sign_in.begin_login(
-        auth_request, request.cookies.get(flow.binding_cookie_name(settings))
+        prepared, request.cookies.get(flow.binding_cookie_name(settings))
     )
     response = web.Response(
         status=302,

@@ -149,10 +149,15 @@ def error_id() -> str:
 
 
 def error_body(
-    status: int, name: str, message: str, field: str = "", value: Any = None
+    status: int,
+    name: str,
+    message: str,
+    field: str = "",
+    value: Any = None,
+    answer_id: str | None = None,
 ) -> dict[str, Any]:
     return {
-        "id": error_id(),
+        "id": answer_id or error_id(),
         "status": status,
         "name": name,
         "message": message,
@@ -168,12 +173,22 @@ def dumps_error(body: dict[str, Any]) -> str:
     per call: authorize answers every request with an error (its 401), and json.dumps was 5%
     of its server time (py-spy). Only fieldValue may be other than a string."""
     details = body["details"]
-    value = details["fieldValue"]
+    return _error_text(
+        body["id"],
+        body["status"],
+        body["name"],
+        body["message"],
+        details["field"],
+        details["fieldValue"],
+    )
+
+
+def _error_text(error_id: str, status: int, name: str, message: str, field: str, value: Any) -> str:
     encoded_value = _json_string(value) if type(value) is str else json.dumps(value)
     return (
-        f'{{"id": {_json_string(body["id"])}, "status": {int(body["status"])}, '
-        f'"name": {_json_string(body["name"])}, "message": {_json_string(body["message"])}, '
-        f'"details": {{"field": {_json_string(details["field"])}, "fieldValue": {encoded_value}}}}}'
+        f'{{"id": {_json_string(error_id)}, "status": {int(status)}, '
+        f'"name": {_json_string(name)}, "message": {_json_string(message)}, '
+        f'"details": {{"field": {_json_string(field)}, "fieldValue": {encoded_value}}}}}'
     )
 
 
@@ -238,10 +253,17 @@ def error_answer(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     """The one-shape answer and its log line, for a handler that answers an error rather than
-    raising it (authorize's 401: an exception per request cost it a traceback)."""
-    body = error_body(status, name, message, field, value)
-    log_error_answer(request, body)
-    return error_json_response(body, headers)
+    raising it (authorize's 401: an exception per request cost it a traceback). The body's
+    dict is built only for the log line, when it is written."""
+    answer_id = error_id()
+    if log.isEnabledFor(logging.INFO if status < 500 else logging.WARNING):
+        log_error_answer(request, error_body(status, name, message, field, value, answer_id))
+    return web.Response(
+        text=_error_text(answer_id, status, name, message, field, value),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:

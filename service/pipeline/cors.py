@@ -94,11 +94,12 @@ async def preflight(request: web.Request, settings: Settings) -> web.Response | 
     return None
 
 
-def add_headers(request: web.Request, headers: CIMultiDict[str], settings: Settings) -> None:
-    """An answer of a listed route: Vary: Origin, and the CORS headers if the request's origin
-    is allowed. Nothing for other routes (one set lookup)."""
-    resource = request.match_info.route.resource
-    if resource is None or resource.canonical not in CORS_ROUTES:
+def add_headers(
+    request: web.Request, headers: CIMultiDict[str], settings: Settings, pattern: str | None
+) -> None:
+    """An answer of a listed route (`pattern`, the matched route's): Vary: Origin, and the CORS
+    headers if the request's origin is allowed. Nothing for other routes (one set lookup)."""
+    if pattern not in CORS_ROUTES:
         return
     vary = headers.get("Vary")
     headers["Vary"] = f"{vary}, Origin" if vary else "Origin"

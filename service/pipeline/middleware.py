@@ -56,6 +56,9 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     app = request.app
     settings = app[keys.SETTINGS]
     own_origin = origins.serving(request, settings)  # sandbox mode without PUBLIC_URL only
+    # The route's pattern, read once for the rate limit and the CORS headers (None: no route).
+    resource = request.match_info.route.resource
+    pattern = resource.canonical if resource is not None else None
     try:
         try:
             preflight = None
@@ -64,7 +67,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
             if preflight is not None:
                 response: web.StreamResponse = preflight
             else:
-                check_rate_limit(request)
+                check_rate_limit(request, pattern)
                 response = await handler(request)
         except Exception as exc:
             # A GET of WeChat's MP_verify_….txt meets no route: answered from memory.
@@ -75,13 +78,13 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
         response.headers.update(security_headers(settings.public_url))
-        cors.add_headers(request, response.headers, settings)
+        cors.add_headers(request, response.headers, settings, pattern)
         return response
     except web.HTTPException as redirect:
         status = redirect.status
         redirect.headers[REQUEST_ID_HEADER] = request_id
         redirect.headers.update(security_headers(settings.public_url))
-        cors.add_headers(request, redirect.headers, settings)
+        cors.add_headers(request, redirect.headers, settings, pattern)
         raise
     finally:
         # request.app is this (the main) app here, also for requests routed to the emulator.
@@ -90,10 +93,11 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         request_id_var.reset(log_context)
 
 
-def check_rate_limit(request: web.Request) -> None:
+def check_rate_limit(request: web.Request, pattern: str | None) -> None:
     """Spend one of the client's tokens if the route is limited; RateLimited if none is left."""
-    route = request.match_info.route.resource
-    group = ROUTE_GROUPS.get(route.canonical) if route is not None else None
+    group = ROUTE_GROUPS.get(pattern) if pattern is not None else None
     if group is not None:
         app = request.app
-        app[keys.RATE_LIMITER].check(group, client_ip(request, app[keys.TRUSTED_PROXIES]))
+        limiter = app[keys.RATE_LIMITER]
+        if limiter.limits(group):  # the client's address is worked out only if it counts
+            limiter.check(group, client_ip(request, app[keys.TRUSTED_PROXIES]))

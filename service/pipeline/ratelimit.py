@@ -63,6 +63,10 @@ class RateLimiter:
         self._clock = clock
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
 
+    def limits(self, group: str) -> bool:
+        """Whether the group is limited at all (a rate of 0 turns its limit off)."""
+        return group in self._limits
+
     def check(self, group: str, client: str) -> None:
         """Take one token, or raise RateLimited saying when the next one comes."""
         limit = self._limits.get(group)

@@ -209,11 +209,10 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
-    port_base = args.port_base
-    if args.production and port_base is None:
+    load.choose_address(args.host, args.port_base)
+    if args.production and args.port_base is None:
         # Outside sandbox mode a server at LOG_LEVEL=WARNING does not log the port it bound.
-        port_base = free_port(args.host)
-    load.choose_address(args.host, port_base)
+        load.PORTS = ProbedPorts(args.host)
     # What load.Server reads of the arguments.
     server_args = argparse.Namespace(access_log=False)
     print(f"ceiling benchmark, {load.machine_note()}")
@@ -279,11 +278,18 @@ def scenario_of(name: str, production: bool) -> load.Scenario:
     return dataclasses.replace(scenario, env={**scenario.env, **extra})
 
 
-def free_port(host: str) -> int:
-    """A port free now, the first of the run's servers' (the next ones follow it)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+class ProbedPorts(load.Ports):
+    """Each server's port one the system found free a moment before (ports in a row from one
+    free port may be some connection's local port already)."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(None)
+        self._host = host
+
+    def take(self) -> int:
+        with socket.socket() as probe:
+            probe.bind((self._host, 0))
+            return int(probe.getsockname()[1])
 
 
 SWEEP_CONNECTIONS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

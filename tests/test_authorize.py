@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -131,6 +133,22 @@ async def test_a_query_checked_before_still_gets_its_own_fresh_state(client, bro
             params={"redirectUri": "https://evil.example/x", "callback": CALLBACK},
         )
         assert_error_shape(await refused.json(), 400, "ORIGIN_NOT_ALLOWED", "redirectUri")
+
+
+async def test_pkce_queries_are_not_remembered(client):
+    """Each PKCE sign-in brings a new challenge, so its query never repeats: remembering it
+    would only push out the app pages' queries that do."""
+    remembered = client.app[keys.ACCOUNTS].default.sign_in.prepared
+    for _ in range(2):
+        await start_sign_in(client)
+    assert len(remembered) == 1
+    for n in range(5):
+        verifier = f"verifier-{n:02d}-" + "v" * 40
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        await start_sign_in(
+            client, codeChallenge=challenge.rstrip(b"=").decode(), codeChallengeMethod="S256"
+        )
+    assert len(remembered) == 1
 
 
 def test_remembered_queries_are_bounded():

@@ -393,6 +393,9 @@ class PreparedRequests:
         self._found: dict[tuple[object, ...], Prepared] = {}
         self._limit = limit
 
+    def __len__(self) -> int:
+        return len(self._found)
+
     def get(self, key: tuple[object, ...]) -> Prepared | None:
         return self._found.get(key)
 

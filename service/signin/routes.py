@@ -45,7 +45,12 @@ def _prepared(
     """The request's sign-in parameters as `parse` checks them, remembered by the exact query
     (raw, not decoded: two queries that decode alike may split into parameters differently),
     the origins they were checked against and the service's public URL (the built-in callback
-    page's; in sandbox mode both follow the request's origin)."""
+    page's; in sandbox mode both follow the request's origin). Queries with a PKCE challenge
+    are checked every time."""
+    if contract.CODE_CHALLENGE.name in request.query:
+        # A PKCE challenge is new with every sign-in: its query never comes again, and
+        # remembering it would only push out those that do.
+        return sign_in.prepare(parse())
     settings = request.app[keys.SETTINGS]
     key = (
         route,

@@ -364,9 +364,11 @@ def report(
     loaded: dict[str, dict[str, Any]],
     memory: dict[str, dict[str, float]],
 ) -> None:
+    width = max(34, 5 * args.rounds + 4)  # the rounds' ratios, 5 characters each
     print()
     print(
-        f"{'scenario':<12}{'req/s':>9}{'ratio':>8}{'rounds ratios':>34}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'scenario':<12}{'req/s':>9}{'ratio':>8}{'rounds ratios':>{width}}{'p50 ms':>9}"
+        f"{'p99 ms':>9}"
         f"{'errors @' + str(args.errors_at):>14}{'peak RSS':>10}"
     )
     bare = runs["bare"]
@@ -379,7 +381,7 @@ def report(
         print(
             f"{name:<12}{statistics.median(r['rps'] for r in own):>9.0f}"
             f"{statistics.median(ratios):>8.2f}"
-            f"{' '.join(f'{x:.2f}' for x in ratios):>34}"
+            f"{' '.join(f'{x:.2f}' for x in ratios):>{width}}"
             f"{statistics.median(r['p50'] for r in own):>9.1f}"
             f"{statistics.median(r['p99'] for r in own):>9.1f}"
             f"{errors:>14}{memory[name]['VmHWM']:>9.0f}M"

@@ -185,9 +185,13 @@ class Metrics:
             registry=self.registry,
         )
 
-    def request_done(self, request: web.BaseRequest, status: int, seconds: float) -> None:
+    def request_done(
+        self, request: web.BaseRequest, status: int, seconds: float, pattern: str | None = None
+    ) -> None:
+        """`pattern`: the matched route's, when the caller has it (else read from the request:
+        a preflight's answered route, or "unmatched")."""
         method = request.method if request.method in METHOD_LABELS else "OTHER"
-        self.requests.observe(route_of(request), method, status, seconds)
+        self.requests.observe(pattern or route_of(request), method, status, seconds)
 
     def wechat_call(self, account: str, endpoint: str, outcome: int | str, seconds: float) -> None:
         self.wechat_calls.labels(account, endpoint, str(outcome)).inc()

@@ -88,7 +88,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         # request.app is this (the main) app here, also for requests routed to the emulator.
-        app[keys.METRICS].request_done(request, status, time.perf_counter() - started)
+        app[keys.METRICS].request_done(request, status, time.perf_counter() - started, pattern)
         origins.done(own_origin)
         request_id_var.reset(log_context)
 

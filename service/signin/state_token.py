@@ -177,6 +177,7 @@ class HmacSha256:
         self._outer = hashlib.sha256(key.translate(_OPAD))
 
     def mac(self, body: bytes) -> bytes:
+        """The MAC of `body`, cut to the state's MAC_BYTES."""
         inner = self._inner.copy()
         inner.update(body)
         outer = self._outer.copy()

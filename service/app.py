@@ -1,4 +1,5 @@
-"""create_app(): resources as cleanup contexts, templates, routes, middlewares; no I/O at import."""
+"""create_app(): resources as cleanup contexts, templates, routes in the service's layer; no I/O at
+import."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from service.ops import docs as ops_docs
 from service.ops import health as ops_health
 from service.ops import metrics as ops_metrics
 from service.ops import status as ops_status
+from service.pipeline import routing
+from service.pipeline.layer import service_layer
 from service.pipeline.metrics import Metrics
-from service.pipeline.middleware import service_middleware
 from service.pipeline.origins import follows_request_origin
 from service.pipeline.ratelimit import Limit, RateLimiter, parse_networks
 from service.pipeline.static import static_routes
@@ -87,11 +89,9 @@ def create_app(
 ) -> web.Application:
     """The service. `mongo_client` lets several app instances share one store (tests);
     `metrics_socket`, bound already, serves METRICS_PORT's listener (tests)."""
-    app = web.Application(
-        middlewares=[service_middleware],
-        client_max_size=settings.max_body_bytes,
-        handler_args=SERVER_LIMITS,
-    )
+    # No middleware: each route's handler runs inside the service's layer (pipeline/routing.py).
+    app = web.Application(client_max_size=settings.max_body_bytes, handler_args=SERVER_LIMITS)
+    layer = app[keys.LAYER] = service_layer(app)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.CLOCK] = clock or SystemClock()
@@ -104,7 +104,7 @@ def create_app(
         app[keys.CLOCK],
     )
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
-    # WeChat's MP_verify_….txt files, read once; the middleware serves them.
+    # WeChat's MP_verify_….txt files, read once; the service's layer serves them.
     app[keys.VERIFY_FILES] = verify_files(settings)
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -150,15 +150,17 @@ def create_app(
     for area_routes in AREA_ROUTES:
         if area_routes is ops_metrics.routes and settings.metrics_port:
             continue  # /metrics is served on METRICS_PORT alone (metrics_listener)
-        app.add_routes(area_routes)
-    app.add_routes(static_routes(STATIC_DIR))
+        routing.add_routes(app, area_routes, layer)
+    routing.add_routes(app, static_routes(STATIC_DIR), layer)
     app[keys.API_DOCUMENT] = ApiDocument(settings.public_url, app.router)
 
     if settings.sandbox:
         from service.sandbox import create_sandbox_app
 
-        sandbox = create_sandbox_app(_sandbox_config(settings), app[keys.CLOCK])
+        # The emulator's requests pass the service's layer, as every request the service serves.
+        sandbox = create_sandbox_app(_sandbox_config(settings), app[keys.CLOCK], layer=layer)
         app.add_subapp("/sandbox", sandbox)
+    routing.add_unmatched(app, layer)  # last: what no route above takes
     return app
 
 

@@ -304,10 +304,10 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
     return error_json_response(body)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The error shape alone, for the emulator (the service's own requests get it from
-    service.pipeline.middleware, with the request id, rate limits and metrics)."""
+async def error_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The error shape alone (a layer of service.pipeline.routing), for the emulator served
+    alone and the metrics listener (the service's own requests get it from
+    service.pipeline.layer, with the request id, rate limits and metrics)."""
     try:
         return await handler(request)
     except Exception as exc:

@@ -1,12 +1,12 @@
 """Every AppKey in one place, each typed with the class of what it holds.
 
 keys.py sits between the logic and the wiring: it imports the classes of the resources, and
-only the wiring (routes, cleanup contexts, the middleware, app.py) imports keys. A logic module
+only the wiring (routes, cleanup contexts, the service's layer, app.py) imports keys. A logic module
 never reads the app, so it never imports this module, and no import circle can form.
 
-The service's handlers and middleware run in the main app and read these from `request.app`
-(a dict lookup); `request.config_dict` would build a ChainMapProxy on every access, which was
-6% of an authorization's server time (bench/README.md).
+The service's handlers run in the main app and read these from `request.app` (its layer from
+the app it was made for), a dict lookup; `request.config_dict` would build a ChainMapProxy on
+every access, which was 6% of an authorization's server time (bench/README.md).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from service.oidc.provider import OidcProvider
 from service.openapi import ApiDocument
 from service.pipeline.metrics import Metrics
 from service.pipeline.ratelimit import Network, RateLimiter
+from service.pipeline.routing import Layer
 from service.push.background import Background
 from service.qr.login import LoginWaiters
 from service.signin.flow import SignIns
@@ -40,6 +41,9 @@ API_DOCUMENT = web.AppKey("api_document", ApiDocument)
 QR_WAITERS = web.AppKey("qr_waiters", LoginWaiters)
 # WECHAT_VERIFY_FILES read at start: each MP_verify_….txt name and its content.
 VERIFY_FILES = web.AppKey("verify_files", dict[str, bytes])
+# The layer every route's handler runs in (pipeline/layer.py); a route added after create_app
+# joins it with pipeline.routing.add_routes (the tests' probes do).
+LAYER: web.AppKey[Layer] = web.AppKey("layer")
 
 # Resources with a lifetime, each made and closed by a cleanup context.
 # The default account's view of the store; Store.for_account gives another's (queries.py).

@@ -19,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 from aiohttp.web_urldispatcher import AbstractResource, DynamicResource
 
+from service.pipeline.routing import is_unmatched
 from service.randomness import random_bytes
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -26,7 +27,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # The route a request was answered for although the router matched none: a CORS preflight,
-# which the middleware answers for a route without an OPTIONS handler (pipeline/cors.py).
+# which the service's layer answers for a route without an OPTIONS handler (pipeline/cors.py).
 ANSWERED_ROUTE_KEY = web.RequestKey("answered_route", AbstractResource)
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -44,7 +45,7 @@ def new_request_id(incoming: str | None) -> str:
 
 def begin_request(request: web.Request) -> tuple[str, Token[str]]:
     """Honour the caller's X-Request-ID (or make one) and log this request's lines with it;
-    service.pipeline.middleware sends it back and resets the log context with the token."""
+    service.pipeline.layer sends it back and resets the log context with the token."""
     request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID_KEY] = request_id
     return request_id, request_id_var.set(request_id)
@@ -55,7 +56,7 @@ def _resource(request: BaseRequest) -> AbstractResource | None:
         resource: AbstractResource | None = request.match_info.route.resource  # type: ignore[attr-defined]
     except (AttributeError, AssertionError):  # a request refused before routing
         return None
-    return resource if resource is not None else request.get(ANSWERED_ROUTE_KEY)
+    return request.get(ANSWERED_ROUTE_KEY) if is_unmatched(resource) else resource
 
 
 def route_of(request: BaseRequest) -> str:

@@ -32,10 +32,12 @@ from flows import (
     TOKEN,
     listening_socket,
 )
+from service import keys
 from service.app import create_app
 from service.clock import Clock, ManualClock
 from service.config import Settings, load_settings
 from service.logs import AccessLogger
+from service.pipeline import routing
 from service.sandbox import SANDBOX_KEY, SandboxConfig, create_sandbox_app
 from service.sandbox.app import SandboxWeChat
 
@@ -152,7 +154,7 @@ def make_client(aiohttp_server, aiohttp_client, settings, clock) -> MakeClient:
             dataclasses.replace(settings, **overrides), clock=clock, mongo_client=mongo_client
         )
         if extra_routes is not None:
-            app.add_routes(extra_routes)
+            routing.add_routes(app, extra_routes, app[keys.LAYER])
         # The service's own access log, as in production: never a query string.
         server = await aiohttp_server(app, access_log_class=AccessLogger)
         return await aiohttp_client(server)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 
 from flows import assert_error_shape
@@ -149,3 +151,49 @@ async def test_every_error_id_is_a_random_version_4_uuid(client):
         assert str(parsed) == body["id"]
         ids.add(body["id"])
     assert len(ids) == 50
+
+
+# Every route's handler runs in a layer added with the route (no aiohttp middleware), and what
+# no route takes meets each application's catch-all: the emulator's too, mounted or alone.
+UNKNOWN_TO_THE_EMULATOR = [
+    ("GET", "/nowhere", 404, "NOT_FOUND"),
+    ("DELETE", "/cgi-bin/token", 405, "METHOD_NOT_ALLOWED"),
+    ("POST", "/_sandbox/static/sandbox.css", 405, "METHOD_NOT_ALLOWED"),
+    ("GET", "/_sandbox/static/missing.css", 404, "NOT_FOUND"),
+    ("GET", "/_sandbox/static/../../pyproject.toml", 404, "NOT_FOUND"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "status", "name"), UNKNOWN_TO_THE_EMULATOR)
+async def test_the_mounted_emulators_unknown_paths_get_the_services_answer(
+    sandbox_server, method, path, status, name
+):
+    async with aiohttp.ClientSession() as http:
+        url = f"{str(sandbox_server.make_url('/sandbox')).rstrip('/')}{path}"
+        resp = await http.request(method, yarl.URL(url, encoded=True))
+        assert resp.status == status
+        body = await resp.json()
+    assert_error_shape(body, status, name, "path")
+    assert resp.headers["X-Request-ID"]  # the service's layer, not only the emulator's
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    if status == 405:
+        assert "GET" in resp.headers["Allow"]
+
+
+@pytest.mark.parametrize(("method", "path", "status", "name"), UNKNOWN_TO_THE_EMULATOR)
+async def test_the_emulator_alone_answers_unknown_paths_in_the_error_shape(
+    emulator_server, method, path, status, name
+):
+    async with aiohttp.ClientSession() as http:
+        url = f"{str(emulator_server.make_url('')).rstrip('/')}{path}"
+        resp = await http.request(method, yarl.URL(url, encoded=True))
+        assert resp.status == status
+        assert_error_shape(await resp.json(), status, name, "path")
+
+
+async def test_the_mounted_emulators_static_files_are_served(sandbox_server):
+    async with aiohttp.ClientSession() as http:
+        css = await http.get(sandbox_server.make_url("/sandbox/_sandbox/static/sandbox.css"))
+        assert css.status == 200
+        assert css.content_type == "text/css"
+        assert css.headers["X-Request-ID"]

@@ -37,7 +37,7 @@ FOUNDATIONS = (
 )
 FOUNDATION_PACKAGES = ("store", "wechat", "app_jwt", "pipeline")
 # Modules that read the app's resources: the only importers of keys.py.
-WIRING = ("keys", "wiring", "access", "app", "__main__", "reseal", "pipeline.middleware")
+WIRING = ("keys", "wiring", "access", "app", "__main__", "reseal", "pipeline.layer")
 WIRING_SUFFIXES = (".routes", ".pages", ".status", ".health", ".metrics", ".docs")
 
 

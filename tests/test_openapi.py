@@ -45,6 +45,7 @@ from service.accounts import Account
 from service.app import create_app
 from service.oidc_config import OidcClient
 from service.openapi import build_openapi
+from service.pipeline import routing
 from service.pipeline.ratelimit import ROUTE_GROUPS
 from service.sandbox import SANDBOX_USERS, SNAPSHOT_USER
 from service.wechat.xml import build_message
@@ -62,8 +63,8 @@ NOT_PROVOKED = frozenset({"500"})
 def registered_operations(app: web.Application) -> set[tuple[str, str]]:
     operations = set()
     for route in app.router.routes():
-        if route.method == "HEAD" or route.resource is None:
-            continue
+        if route.method == "HEAD" or routing.is_unmatched(route.resource):
+            continue  # the catch-all is the router's "no route", not an operation
         path = route.resource.canonical
         if path.startswith(EXCLUDED_PREFIXES):
             continue

@@ -15,10 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import keys
 from service.account_services import OfficialServices
-from service.errors import error_middleware
+from service.errors import error_layer
 from service.logs import AccessLogger
 from service.openapi import documented
 from service.ops import contract
+from service.pipeline import routing
 
 routes = web.RouteTableDef()
 
@@ -60,8 +61,9 @@ def metrics_app(service: web.Application) -> web.Application:
     async def scrape(request: web.Request) -> web.Response:
         return await exposition(service)
 
-    app = web.Application(middlewares=[error_middleware])
-    app.router.add_get("/metrics", scrape)
+    app = web.Application()
+    routing.add_routes(app, [web.get("/metrics", scrape)], error_layer)
+    routing.add_unmatched(app, error_layer)
     return app
 
 

@@ -3,12 +3,12 @@
 Before WeChat accepts a domain as the account's 网页授权域名 (or JS接口安全域名), it fetches a file
 it names, MP_verify_<code>.txt, from the domain's root. WECHAT_VERIFY_FILES lists such files;
 config.verify_files reads them at start (refusing other names and anything over 4 KiB), and the
-middleware answers GET /<name> with the content, as text/plain.
+service's layer answers GET /<name> with the content, as text/plain.
 
 Not a route, so not in /openapi.json, where every route is an operation of the API: such a file
 is nothing an app calls, only WeChat's check that the operator controls the domain (as static
-files, it stays out of the document). The router matches no route for it; the middleware asks
-`answer` before it answers 404.
+files, it stays out of the document). No route matches it (the catch-all's
+404, pipeline/routing.py); the service's layer asks `answer` before it answers that 404.
 """
 
 from __future__ import annotations

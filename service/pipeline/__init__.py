@@ -1,1 +1,2 @@
-"""What every request passes through: the middleware, rate limits, metrics, page headers."""
+"""What every request passes through: the layer each handler runs in, rate limits, metrics,
+page headers."""

@@ -7,7 +7,7 @@ its JWT in Authorization, and the binding cookie of /wechat/login is for the ser
 callback page, which calls it same-origin.
 
 A preflight (OPTIONS with Origin and Access-Control-Request-Method) is answered here, by the
-middleware, before the router's 405 (no route has an OPTIONS handler, so none is registered and
+service's layer, before the router's 405 (no route has an OPTIONS handler, so none is registered and
 none is documented: preflights belong to the protocol, not the API): 204 with the CORS headers
 for an allowed origin; 403 FORBIDDEN in the error shape, without CORS headers, for any other
 origin. Actual answers (errors included) to an allowed origin carry Access-Control-Allow-Origin
@@ -57,13 +57,15 @@ MAX_AGE = "600"
 PREFLIGHT_HEADERS = ("Origin", "Access-Control-Request-Method")
 
 
-async def preflight(request: web.Request, settings: Settings) -> web.Response | None:
-    """The answer to a CORS preflight for a listed route; None if this OPTIONS request is not
-    one (it then meets the router's answer: 405, or 404). Raises Forbidden for an origin that
-    may not call the route."""
+async def preflight(
+    request: web.Request, settings: Settings, router: web.UrlDispatcher
+) -> web.Response | None:
+    """The answer to a CORS preflight for a listed route of `router`'s; None if this OPTIONS
+    request is not one (it then meets the router's answer: 405, or 404). Raises Forbidden for
+    an origin that may not call the route."""
     if not all(name in request.headers for name in PREFLIGHT_HEADERS):
         return None
-    for resource in request.app.router.resources():
+    for resource in router.resources():
         if resource.canonical not in CORS_ROUTES:
             continue
         # resolve() tells whether the path is this route's: a match, or the methods it

@@ -45,7 +45,7 @@ class RequestSeries:
     """http_requests_total and http_request_duration_seconds, counted without
     prometheus_client's per-child lock: two lock round trips and label look-ups a request were
     3.6% of an authorize's server time (py-spy). Only the event loop's thread counts (the
-    middleware), and a scrape reads plain numbers: at worst it sees one request in the counter
+    service's layer), and a scrape reads plain numbers: at worst it sees one request in the counter
     a moment before the histogram's sum, which the next scrape settles.
 
     The exposition is the one Counter and Histogram produced: the same names, labels and

@@ -6,7 +6,7 @@ and ALLOWED_REDIRECT_ORIGINS are allowed.
 Sandbox mode with PUBLIC_URL left at its default (http://localhost:<PORT>): the demo must work
 wherever it is opened (http://127.0.0.1:3000/, a LAN address from a phone, a container's mapped
 port), and the binding cookie, the callback and the emulator's 网页授权域名 must all be on the
-host the browser uses. So the middleware takes each request's own origin (its scheme and Host
+host the browser uses. So the service's layer takes each request's own origin (its scheme and Host
 header) as the public URL for that request, through `serving`; the sign-in logic reads it with
 `public_url`, `open_base` and `redirect_origins` instead of the settings' fixed values.
 
@@ -58,7 +58,7 @@ def _origin_of_host(scheme: str, host: str) -> str | None:
 
 
 def serving(request: web.BaseRequest, settings: Settings) -> Token[str | None] | None:
-    """The middleware's call for each request: in sandbox mode without PUBLIC_URL, the
+    """The service layer's call for each request: in sandbox mode without PUBLIC_URL, the
     request's origin becomes its public URL until `done` is called with the token returned."""
     if not follows_request_origin(settings):
         return None

@@ -10,7 +10,9 @@ from aiohttp import web
 
 from service import resources
 from service.clock import Clock, SystemClock
-from service.errors import error_middleware
+from service.errors import error_layer
+from service.pipeline import routing
+from service.pipeline.static import static_routes
 from service.sandbox import api, control, pages, phone, qrconnect
 from service.sandbox.faults import Faults
 from service.sandbox.jsapi import JSAPI_KEY, JsapiTickets
@@ -34,12 +36,14 @@ def create_sandbox_app(
     config: SandboxConfig,
     clock: Clock | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
+    layer: routing.Layer = error_layer,
 ) -> web.Application:
     """WeChat's paths sit unchanged below wherever this app is mounted, so SDKs work as-is.
 
     `sleep` is how push retries wait (asyncio.sleep); tests pass one that moves a ManualClock.
+    `layer` runs around each handler: the error shape alone, or the service's when mounted.
     """
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024)
     wechat = SandboxWeChat(config, clock or SystemClock())
     if sleep is not None:
         wechat.sleep = sleep
@@ -52,13 +56,11 @@ def create_sandbox_app(
         autoescape=jinja2.select_autoescape(["html"]),
         app_key=TEMPLATES_KEY,
     )
-    app.add_routes(api.routes)
-    app.add_routes(pages.routes)
-    app.add_routes(control.routes)
-    app.add_routes(phone.routes)
-    app.add_routes(qrconnect.routes)
+    for area_routes in (api.routes, pages.routes, control.routes, phone.routes, qrconnect.routes):
+        routing.add_routes(app, area_routes, layer)
+    routing.add_routes(app, static_routes(STATIC_DIR, "/_sandbox/static", "sandbox_static"), layer)
+    routing.add_unmatched(app, layer)  # last: what no route above takes
     app.on_shutdown.append(close_website_polls)  # long polls answer rather than hang on
-    app.router.add_static("/_sandbox/static/", STATIC_DIR, name="sandbox_static")
     return app
 
 

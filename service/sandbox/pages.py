@@ -39,7 +39,7 @@ class AuthorizePageError(Exception):
 
 def render(request: web.Request, template: str, context: dict[str, Any]) -> web.Response:
     base = {
-        "css_url": request.app.router["sandbox_static"].url_for(filename="sandbox.css"),
+        "css_url": request.app.router["sandbox_static"].url_for(path="sandbox.css"),
         "home_url": request.app.router["sandbox_home"].url_for(),
         "users_url": request.app.router["sandbox_users"].url_for(),
     }

@@ -124,7 +124,7 @@ async def qrconnect(request: web.Request) -> web.Response:
             "qr_content": content,
             "phone_url": router["sandbox_phone"].url_for().with_query(url=content),
             "poll_url": router["qrconnect_poll"].url_for().with_query(uuid=login.uuid),
-            "script_url": router["sandbox_static"].url_for(filename="qrconnect.js"),
+            "script_url": router["sandbox_static"].url_for(path="qrconnect.js"),
             "reload_url": request.raw_path,
         },
     )

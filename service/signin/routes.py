@@ -18,8 +18,8 @@ routes = web.RouteTableDef()
 
 def _authorization_needed(request: web.Request, started: flow.Started) -> web.Response:
     """The seed's contract: 401 whose details carry the URL to send the user to. Answered, not
-    raised: it is authorize's every answer, and raising it through the middleware cost a
-    traceback per request; the answer and its log line are the middleware's own."""
+    raised: it is authorize's every answer, and raising it through the service's layer cost a
+    traceback per request; the answer and its log line are the layer's own."""
     headers = {"WWW-Authenticate": 'Bearer realm="wechat"'}
     if started.cookie is not None:
         # The retry of a browser-bound state binds the new one to this browser: the callback

@@ -1,0 +1,108 @@
+"""The service's one layer around every handler: request id, the request's origin (sandbox),
+CORS preflights, rate limit, error shape, WeChat's verification files, CORS and security
+headers, and metrics, in that order.
+
+Each concern lives in its own module (logs, origins, cors, ratelimit, errors, metrics,
+ops/verification); they meet here in a single layer because every layer costs each request a
+call and a coroutine, whatever it does: as four aiohttp middlewares they held /healthz to 9,400
+requests a second under wrk, as one 11,300 (bench/README.md), and as a layer added with each
+route rather than a middleware (pipeline/routing.py) it saves aiohttp's own middleware machinery
+too. What only some requests need costs the others a comparison: preflights are looked at for
+OPTIONS only, the verification files for GET and HEAD requests no route matched, CORS headers
+for listed routes. Redirects (HTTPExceptions below 400) still propagate to aiohttp.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from service import keys
+from service.errors import response_for
+from service.logs import REQUEST_ID_HEADER, begin_request, request_id_var
+from service.ops import verification
+from service.pipeline import cors, origins
+from service.pipeline.ratelimit import ROUTE_GROUPS, client_ip
+from service.pipeline.routing import Layer, is_unmatched
+
+# One year, the value browsers' preload lists ask for. includeSubDomains covers only hosts
+# below PUBLIC_URL's own (auth.example.com's subdomains, never example.com's siblings), which
+# nobody serves over plain http on purpose; "preload" is left to the operator, since it is
+# hard to undo.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+@functools.lru_cache(maxsize=8)
+def security_headers(public_url: str) -> Mapping[str, str]:
+    """Headers every answer carries, computed once per configuration (authorize is hot).
+
+    nosniff: a JSON error or a text answer is never run as a script or a style sheet, whatever
+    a browser guesses from its bytes. HSTS only when the service is public over https (browsers
+    ignore it over http, and sending it there would suggest a protection that is not there).
+    """
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if public_url.lower().startswith("https://"):
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def service_layer(root: web.Application) -> Layer:
+    """The layer of the service (`root`) and of the emulator mounted in it: what it reads (the
+    settings, the limiter, the metrics) is the service's, whichever application's route ran."""
+
+    async def layer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id, log_context = begin_request(request)
+        started = time.perf_counter()
+        status = 500  # if the request is cancelled (the client went away)
+        settings = root[keys.SETTINGS]
+        own_origin = origins.serving(request, settings)  # sandbox mode without PUBLIC_URL only
+        # The route's pattern, read once for the rate limit, the CORS headers and the metrics
+        # (None: no route, the catch-all's requests).
+        resource = request.match_info.route.resource
+        pattern = None if is_unmatched(resource) else resource.canonical  # type: ignore[union-attr]
+        try:
+            try:
+                preflight = None
+                if request.method == "OPTIONS":
+                    preflight = await cors.preflight(request, settings, root.router)
+                if preflight is not None:
+                    response: web.StreamResponse = preflight
+                else:
+                    check_rate_limit(root, request, pattern)
+                    response = await handler(request)
+            except Exception as exc:
+                # A GET of WeChat's MP_verify_….txt meets no route: answered from memory.
+                verify_files = root[keys.VERIFY_FILES]
+                file = verification.answer(request, exc, verify_files)
+                # response_for re-raises redirects.
+                response = file if file is not None else response_for(request, exc)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = request_id
+            response.headers.update(security_headers(settings.public_url))
+            cors.add_headers(request, response.headers, settings, pattern)
+            return response
+        except web.HTTPException as redirect:
+            status = redirect.status
+            redirect.headers[REQUEST_ID_HEADER] = request_id
+            redirect.headers.update(security_headers(settings.public_url))
+            cors.add_headers(request, redirect.headers, settings, pattern)
+            raise
+        finally:
+            root[keys.METRICS].request_done(request, status, time.perf_counter() - started, pattern)
+            origins.done(own_origin)
+            request_id_var.reset(log_context)
+
+    return layer
+
+
+def check_rate_limit(root: web.Application, request: web.Request, pattern: str | None) -> None:
+    """Spend one of the client's tokens if the route is limited; RateLimited if none is left."""
+    group = ROUTE_GROUPS.get(pattern) if pattern is not None else None
+    if group is not None:
+        limiter = root[keys.RATE_LIMITER]
+        if limiter.limits(group):  # the client's address is worked out only if it counts
+            limiter.check(group, client_ip(request, root[keys.TRUSTED_PROXIES]))

@@ -202,15 +202,29 @@ def _error_frame(status: int, name: str, message: str, field: str) -> tuple[str,
     )
 
 
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def json_error_response(
+    text: str, status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """The answer with `text` (ASCII: JSON's encoder escapes the rest) as its body. Bytes and
+    a Content-Type header written out: aiohttp's text= and content_type= parse and rebuild
+    the header, a third of building the answer (0.45 of 1.86 µs, and authorize answers
+    every request with an error)."""
+    return web.Response(
+        body=text.encode("ascii"),
+        status=status,
+        headers={**headers, "Content-Type": JSON_CONTENT_TYPE}
+        if headers
+        else {"Content-Type": JSON_CONTENT_TYPE},
+    )
+
+
 def error_json_response(
     body: dict[str, Any], headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.Response(
-        text=dumps_error(body),
-        status=body["status"],
-        headers=headers,
-        content_type="application/json",
-    )
+    return json_error_response(dumps_error(body), body["status"], headers)
 
 
 def _http_name(exc: web.HTTPException) -> str:
@@ -268,11 +282,8 @@ def error_answer(
     answer_id = error_id()
     if log.isEnabledFor(logging.INFO if status < 500 else logging.WARNING):
         log_error_answer(request, error_body(status, name, message, field, value, answer_id))
-    return web.Response(
-        text=_error_text(answer_id, status, name, message, field, value),
-        status=status,
-        headers=headers,
-        content_type="application/json",
+    return json_error_response(
+        _error_text(answer_id, status, name, message, field, value), status, headers
     )
 
 

@@ -122,8 +122,13 @@ async def login(request: web.Request) -> web.Response:
     )
     response = web.Response(
         status=302,
-        text="Continue at WeChat",
-        headers={"Location": started.url, "Cache-Control": "no-store"},
+        body=b"Continue at WeChat",
+        # Written out: text= would parse and rebuild the header (pipeline: errors.py).
+        headers={
+            "Location": started.url,
+            "Cache-Control": "no-store",
+            "Content-Type": "text/plain; charset=utf-8",
+        },
     )
     if started.cookie is not None:  # always: begin_login binds
         response.headers["Set-Cookie"] = started.cookie.header()

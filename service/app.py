@@ -91,7 +91,6 @@ def create_app(
     `metrics_socket`, bound already, serves METRICS_PORT's listener (tests)."""
     # No middleware: each route's handler runs inside the service's layer (pipeline/routing.py).
     app = web.Application(client_max_size=settings.max_body_bytes, handler_args=SERVER_LIMITS)
-    layer = app[keys.LAYER] = service_layer(app)
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.CLOCK] = clock or SystemClock()
@@ -106,6 +105,7 @@ def create_app(
     app[keys.TRUSTED_PROXIES] = parse_networks(settings.trusted_proxies)
     # WeChat's MP_verify_….txt files, read once; the service's layer serves them.
     app[keys.VERIFY_FILES] = verify_files(settings)
+    layer = app[keys.LAYER] = service_layer(app)  # reads the keys set above
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     app[keys.QR_WAITERS] = LoginWaiters()

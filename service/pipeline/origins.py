@@ -57,11 +57,9 @@ def _origin_of_host(scheme: str, host: str) -> str | None:
     return origin_of(f"{scheme}://{host}") or None
 
 
-def serving(request: web.BaseRequest, settings: Settings) -> Token[str | None] | None:
-    """The service layer's call for each request: in sandbox mode without PUBLIC_URL, the
-    request's origin becomes its public URL until `done` is called with the token returned."""
-    if not follows_request_origin(settings):
-        return None
+def serving(request: web.BaseRequest) -> Token[str | None]:
+    """The service layer's call for each request when `follows_request_origin`: the request's
+    origin becomes its public URL until `done` is called with the token returned."""
     return _request_public_url.set(request_origin(request))
 
 

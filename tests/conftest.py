@@ -140,9 +140,13 @@ MakeClient = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-def make_client(aiohttp_server, aiohttp_client, settings, clock) -> MakeClient:
+def make_client(shared_mongo, aiohttp_server, aiohttp_client, settings, clock) -> MakeClient:
     """A service client; keyword arguments override settings. Instances given one
-    `mongo_client` share a store, as several replicas share one MongoDB."""
+    `mongo_client` share a store, as several replicas share one MongoDB.
+
+    shared_mongo comes first: fixtures are torn down in the reverse order, so the servers stop
+    (and release their leases through it) before that client closes. The other way round,
+    every test sharing a real MongoDB failed at teardown on the closed client."""
 
     async def make(
         *,

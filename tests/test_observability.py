@@ -80,6 +80,16 @@ async def test_metrics_see_wechat_errors_and_failed_renewals(client, emulator):
     assert 'wechat_base_token_remaining_seconds{account="default"} 0.0' in text
 
 
+async def test_the_mongodb_drivers_command_log_stays_out_at_debug(client, caplog):
+    """pymongo logs each command and reply, documents and their tokens included, at DEBUG;
+    with a MongoDB server (MONGODB_URI) the whole suite showed tokens in the log before."""
+    caplog.set_level(logging.DEBUG)
+    assert (await client.get("/healthz")).status == 200  # the store is open
+    for name in ("pymongo.command", "pymongo.connection", "pymongo.serverSelection"):
+        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+        assert logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
 async def test_no_token_code_or_secret_ever_reaches_the_logs(
     make_client, browser, caplog, emulator
 ):

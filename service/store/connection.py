@@ -14,6 +14,18 @@ log = logging.getLogger(__name__)
 
 # How long start-up waits for MongoDB unless MONGODB_URI says (serverSelectionTimeoutMS=...).
 SERVER_SELECTION_TIMEOUT_MS = 5000
+# pymongo logs every command and reply at DEBUG, documents included ("only sensitive
+# authentication command contents are redacted", pymongo's logging docs): the stored access
+# tokens, refresh tokens and sign-in scenes would reach the log at LOG_LEVEL=DEBUG.
+PYMONGO_LOGGERS = "pymongo"
+PYMONGO_LEAST_LEVEL = logging.INFO
+
+
+def quiet_driver_logs() -> None:
+    """pymongo's loggers no lower than INFO, whatever LOG_LEVEL (or a test) sets the root to."""
+    driver = logging.getLogger(PYMONGO_LOGGERS)
+    # Its own level, not the effective one: the root's may be lowered later (caplog does).
+    driver.setLevel(max(driver.level, PYMONGO_LEAST_LEVEL))
 
 
 class StoreUnavailable(Exception):
@@ -23,6 +35,7 @@ class StoreUnavailable(Exception):
 @asynccontextmanager
 async def open_database(settings: Settings, client: Any = None) -> AsyncIterator[Any]:
     """The configured database; an injected client is shared and left open."""
+    quiet_driver_logs()
     own = client is None
     if client is None:
         if not uses_embedded_store(settings):

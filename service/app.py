@@ -108,7 +108,7 @@ def create_app(
     layer = app[keys.LAYER] = service_layer(app)  # reads the keys set above
     # Names this instance in leases, claims and status: host, process, and a random suffix.
     app[keys.INSTANCE_ID] = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    app[keys.QR_WAITERS] = LoginWaiters()
+    app[keys.QR_WAITERS] = LoginWaiters(app[keys.CLOCK])
     # Long polls answer at shutdown's start, not when SHUTDOWN_TIMEOUT cuts them.
     app.on_shutdown.append(close_waiters)
     app[keys.JWT] = JwtIssuer(

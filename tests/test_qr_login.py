@@ -272,3 +272,58 @@ async def test_a_push_landing_on_another_instance_wakes_the_poll_here(
         await drained(there)
         answer = await (await poll(here, session["scene"], wait=5)).json()
     assert answer["status"] == "confirmed" and answer["openid"] == FOLLOWER.openid
+
+
+async def test_a_poll_that_saw_nothing_leaves_no_stale_answer_once_another_instance_changed_it(
+    make_client, shared_mongo, emulator, emulator_server, aiohttp_client
+):
+    """A poll that waited out its time with nothing new leaves the session as it read it for
+    the client's next poll (which then reads nothing). A change that lands on instance B in
+    between, and that A's change feed has already told it of, must not be answered with that
+    left-over: the next poll sees the scan at once, not at its deadline."""
+    here = await make_client(mongo_client=shared_mongo, rate_limit_qrcode=0)
+    there = await make_client(mongo_client=shared_mongo)
+    emulator.config = dataclasses.replace(
+        emulator.config, message_url=str(there.make_url("/wechat/message")), token=TOKEN
+    )
+    phone = await aiohttp_client(emulator_server)
+    session = await start(here)
+    quiet = await (await poll(here, session["scene"], wait=1)).json()
+    assert quiet["status"] == "pending"
+    # A poll of another session keeps A's change feed read while the scan lands on B.
+    other = await start(here)
+    waiting = asyncio.create_task(poll(here, other["scene"], wait=3))
+    await scan(phone, FOLLOWER.openid, session["ticket"])
+    await drained(there)
+    await waiting  # by now A's change feed has reported the scan
+    asked = time.monotonic()
+    answer = await (await poll(here, session["scene"], wait=10)).json()
+    assert answer["status"] in ("scanned", "confirmed")
+    assert time.monotonic() - asked < 2, "answered from what A knew, not after its deadline"
+
+
+def test_a_change_notified_while_a_poll_reads_wakes_it_and_drops_the_left_over(clock):
+    """The poll listens before it reads: a change the change feed reports during the read is
+    not missed. A left-over session is dropped by any change, kept QUIET_KEEP at most, and
+    only for the account it was read from."""
+    from service.qr.login import QUIET_KEEP, LoginWaiters
+
+    async def scenario() -> None:
+        waiters = LoginWaiters(clock)
+        with waiters.listening("login_a") as change:
+            waiters.notify("login_a")  # while the read would be under way
+            assert change.done()
+        doc = {"_id": "login_a", "status": "pending"}
+        waiters.keep_quiet("login_a", "wx1", doc)
+        assert waiters.take_quiet("login_a", "wx2") is None  # another account's
+        waiters.keep_quiet("login_a", "wx1", doc)
+        assert waiters.take_quiet("login_a", "wx1") is doc
+        assert waiters.take_quiet("login_a", "wx1") is None  # taken once
+        waiters.keep_quiet("login_a", "wx1", doc)
+        waiters.notify("login_a")
+        assert waiters.take_quiet("login_a", "wx1") is None  # a change drops it
+        waiters.keep_quiet("login_a", "wx1", doc)
+        clock.advance(QUIET_KEEP + 1)
+        assert waiters.take_quiet("login_a", "wx1") is None  # too old
+
+    asyncio.run(scenario())

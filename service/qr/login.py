@@ -11,11 +11,13 @@ scanned, with the reason); the browser, long-polling, then receives the app's JW
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
 import string
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +45,13 @@ MAX_WAIT = 30  # seconds a long poll may hold a request (below common proxy time
 # here), and how far back each read looks.
 WATCH_INTERVAL = 0.5
 WATCH_OVERLAP = 2.0
+# A poll that ended with nothing new leaves the session as it read it for the client's next
+# poll, this long: that poll then reads nothing (10,000 polls renewed together were 20,000
+# reads in a burst on pymongo's path, bench/README.md). Any change notified drops it.
+QUIET_KEEP = 5.0
+# Store reads of polls at once: pymongo keeps the buffers of its peak of operations in flight
+# (10,000 reads at once: +108 MiB, kept; 100: +1 MiB).
+POLL_READS = 100
 QR_LOGIN_SCOPE = "snsapi_base"  # the scan proves the openid, as silent authorization does
 
 # Why a scanned session was not confirmed (`problem.code` of its status answer). A push names
@@ -78,9 +87,13 @@ class LoginWaiters:
     a second while nothing happened).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
         self._closing = False
+        # scene -> (the account's store it was read from, the session as read, when)
+        self._quiet: dict[str, tuple[str, dict[str, Any], float]] = {}
+        self.reads = asyncio.Semaphore(POLL_READS)
 
     @property
     def closing(self) -> bool:
@@ -88,9 +101,26 @@ class LoginWaiters:
         return self._closing
 
     def notify(self, scene: str) -> None:
+        self._quiet.pop(scene, None)
         for future in self._waiting.pop(scene, ()):
             if not future.done():
                 future.set_result(None)
+
+    def keep_quiet(self, scene: str, owner: str, doc: dict[str, Any]) -> None:
+        """`doc` is the session as far as this instance knows (no change notified since it was
+        read, its listener registered before): the next poll may take it instead of a read."""
+        self._quiet[scene] = (owner, doc, self._clock.now())
+
+    def take_quiet(self, scene: str, owner: str) -> dict[str, Any] | None:
+        found = self._quiet.pop(scene, None)
+        if found is None or found[0] != owner or self._clock.now() - found[2] > QUIET_KEEP:
+            return None
+        return found[1]
+
+    def _forget_quiet(self) -> None:
+        limit = self._clock.now() - QUIET_KEEP
+        for scene in [scene for scene, (_, _, at) in self._quiet.items() if at < limit]:
+            del self._quiet[scene]
 
     def close(self) -> None:
         """Wake every poll for good, before the server waits out SHUTDOWN_TIMEOUT."""
@@ -106,6 +136,7 @@ class LoginWaiters:
         seen: dict[Any, float] = {}
         while True:
             await asyncio.sleep(interval)
+            self._forget_quiet()
             if not self._waiting:
                 continue
             since = clock.now() - WATCH_OVERLAP
@@ -121,15 +152,18 @@ class LoginWaiters:
             for key in [key for key, at in seen.items() if at < since - WATCH_OVERLAP]:
                 del seen[key]
 
-    async def wait(self, scene: str, seconds: float) -> None:
-        """Until `notify(scene)`, `close()` or `seconds` pass, whichever comes first."""
-        if self._closing:
-            return
+    @contextlib.contextmanager
+    def listening(self, scene: str) -> Iterator[asyncio.Future[None]]:
+        """A future resolved by the next `notify(scene)` or `close()`. Registered before the
+        poll reads its session, so a change notified while the read is under way (the watcher
+        may read the change feed meanwhile) wakes the poll instead of being missed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closing:
+            future.set_result(None)
         waiting = self._waiting.setdefault(scene, set())
         waiting.add(future)
         try:
-            await asyncio.wait((future,), timeout=seconds)
+            yield future
         finally:
             waiting.discard(future)
             if not waiting and self._waiting.get(scene) is waiting:
@@ -188,26 +222,40 @@ class QrSignIn:
         a problem found, confirmed, expired), answering at once when the service shuts down."""
         deadline = time.monotonic() + min(wait, MAX_WAIT)
         first: dict[str, Any] | None = None
+        owner = self.store.appid
+        doc = self.waiters.take_quiet(scene, owner)
         while True:
-            doc = await self.store.get_qr_login(scene)
-            if doc is None or (doc["status"] == "confirmed" and doc["handedOut"]):
-                raise QrLoginNotFound(
-                    "no such sign-in session, or its token was already handed out",
-                    field="scene",
-                    value=scene,
-                )
-            status = self._state_of(doc, self.clock.now())
-            if status == "confirmed":
-                return await self._hand_out(scene)
-            answer = self._public(doc, status)
-            if first is None:
-                first = answer
-            remaining = deadline - time.monotonic()
-            if status == "expired" or answer != first or remaining <= 0 or self.waiters.closing:
+            with self.waiters.listening(scene) as change:
+                if doc is None:
+                    async with self.waiters.reads:
+                        doc = await self.store.get_qr_login(scene)
+                if doc is None or (doc["status"] == "confirmed" and doc["handedOut"]):
+                    raise QrLoginNotFound(
+                        "no such sign-in session, or its token was already handed out",
+                        field="scene",
+                        value=scene,
+                    )
+                status = self._state_of(doc, self.clock.now())
+                if status == "confirmed":
+                    return await self._hand_out(scene)
+                answer = self._public(doc, status)
+                if first is None:
+                    first = answer
+                remaining = deadline - time.monotonic()
+                if status == "expired" or answer != first or remaining <= 0 or change.done():
+                    return answer
+                # Woken by a change (here, or read by LoginWaiters.watch), or at the deadline
+                # or the session's end.
+                until_expiry = doc["expiresAt"].timestamp() - self.clock.now()
+                await asyncio.wait((change,), timeout=max(0.0, min(remaining, until_expiry)))
+                if not change.done():
+                    # Nothing changed that this instance heard of: the session as read, expired
+                    # perhaps, and left for the client's next poll.
+                    self.waiters.keep_quiet(scene, owner, doc)
+                    return self._public(doc, self._state_of(doc, self.clock.now()))
+            if self.waiters.closing:
                 return answer
-            # Woken by a change (here, or read by LoginWaiters.watch), or at the session's end.
-            until_expiry = doc["expiresAt"].timestamp() - self.clock.now()
-            await self.waiters.wait(scene, max(0.0, min(remaining, until_expiry)))
+            doc = None  # woken: read again
 
     @staticmethod
     def _public(doc: dict[str, Any], status: str) -> dict[str, Any]:

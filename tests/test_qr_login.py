@@ -14,6 +14,7 @@ import pytest
 
 from flows import APP_ORIGIN, JWT_SECRET, TOKEN, assert_error_shape, signed
 from service import keys
+from service.qr.login import WATCH_INTERVAL
 from service.sandbox import SANDBOX_USERS
 from service.wechat.xml import build_message
 
@@ -327,3 +328,28 @@ def test_a_change_notified_while_a_poll_reads_wakes_it_and_drops_the_left_over(c
         assert waiters.take_quiet("login_a", "wx1") is None  # too old
 
     asyncio.run(scenario())
+
+
+async def test_the_change_feed_reads_on_from_where_it_last_read(make_client, clock):
+    """An instance busy (or its store away) for longer than WATCH_OVERLAP reads late; the next
+    read starts where the last one did, so the changes recorded meanwhile still wake polls."""
+    client = await make_client()
+    waiters, store = client.app[keys.QR_WAITERS], client.app[keys.STORE]
+    with waiters.listening("login_keeps_the_feed_read"), waiters.listening("login_b") as change:
+        await asyncio.sleep(3 * WATCH_INTERVAL)  # the feed has been read
+        await store.record_qr_change("login_b")
+        clock.advance(10)  # the next read comes 10 s later, by the service's clock
+        await asyncio.wait_for(change, 4 * WATCH_INTERVAL)
+
+
+async def test_a_change_never_heard_of_is_answered_one_poll_late_at_most(make_client):
+    """A change with no notice (written where the change feed does not tell, as when its read
+    failed) reaches the client by the next poll's deadline: a poll's left-over read is used by
+    one poll only, which reads the session before it answers."""
+    client = await make_client(rate_limit_qrcode=0)
+    session = await start(client)
+    assert (await (await poll(client, session["scene"], wait=1)).json())["status"] == "pending"
+    store = client.app[keys.STORE]
+    assert await store.qr_login_scanned(session["scene"], FOLLOWER.openid, new_follower=False)
+    later = await (await poll(client, session["scene"], wait=1)).json()
+    assert later["status"] == "scanned"

@@ -131,20 +131,27 @@ class LoginWaiters:
     async def watch(self, store: Store, clock: Clock, interval: float = WATCH_INTERVAL) -> None:
         """Until cancelled: notify the polls waiting here of changes recorded by any instance
         (Store.record_qr_change), read once per `interval` while any poll waits, nothing read
-        while none does. Changes are read WATCH_OVERLAP seconds back each time and told apart
-        by their ids, so a writer whose clock lags a little is not missed."""
+        while none does. Each read starts where the last one that succeeded did (a busy or
+        failing instance reads late, and then further back, never past a change), WATCH_OVERLAP
+        seconds earlier so a writer whose clock lags a little is not missed; changes are told
+        apart by their ids. After a pause the read goes back far enough for any poll or
+        left-over read before the pause (MAX_WAIT + QUIET_KEEP)."""
         seen: dict[Any, float] = {}
+        last_read: float | None = None
         while True:
             await asyncio.sleep(interval)
             self._forget_quiet()
             if not self._waiting:
                 continue
-            since = clock.now() - WATCH_OVERLAP
+            now = clock.now()
+            start = now if last_read is None else max(last_read, now - MAX_WAIT - QUIET_KEEP)
+            since = start - WATCH_OVERLAP
             try:
                 changes = await store.recent_qr_changes(since)
             except Exception as exc:  # MongoDB away: the polls still answer at their deadline
                 log.warning("reading the sign-in sessions' changes failed: %s", exc)
                 continue
+            last_read = now
             for change in changes:
                 if change["_id"] not in seen:
                     seen[change["_id"]] = since
@@ -224,6 +231,10 @@ class QrSignIn:
         first: dict[str, Any] | None = None
         owner = self.store.appid
         doc = self.waiters.take_quiet(scene, owner)
+        # A left-over is used by one poll only: that poll reads the session before it answers
+        # at its deadline, so a change this instance never heard of (a change feed read that
+        # failed) is answered one poll late at worst, never passed from poll to poll.
+        left_over = doc is not None
         while True:
             with self.waiters.listening(scene) as change:
                 if doc is None:
@@ -241,21 +252,24 @@ class QrSignIn:
                 answer = self._public(doc, status)
                 if first is None:
                     first = answer
-                remaining = deadline - time.monotonic()
-                if status == "expired" or answer != first or remaining <= 0 or change.done():
+                if status == "expired" or answer != first or change.done():
                     return answer
                 # Woken by a change (here, or read by LoginWaiters.watch), or at the deadline
                 # or the session's end.
+                remaining = deadline - time.monotonic()
                 until_expiry = doc["expiresAt"].timestamp() - self.clock.now()
-                await asyncio.wait((change,), timeout=max(0.0, min(remaining, until_expiry)))
+                if remaining > 0:
+                    await asyncio.wait((change,), timeout=max(0.0, min(remaining, until_expiry)))
                 if not change.done():
-                    # Nothing changed that this instance heard of: the session as read, expired
-                    # perhaps, and left for the client's next poll.
-                    self.waiters.keep_quiet(scene, owner, doc)
-                    return self._public(doc, self._state_of(doc, self.clock.now()))
+                    if not left_over:
+                        # Nothing changed that this instance heard of: the session as read,
+                        # expired perhaps, and left for the client's next poll.
+                        self.waiters.keep_quiet(scene, owner, doc)
+                        return self._public(doc, self._state_of(doc, self.clock.now()))
+                    left_over = False  # read it once, then answer
             if self.waiters.closing:
                 return answer
-            doc = None  # woken: read again
+            doc = None  # woken, or a left-over at its deadline: read again
 
     @staticmethod
     def _public(doc: dict[str, Any], status: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import secrets
 import string
@@ -49,6 +50,11 @@ WATCH_OVERLAP = 2.0
 # poll, this long: that poll then reads nothing (10,000 polls renewed together were 20,000
 # reads in a burst on pymongo's path, bench/README.md). Any change notified drops it.
 QUIET_KEEP = 5.0
+# A poll with nothing new answers somewhere in the last tenth of its wait: 10,000 polls
+# started together (a restart, a benchmark) otherwise come back together every 30 s, 20,000
+# HTTP exchanges in a burst that kept an instance busy for seconds and delayed the sign-ins
+# confirmed meanwhile (bench/README.md). Clients poll again on their own schedule.
+POLL_SPREAD = 0.1
 # Store reads of polls at once: pymongo keeps the buffers of its peak of operations in flight
 # (10,000 reads at once: +108 MiB, kept; 100: +1 MiB).
 POLL_READS = 100
@@ -227,7 +233,8 @@ class QrSignIn:
     async def status(self, scene: str, wait: float) -> dict[str, Any]:
         """The session's state; waits up to `wait` seconds for it to change (pending to scanned,
         a problem found, confirmed, expired), answering at once when the service shuts down."""
-        deadline = time.monotonic() + min(wait, MAX_WAIT)
+        spread = 1 - POLL_SPREAD * random.random()  # noqa: S311 - timing, not a secret
+        deadline = time.monotonic() + min(wait, MAX_WAIT) * spread
         first: dict[str, Any] | None = None
         owner = self.store.appid
         doc = self.waiters.take_quiet(scene, owner)

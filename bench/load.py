@@ -62,6 +62,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -158,6 +159,18 @@ def serve_bare() -> None:
     sys.exit(entry.main())
 
 
+def serve_on_fd(fd: int) -> None:
+    """`python -m service` on a listening socket its starter bound and passed down (PORT=0's
+    path, with that socket for the one the service would bind): for a server whose port must
+    be known before it starts (bench.long_polls: the emulator pushes to it), with nothing
+    picked, released and bound again."""
+    import service.__main__ as entry
+
+    listening = socket.socket(fileno=fd)
+    entry.bind_any_port = lambda host: listening
+    sys.exit(entry.main())
+
+
 def serve_profiled(out: str, bare: bool = False) -> None:
     """`python -m service` (or the bare app) under cProfile, enabled by SIGUSR1 and disabled
     by SIGUSR2."""
@@ -188,8 +201,10 @@ class Server:
         args: argparse.Namespace,
         workdir: Path,
         profile_to: str = "",
+        listening: socket.socket | None = None,
     ):
-        self.port = PORTS.take()
+        """`listening`: a socket bound already, passed to the service (its port known first)."""
+        self.port = listening.getsockname()[1] if listening else PORTS.take()
         env = {
             **os.environ,
             "LOG_LEVEL": "INFO" if args.access_log else "WARNING",
@@ -199,7 +214,7 @@ class Server:
         env.update(
             SANDBOX="1",
             HOST=HOST,
-            PORT=str(self.port),
+            PORT="0" if listening else str(self.port),
             TOKEN_UPKEEP="0",
             # This measures the service, not its per-client-IP limiter (one client here).
             **dict.fromkeys(RATE_LIMITS, "0"),
@@ -209,10 +224,12 @@ class Server:
             if name not in scenario.env:
                 env.pop(name, None)
         # On MongoDB each run gets a database of its own, dropped when it stops, so every run
-        # starts empty as the embedded store does.
+        # starts empty as the embedded store does; servers sharing one name it (MONGODB_DB).
         uri = env.get("MONGODB_URI", "")
         self.mongodb_uri = uri if uri.startswith("mongodb") else ""  # not memory://
-        self.mongodb_db = f"bench_load_{os.getpid()}_{time.monotonic_ns()}"
+        self.mongodb_db = scenario.env.get(
+            "MONGODB_DB", f"bench_load_{os.getpid()}_{time.monotonic_ns()}"
+        )
         if self.mongodb_uri:
             env["MONGODB_DB"] = self.mongodb_db
         if profile_to:  # cProfile; py-spy attaches to whichever process runs
@@ -221,12 +238,19 @@ class Server:
                 cmd.append("--serve-bare")
         elif scenario.server == "bare":
             cmd = [sys.executable, "-m", "bench.load", "--serve-bare"]
+        elif listening:
+            cmd = [sys.executable, "-m", "bench.load", "--serve-on-fd", str(listening.fileno())]
         else:
             cmd = [sys.executable, "-m", "service"]
         self.log_path = workdir / f"{scenario.name}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            pass_fds=(listening.fileno(),) if listening else (),
         )
         self.pid = self.proc.pid
         self._wait_healthy()
@@ -1006,6 +1030,7 @@ def main() -> None:
     )
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-profiled", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-on-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -1014,6 +1039,9 @@ def main() -> None:
         return
     if args.serve_bare:
         serve_bare()
+        return
+    if args.serve_on_fd is not None:
+        serve_on_fd(args.serve_on_fd)
         return
     if args.generate:
         print(json.dumps(asyncio.run(generate(json.load(sys.stdin)))))

@@ -164,31 +164,33 @@ UNKNOWN_TO_THE_EMULATOR = [
 ]
 
 
+async def error_answer_of(server, prefix: str, method: str, path: str, status: int, name: str):
+    """The answer to `method` `path` below `prefix`, sent as written (no ".." resolved), once
+    it is checked to be that error in the one shape."""
+    async with aiohttp.ClientSession() as http:
+        url = f"{str(server.make_url(prefix)).rstrip('/')}{path}"
+        resp = await http.request(method, yarl.URL(url, encoded=True))
+        assert resp.status == status
+        assert_error_shape(await resp.json(), status, name, "path")
+    if status == 405:
+        assert "GET" in resp.headers["Allow"]
+    return resp
+
+
 @pytest.mark.parametrize(("method", "path", "status", "name"), UNKNOWN_TO_THE_EMULATOR)
 async def test_the_mounted_emulators_unknown_paths_get_the_services_answer(
     sandbox_server, method, path, status, name
 ):
-    async with aiohttp.ClientSession() as http:
-        url = f"{str(sandbox_server.make_url('/sandbox')).rstrip('/')}{path}"
-        resp = await http.request(method, yarl.URL(url, encoded=True))
-        assert resp.status == status
-        body = await resp.json()
-    assert_error_shape(body, status, name, "path")
+    resp = await error_answer_of(sandbox_server, "/sandbox", method, path, status, name)
     assert resp.headers["X-Request-ID"]  # the service's layer, not only the emulator's
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
-    if status == 405:
-        assert "GET" in resp.headers["Allow"]
 
 
 @pytest.mark.parametrize(("method", "path", "status", "name"), UNKNOWN_TO_THE_EMULATOR)
 async def test_the_emulator_alone_answers_unknown_paths_in_the_error_shape(
     emulator_server, method, path, status, name
 ):
-    async with aiohttp.ClientSession() as http:
-        url = f"{str(emulator_server.make_url('')).rstrip('/')}{path}"
-        resp = await http.request(method, yarl.URL(url, encoded=True))
-        assert resp.status == status
-        assert_error_shape(await resp.json(), status, name, "path")
+    await error_answer_of(emulator_server, "", method, path, status, name)
 
 
 async def test_the_mounted_emulators_static_files_are_served(sandbox_server):

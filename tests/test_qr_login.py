@@ -250,18 +250,25 @@ async def test_many_long_polls_on_a_scanned_session_wait_without_spinning(wired_
     await drained(client)
 
 
+async def two_instances(make_client, shared_mongo, emulator, emulator_server, aiohttp_client):
+    """Instances A (polled) and B (WeChat pushes to it) sharing MongoDB, and WeChat's phone."""
+    here = await make_client(mongo_client=shared_mongo, rate_limit_qrcode=0)
+    there = await make_client(mongo_client=shared_mongo)
+    emulator.config = dataclasses.replace(
+        emulator.config, message_url=str(there.make_url("/wechat/message")), token=TOKEN
+    )
+    return here, there, await aiohttp_client(emulator_server)
+
+
 async def test_a_push_landing_on_another_instance_wakes_the_poll_here(
     make_client, shared_mongo, emulator, emulator_server, aiohttp_client
 ):
     """Two instances share MongoDB; the browser long-polls instance A, WeChat's push lands on
     instance B. A learns of the scan from the sessions' change feed (LoginWaiters.watch, read
     every WATCH_INTERVAL), long before the poll's own deadline."""
-    here = await make_client(mongo_client=shared_mongo, rate_limit_qrcode=0)
-    there = await make_client(mongo_client=shared_mongo)
-    emulator.config = dataclasses.replace(
-        emulator.config, message_url=str(there.make_url("/wechat/message")), token=TOKEN
+    here, there, phone = await two_instances(
+        make_client, shared_mongo, emulator, emulator_server, aiohttp_client
     )
-    phone = await aiohttp_client(emulator_server)
     session = await start(here)
     waited = time.monotonic()
     polling = asyncio.create_task(poll(here, session["scene"], wait=20))
@@ -282,12 +289,9 @@ async def test_a_poll_that_saw_nothing_leaves_no_stale_answer_once_another_insta
     the client's next poll (which then reads nothing). A change that lands on instance B in
     between, and that A's change feed has already told it of, must not be answered with that
     left-over: the next poll sees the scan at once, not at its deadline."""
-    here = await make_client(mongo_client=shared_mongo, rate_limit_qrcode=0)
-    there = await make_client(mongo_client=shared_mongo)
-    emulator.config = dataclasses.replace(
-        emulator.config, message_url=str(there.make_url("/wechat/message")), token=TOKEN
+    here, there, phone = await two_instances(
+        make_client, shared_mongo, emulator, emulator_server, aiohttp_client
     )
-    phone = await aiohttp_client(emulator_server)
     session = await start(here)
     quiet = await (await poll(here, session["scene"], wait=1)).json()
     assert quiet["status"] == "pending"

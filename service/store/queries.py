@@ -68,6 +68,10 @@ QR_LOGIN_RETENTION = 3600
 QR_CHANGE_RETENTION = 300
 
 
+# Fields of a sign-in session a poll's answer never carries (get_qr_login leaves them out).
+QR_LOGIN_UNSHOWN = {"ticket": 0, "url": 0, "redirectUri": 0, "createdAt": 0, "purgeAt": 0}
+
+
 def upserted(doc: dict[str, Any] | None) -> dict[str, Any]:
     """find_one_and_update(upsert=True, return_document=AFTER) always answers a document."""
     assert doc is not None, "an upsert that returns the document after it returns one"
@@ -792,7 +796,9 @@ class Store:
         return doc
 
     async def get_qr_login(self, scene: str) -> dict[str, Any] | None:
-        return await self.qr_logins.find_one(self._qr_login(scene))
+        """The session's state, without what a poll never shows (the code's ticket and URL, the
+        app's redirect URI, the bookkeeping): each waiting poll holds one, 10,000 at a time."""
+        return await self.qr_logins.find_one(self._qr_login(scene), QR_LOGIN_UNSHOWN)
 
     def _qr_login(self, scene: str) -> dict[str, Any]:
         """A session of this account only: a scan pushed to another account's message URL (whose

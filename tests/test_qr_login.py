@@ -243,7 +243,7 @@ async def test_many_long_polls_on_a_scanned_session_wait_without_spinning(wired_
     polls = [asyncio.create_task(poll(client, session["scene"], wait=2)) for _ in range(10)]
     answers = await asyncio.gather(*polls)
     assert [(await resp.json())["status"] for resp in answers] == ["scanned"] * 10
-    assert time.monotonic() - waited > 1.5  # they waited out their time
+    assert time.monotonic() - waited > 2 * (1 - POLL_SPREAD) - 0.1  # they waited out their time
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
     assert cpu < 0.2 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
     emulator.faults.clear()
@@ -359,9 +359,9 @@ async def test_a_change_never_heard_of_is_answered_one_poll_late_at_most(make_cl
     assert later["status"] == "scanned"
 
 
-async def test_polls_started_together_come_back_spread_over_the_last_tenth(make_client):
+async def test_polls_started_together_come_back_spread_over_their_last_30_percent(make_client):
     """10,000 polls renewed at the same moment every 30 s kept an instance saturated for
-    seconds; a poll with nothing new ends somewhere in the last tenth of its wait instead."""
+    seconds; a poll with nothing new ends somewhere in the last 30% of its wait instead."""
     client = await make_client(rate_limit_qrcode=0)
     session = await start(client)
     started = time.monotonic()

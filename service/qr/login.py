@@ -43,18 +43,21 @@ SCENE_RANDOM_LENGTH = 24
 LOGIN_SCENE_PATTERN = re.compile(rf"{SCENE_PREFIX}[A-Za-z0-9]{{{SCENE_RANDOM_LENGTH}}}")
 MAX_WAIT = 30  # seconds a long poll may hold a request (below common proxy timeouts)
 # How often an instance reads the sessions' changes made on other instances (while polls wait
-# here), and how far back each read looks.
-WATCH_INTERVAL = 0.5
+# here), and how far back each read looks. A quarter second: with the push on another instance
+# and 10,000 polls waiting, p99 from push to answer 1.07-1.18 s at 0.5 s, 0.66 s at 0.25 s,
+# for 0.2% of a core more while nothing changes (one indexed range query a read).
+WATCH_INTERVAL = 0.25
 WATCH_OVERLAP = 2.0
 # A poll that ended with nothing new leaves the session as it read it for the client's next
 # poll, this long: that poll then reads nothing (10,000 polls renewed together were 20,000
 # reads in a burst on pymongo's path, bench/README.md). Any change notified drops it.
 QUIET_KEEP = 5.0
-# A poll with nothing new answers somewhere in the last tenth of its wait: 10,000 polls
-# started together (a restart, a benchmark) otherwise come back together every 30 s, 20,000
-# HTTP exchanges in a burst that kept an instance busy for seconds and delayed the sign-ins
-# confirmed meanwhile (bench/README.md). Clients poll again on their own schedule.
-POLL_SPREAD = 0.1
+# A poll with nothing new answers somewhere in the last 30% of its wait: 10,000 polls started
+# together (a restart, a benchmark) otherwise come back together every 30 s, 20,000 HTTP
+# exchanges in a burst that delayed the sign-ins confirmed meanwhile by seconds when the push
+# landed on another instance (p99 3.1 s over a tenth, 0.92 s over 30%: bench/README.md). It
+# costs a sixth more idle polls (one every 25.5 s on average instead of 30).
+POLL_SPREAD = 0.3
 # Store reads of polls at once: pymongo keeps the buffers of its peak of operations in flight
 # (10,000 reads at once: +108 MiB, kept; 100: +1 MiB).
 POLL_READS = 100

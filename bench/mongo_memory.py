@@ -52,7 +52,7 @@ from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from bench.mongo_stub import MAX_BSON_OBJECT_SIZE, arguments, hello, run_server
-from service.store.embedded import _make_embedded_store_scale
+from service.store.embedded import make_embedded_store_scale
 
 VERSION = "7.0.0"  # what buildInfo says; hello's maxWireVersion 21 is 7.0's
 DEFAULT_BATCH = 101  # a find's or aggregate's first batch without batchSize, as MongoDB's
@@ -179,7 +179,7 @@ class MemoryMongo:
 
     def __init__(self) -> None:
         # The embedded store's patches: _id lookups by key, TTL expiry once a minute.
-        _make_embedded_store_scale()
+        make_embedded_store_scale()
         self.client = mongomock.MongoClient()
         self.cursors: dict[int, OpenCursor] = {}
         self._swept = time.monotonic()

@@ -27,14 +27,14 @@ def embedded_client() -> Any:
     """A fresh embedded store, its costs made MongoDB's (see below)."""
     from mongomock_motor import AsyncMongoMockClient
 
-    _make_embedded_store_scale()
+    make_embedded_store_scale()
     return AsyncMongoMockClient(tz_aware=True)
 
 
 TTL_MONITOR_PERIOD = 60.0  # seconds, as MongoDB's TTL monitor
 
 
-def _make_embedded_store_scale() -> None:
+def make_embedded_store_scale() -> None:
     """Two changes that make mongomock cost what MongoDB costs, not O(documents) per request.
 
     mongomock removes expired TTL documents by scanning the collection before every operation

@@ -141,12 +141,18 @@ class UpstreamTimeout(ServiceError):
 
 def error_id() -> str:
     """A random (version 4) UUID as text, as str(uuid.uuid4()) but without building a UUID:
-    every authorize answers an error (its 401), and building one was 4% of its server time."""
-    raw = bytearray(random_bytes())
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    every authorize answers an error (its 401), and building one was 4% of its server time.
+    The version and variant are set on the hex digits, not the bytes (0.78 → 0.62 µs)."""
+    text = random_bytes().hex()
+    # Digit 12 is the version (4); digit 16's top two bits are the RFC 4122 variant (10).
+    return (
+        f"{text[:8]}-{text[8:12]}-4{text[13:16]}-"
+        f"{_VARIANT_DIGIT[text[16]]}{text[17:20]}-{text[20:]}"
+    )
+
+
+# A hex digit with its top two bits set to 10, as uuid4 sets byte 8's.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 
 
 def error_body(
@@ -186,6 +192,12 @@ def dumps_error(body: dict[str, Any]) -> str:
 
 def _error_text(error_id: str, status: int, name: str, message: str, field: str, value: Any) -> str:
     encoded_value = _json_string(value) if type(value) is str else json.dumps(value)
+    return _error_text_encoded(error_id, status, name, message, field, encoded_value)
+
+
+def _error_text_encoded(
+    error_id: str, status: int, name: str, message: str, field: str, encoded_value: str
+) -> str:
     frame = _error_frame(status, name, message, field)
     return _json_string(error_id).join(frame) + encoded_value + "}}"
 
@@ -275,16 +287,23 @@ def error_answer(
     field: str = "",
     value: Any = None,
     headers: Mapping[str, str] | None = None,
+    *,
+    encoded_value: str | None = None,
 ) -> web.Response:
     """The one-shape answer and its log line, for a handler that answers an error rather than
     raising it (authorize's 401: an exception per request cost it a traceback). The body's
-    dict is built only for the log line, when it is written."""
+    dict is built only for the log line, when it is written. `encoded_value`: the value
+    already as JSON text, for a caller that encodes it cheaper (`value` is then not read)."""
     answer_id = error_id()
     if log.isEnabledFor(logging.INFO if status < 500 else logging.WARNING):
-        log_error_answer(request, error_body(status, name, message, field, value, answer_id))
-    return json_error_response(
-        _error_text(answer_id, status, name, message, field, value), status, headers
+        # The line never shows the value.
+        log_error_answer(request, error_body(status, name, message, field, None, answer_id))
+    text = (
+        _error_text(answer_id, status, name, message, field, value)
+        if encoded_value is None
+        else _error_text_encoded(answer_id, status, name, message, field, encoded_value)
     )
+    return json_error_response(text, status, headers)
 
 
 def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:

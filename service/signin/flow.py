@@ -6,13 +6,14 @@ import base64
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 from urllib.parse import quote, urlsplit
 
 from service.accounts import Account
@@ -191,11 +192,15 @@ def s256_challenge(verifier: str) -> str:
 def binding_cookie_name(settings: Settings) -> str:
     """__Host- on https: the browser then takes it only with Secure, Path=/ and no Domain, so
     a sibling subdomain cannot plant its own binding cookie for this host."""
-    return f"__Host-{BINDING_COOKIE}" if _secure(settings) else BINDING_COOKIE
+    return _cookie_form(public_url(settings))[0]
 
 
-def _secure(settings: Settings) -> bool:
-    return public_url(settings).lower().startswith("https:")
+@functools.lru_cache(maxsize=64)
+def _cookie_form(public: str) -> tuple[str, bool]:
+    """The cookie's name and whether it is Secure, for the service at `public` (every
+    /wechat/login asks; in sandbox mode the public URL follows the request's origin)."""
+    secure = public.lower().startswith("https:")
+    return (f"__Host-{BINDING_COOKIE}" if secure else BINDING_COOKIE), secure
 
 
 def browser_secret(presented: str | None) -> str:
@@ -208,9 +213,9 @@ def browser_secret(presented: str | None) -> str:
     return base64.urlsafe_b64encode(random_bytes(16) + random_bytes(16)).rstrip(b"=").decode()
 
 
-@dataclass(frozen=True)
-class BindingCookie:
-    """What the handler sets: name, value and attributes of the binding cookie."""
+class BindingCookie(NamedTuple):
+    """What the handler sets: name, value and attributes of the binding cookie. (A tuple:
+    every /wechat/login makes one, and a frozen dataclass took three times as long.)"""
 
     name: str
     value: str
@@ -233,21 +238,21 @@ class BindingCookie:
 
 def binding_cookie(settings: Settings, secret: str) -> BindingCookie:
     """Lives as long as the state it binds."""
-    return BindingCookie(
-        binding_cookie_name(settings), secret, settings.state_ttl, _secure(settings)
-    )
+    name, secure = _cookie_form(public_url(settings))
+    return BindingCookie(name, secret, settings.state_ttl, secure)
 
 
 def cleared_binding_cookie(settings: Settings) -> BindingCookie:
     """Max-Age=0 after a bound sign-in completed: nothing is left for it to bind."""
-    return BindingCookie(binding_cookie_name(settings), "", 0, _secure(settings))
+    name, secure = _cookie_form(public_url(settings))
+    return BindingCookie(name, "", 0, secure)
 
 
 @dataclass(frozen=True)
 class Started:
     """A new authorization: WeChat's URL, and the cookie to set if the state is browser-bound."""
 
-    url: str
+    url: AuthorizationUrl
     cookie: BindingCookie | None = None
 
 
@@ -323,15 +328,42 @@ def account_scope(account: Account, requested: str | None) -> str:
     return requested or DEFAULT_SCOPE
 
 
+class AuthorizationUrl(NamedTuple):
+    """WeChat's page for one sign-in, in the parts it is made of: `start`, everything before
+    the state (the same for every sign-in of an app page, built once), the state (hex), and
+    `end`, a constant. str() is the URL."""
+
+    start: str
+    state: str
+    end: str
+
+    def __str__(self) -> str:
+        return self.start + self.state + self.end
+
+    def json(self) -> str:
+        """The URL as a JSON string, as json.dumps writes it: the start's encoded once per app
+        page, since the state (hex) and the end (ASCII, no quote or backslash) need no escape.
+        Authorize's every answer carries it, and encoding all of it was 0.6 µs a request."""
+        return _json_start(self.start) + self.state + self.end + '"'
+
+
 def authorization_url(settings: Settings, callback: str, scope: str, state: str) -> str:
     """WeChat's page for the account of `settings` (Settings.for_account): connect/qrconnect
     for a website app's snsapi_login, connect/oauth2/authorize for an Official Account."""
+    return str(authorization_url_parts(settings, callback, scope, state))
+
+
+def authorization_url_parts(
+    settings: Settings, callback: str, scope: str, state: str
+) -> AuthorizationUrl:
     # WeChat_Login's desktop page with the QR code has no forcePopup.
-    popup = "" if scope == WEBSITE_SCOPE else "&forcePopup=false"
-    return (
-        _authorization_url_start(open_base(settings), settings.wechat_appid, callback, scope)
-        + f"&state={state}{popup}#wechat_redirect"
-    )
+    end = _QRCONNECT_END if scope == WEBSITE_SCOPE else _AUTHORIZE_END
+    start = _authorization_url_start(open_base(settings), settings.wechat_appid, callback, scope)
+    return AuthorizationUrl(start, state, end)
+
+
+_AUTHORIZE_END = "&forcePopup=false#wechat_redirect"
+_QRCONNECT_END = "#wechat_redirect"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -343,8 +375,14 @@ def _authorization_url_start(open_base: str, appid: str, callback: str, scope: s
         f"{open_base}/connect/{page}"
         f"?appid={quote(appid, safe='')}"
         f"&redirect_uri={quote(callback, safe='')}"
-        f"&response_type=code&scope={scope}"
+        f"&response_type=code&scope={scope}&state="
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_start(start: str) -> str:
+    """A URL start as the opening of a JSON string (its closing quote left off)."""
+    return json.encoder.encode_basestring_ascii(start)[:-1]
 
 
 def new_state() -> str:
@@ -425,7 +463,7 @@ class SignIn:
 
     async def begin(
         self, request: AuthorizationRequest, *, binding_secret: str | None = None
-    ) -> str:
+    ) -> AuthorizationUrl:
         """A fresh single-use state and the WeChat URL to send the user to; nothing is written
         but, once an hour per app page, its redirect context.
 
@@ -439,7 +477,9 @@ class SignIn:
         )
         return Prepared(request, context, context.id)
 
-    async def begin_prepared(self, prepared: Prepared, *, binding_secret: str | None = None) -> str:
+    async def begin_prepared(
+        self, prepared: Prepared, *, binding_secret: str | None = None
+    ) -> AuthorizationUrl:
         """begin() of a request checked earlier (PreparedRequests)."""
         request = prepared.request
         now = self.store.clock.now()
@@ -455,7 +495,7 @@ class SignIn:
         state = self.states.issue(
             issued_at=int(now), context_id=prepared.context_id, binding_kind=kind, binding=binding
         )
-        return authorization_url(self.settings, request.callback, request.scope, state)
+        return authorization_url_parts(self.settings, request.callback, request.scope, state)
 
     async def _keep(self, context: RedirectContext, now: float) -> None:
         """The context stored for as long as any state referring to it may be read."""

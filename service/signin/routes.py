@@ -16,23 +16,25 @@ from service.signin import contract, flow
 routes = web.RouteTableDef()
 
 
-def _authorization_needed(request: web.Request, started: flow.Started) -> web.Response:
+def _authorization_needed(
+    request: web.Request, url: flow.AuthorizationUrl, cookie: flow.BindingCookie | None = None
+) -> web.Response:
     """The seed's contract: 401 whose details carry the URL to send the user to. Answered, not
     raised: it is authorize's every answer, and raising it through the service's layer cost a
     traceback per request; the answer and its log line are the layer's own."""
     headers = {"WWW-Authenticate": 'Bearer realm="wechat"'}
-    if started.cookie is not None:
+    if cookie is not None:
         # The retry of a browser-bound state binds the new one to this browser: the callback
         # page asks same-origin, so the browser stores the cookie from this answer too.
-        headers["Set-Cookie"] = started.cookie.header()
+        headers["Set-Cookie"] = cookie.header()
     return error_answer(
         request,
         Unauthorized.status,
         Unauthorized.name,
         "UNAUTHORIZED",
         field="authorization url",
-        value=started.url,
         headers=headers,
+        encoded_value=url.json(),
     )
 
 
@@ -97,8 +99,7 @@ async def authorize(request: web.Request) -> web.Response:
             and scope_covers(claims["scope"], auth_request.scope)
         ):
             return web.json_response(claims)
-    url = await services.sign_in.begin_prepared(prepared)
-    return _authorization_needed(request, flow.Started(url))
+    return _authorization_needed(request, await services.sign_in.begin_prepared(prepared))
 
 
 @routes.get("/wechat/login")
@@ -120,19 +121,15 @@ async def login(request: web.Request) -> web.Response:
     started = await services.sign_in.begin_login(
         prepared, request.cookies.get(flow.binding_cookie_name(settings))
     )
-    response = web.Response(
-        status=302,
-        body=b"Continue at WeChat",
+    headers = {
+        "Location": str(started.url),
+        "Cache-Control": "no-store",
         # Written out: text= would parse and rebuild the header (pipeline: errors.py).
-        headers={
-            "Location": started.url,
-            "Cache-Control": "no-store",
-            "Content-Type": "text/plain; charset=utf-8",
-        },
-    )
+        "Content-Type": "text/plain; charset=utf-8",
+    }
     if started.cookie is not None:  # always: begin_login binds
-        response.headers["Set-Cookie"] = started.cookie.header()
-    return response
+        headers["Set-Cookie"] = started.cookie.header()
+    return web.Response(status=302, body=b"Continue at WeChat", headers=headers)
 
 
 @routes.get("/wechat/authorize/retry")
@@ -145,7 +142,7 @@ async def retry(request: web.Request) -> web.Response:
     started = await request.app[keys.SIGN_INS].retry(
         state, request.cookies.get(flow.binding_cookie_name(settings)), code_verifier
     )
-    return _authorization_needed(request, started)
+    return _authorization_needed(request, started.url, started.cookie)
 
 
 @routes.get("/wechat/jwt")

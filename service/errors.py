@@ -334,11 +334,15 @@ def response_for(request: web.BaseRequest, exc: Exception) -> web.Response:
     return error_json_response(body)
 
 
-async def error_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_layer(handler: Handler) -> Handler:
     """The error shape alone (a layer of service.pipeline.routing), for the emulator served
     alone and the metrics listener (the service's own requests get it from
     service.pipeline.layer, with the request id, rate limits and metrics)."""
-    try:
-        return await handler(request)
-    except Exception as exc:
-        return response_for(request, exc)
+
+    async def in_error_layer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return response_for(request, exc)
+
+    return in_error_layer

@@ -9,7 +9,9 @@ requests a second under wrk, as one 11,300 (bench/README.md), and as a layer add
 route rather than a middleware (pipeline/routing.py) it saves aiohttp's own middleware machinery
 too. What only some requests need costs the others a comparison: preflights are looked at for
 OPTIONS only, the verification files for GET and HEAD requests no route matched, CORS headers
-for listed routes. Redirects (HTTPExceptions below 400) still propagate to aiohttp.
+for listed routes. What depends on the route alone (its pattern, rate-limit group, CORS) is
+worked out at its first request and kept with its handler. Redirects (HTTPExceptions below 400)
+still propagate to aiohttp.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,7 +29,7 @@ from service.errors import response_for
 from service.logs import REQUEST_ID_HEADER, begin_request, request_id_var
 from service.ops import verification
 from service.pipeline import cors, origins
-from service.pipeline.ratelimit import ROUTE_GROUPS, client_ip
+from service.pipeline.ratelimit import ROUTE_GROUPS, RateLimiter, client_ip
 from service.pipeline.routing import Layer, is_unmatched
 
 # One year, the value browsers' preload lists ask for. includeSubDomains covers only hosts
@@ -50,6 +53,29 @@ def security_headers(public_url: str) -> Mapping[str, str]:
     return headers
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What the layer needs to know of a route, worked out at its first request (a mounted
+    application's routes get their prefix only when it is mounted). One per wrapped handler:
+    routing.add_routes wraps each route's handler anew, so a wrapper serves one resource (its
+    GET and the HEAD aiohttp adds with it)."""
+
+    pattern: str | None  # None: the catch-all, i.e. no route
+    limited_group: str | None  # its rate-limit group, if that group is limited
+    cors: bool  # a CORS route (pipeline/cors.py)
+
+
+def _route_of(request: web.Request, limiter: RateLimiter) -> _Route:
+    resource = request.match_info.route.resource
+    pattern = None if is_unmatched(resource) else resource.canonical  # type: ignore[union-attr]
+    group = ROUTE_GROUPS.get(pattern) if pattern is not None else None
+    return _Route(
+        pattern,
+        group if group is not None and limiter.limits(group) else None,
+        pattern in cors.CORS_ROUTES,
+    )
+
+
 def service_layer(root: web.Application) -> Layer:
     """The layer of the service (`root`) and of the emulator mounted in it: what it reads (the
     settings, the limiter, the metrics) is the service's, whichever application's route ran.
@@ -63,48 +89,55 @@ def service_layer(root: web.Application) -> Layer:
     answer_headers = security_headers(settings.public_url)
     follows_origin = origins.follows_request_origin(settings)
 
-    async def layer(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id, log_context = begin_request(request)
-        started = time.perf_counter()
-        status = 500  # if the request is cancelled (the client went away)
-        # Sandbox mode without PUBLIC_URL: the request's origin is its public URL.
-        own_origin = origins.serving(request) if follows_origin else None
-        # The route's pattern, read once for the rate limit, the CORS headers and the metrics
-        # (None: no route, the catch-all's requests).
-        resource = request.match_info.route.resource
-        pattern = None if is_unmatched(resource) else resource.canonical  # type: ignore[union-attr]
-        try:
-            try:
-                preflight = None
-                if request.method == "OPTIONS":
-                    preflight = await cors.preflight(request, settings, root.router)
-                if preflight is not None:
-                    response: web.StreamResponse = preflight
-                else:
-                    group = ROUTE_GROUPS.get(pattern) if pattern is not None else None
-                    # The client's address is worked out only if its group is limited.
-                    if group is not None and limiter.limits(group):
-                        limiter.check(group, client_ip(request, trusted_proxies))
-                    response = await handler(request)
-            except Exception as exc:
-                # A GET of WeChat's MP_verify_….txt meets no route: answered from memory.
-                file = verification.answer(request, exc, verify_files)
-                # response_for re-raises redirects.
-                response = file if file is not None else response_for(request, exc)
-            status = response.status
-            response.headers[REQUEST_ID_HEADER] = request_id
-            response.headers.update(answer_headers)
-            cors.add_headers(request, response.headers, settings, pattern)
-            return response
-        except web.HTTPException as redirect:
-            status = redirect.status
-            redirect.headers[REQUEST_ID_HEADER] = request_id
-            redirect.headers.update(answer_headers)
-            cors.add_headers(request, redirect.headers, settings, pattern)
-            raise
-        finally:
-            metrics.request_done(request, status, time.perf_counter() - started, pattern)
-            origins.done(own_origin)
-            request_id_var.reset(log_context)
+    def wrap(handler: Handler) -> Handler:
+        """One route's handler in the layer; the route's pattern, rate-limit group and CORS
+        are read once, not per request (0.6 µs of each)."""
+        route: _Route | None = None
 
-    return layer
+        async def in_service_layer(request: web.Request) -> web.StreamResponse:
+            nonlocal route
+            request_id, log_context = begin_request(request)
+            started = time.perf_counter()
+            status = 500  # if the request is cancelled (the client went away)
+            # Sandbox mode without PUBLIC_URL: the request's origin is its public URL.
+            own_origin = origins.serving(request) if follows_origin else None
+            if route is None:
+                route = _route_of(request, limiter)
+            try:
+                try:
+                    preflight = None
+                    if request.method == "OPTIONS":
+                        preflight = await cors.preflight(request, settings, root.router)
+                    if preflight is not None:
+                        response: web.StreamResponse = preflight
+                    else:
+                        # The client's address is worked out only if its group is limited.
+                        if route.limited_group is not None:
+                            limiter.check(route.limited_group, client_ip(request, trusted_proxies))
+                        response = await handler(request)
+                except Exception as exc:
+                    # A GET of WeChat's MP_verify_….txt meets no route: answered from memory.
+                    file = verification.answer(request, exc, verify_files)
+                    # response_for re-raises redirects.
+                    response = file if file is not None else response_for(request, exc)
+                status = response.status
+                response.headers[REQUEST_ID_HEADER] = request_id
+                response.headers.update(answer_headers)
+                if route.cors:
+                    cors.add_headers(request, response.headers, settings, route.pattern)
+                return response
+            except web.HTTPException as redirect:
+                status = redirect.status
+                redirect.headers[REQUEST_ID_HEADER] = request_id
+                redirect.headers.update(answer_headers)
+                if route.cors:
+                    cors.add_headers(request, redirect.headers, settings, route.pattern)
+                raise
+            finally:
+                metrics.request_done(request, status, time.perf_counter() - started, route.pattern)
+                origins.done(own_origin)
+                request_id_var.reset(log_context)
+
+        return in_service_layer
+
+    return wrap

@@ -1,7 +1,9 @@
 """Routes whose handlers run inside a layer, instead of aiohttp middlewares.
 
-A layer is what a middleware would be (`layer(request, handler)`), applied to each handler when
-its route is added. aiohttp runs an application's middlewares through a cached chain of
+A layer is what a middleware would be, applied to each handler when its route is added:
+`layer(handler)` returns the handler wrapped, so what the layer needs to know of the route (its
+pattern, its rate-limit group, whether CORS applies) is worked out once per route rather than
+once per request. aiohttp runs an application's middlewares through a cached chain of
 wrappers plus one more layer of its own (it sets `request.app` for each application's part), so
 the first middleware costs every request 1.5 µs, the service's /healthz 7% in process and
 authorize 2-3% of its throughput under wrk (bench/README.md); a handler wrapped once, at start,
@@ -16,13 +18,14 @@ metrics treat it as no route (`is_unmatched`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractResource
 
-Layer = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+# Wraps one route's handler; called once per route, when it is added.
+Layer = Callable[[Handler], Handler]
 
 # The name of every application's catch-all route (names are unique per router).
 UNMATCHED_ROUTE = "unmatched"
@@ -30,8 +33,7 @@ UNMATCHED_ROUTE = "unmatched"
 
 def layered(handler: Handler, layer: Layer) -> Handler:
     """`handler` run inside `layer`; its attributes (name, docstring, API document) kept."""
-    in_layer: Handler = functools.partial(layer, handler=handler)  # type: ignore[call-arg]
-    return functools.update_wrapper(in_layer, handler)
+    return functools.update_wrapper(layer(handler), handler)
 
 
 def add_routes(app: web.Application, routes: Iterable[web.AbstractRouteDef], layer: Layer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -209,8 +210,13 @@ def browser_secret(presented: str | None) -> str:
     other then starts again), or a fresh one."""
     if presented and BINDING_SECRET_PATTERN.fullmatch(presented):
         return presented
-    # 256 bits as secrets.token_urlsafe(32) writes them, from the pooled OS randomness.
-    return base64.urlsafe_b64encode(random_bytes(16) + random_bytes(16)).rstrip(b"=").decode()
+    # 256 bits as secrets.token_urlsafe(32) writes them, from the pooled OS randomness
+    # (binascii: base64.urlsafe_b64encode's own translate table and calls cost 0.3 µs more).
+    encoded = binascii.b2a_base64(random_bytes(16) + random_bytes(16), newline=False)
+    return encoded.translate(_URLSAFE).rstrip(b"=").decode()
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class BindingCookie(NamedTuple):
@@ -248,9 +254,9 @@ def cleared_binding_cookie(settings: Settings) -> BindingCookie:
     return BindingCookie(name, "", 0, secure)
 
 
-@dataclass(frozen=True)
-class Started:
-    """A new authorization: WeChat's URL, and the cookie to set if the state is browser-bound."""
+class Started(NamedTuple):
+    """A new authorization: WeChat's URL, and the cookie to set if the state is browser-bound.
+    (A tuple: every /wechat/login makes one.)"""
 
     url: AuthorizationUrl
     cookie: BindingCookie | None = None

@@ -419,11 +419,15 @@ CONTEXT_REFRESH = 3600
 
 @dataclass(frozen=True)
 class Prepared:
-    """A sign-in request as checked, with its redirect context and the context's id."""
+    """A sign-in request as checked, with its redirect context, the context's id, and WeChat's
+    URL around the state (the same for every sign-in the request starts: in sandbox mode it
+    follows the request's origin, which PreparedRequests' keys hold)."""
 
     request: AuthorizationRequest
     context: RedirectContext
     context_id: str
+    url_start: str
+    url_end: str
 
 
 class PreparedRequests:
@@ -481,7 +485,8 @@ class SignIn:
         context = RedirectContext(
             self.account.name, request.redirect_uri, request.callback, request.scope
         )
-        return Prepared(request, context, context.id)
+        url = authorization_url_parts(self.settings, request.callback, request.scope, "")
+        return Prepared(request, context, context.id, url.start, url.end)
 
     async def begin_prepared(
         self, prepared: Prepared, *, binding_secret: str | None = None
@@ -501,7 +506,7 @@ class SignIn:
         state = self.states.issue(
             issued_at=int(now), context_id=prepared.context_id, binding_kind=kind, binding=binding
         )
-        return authorization_url_parts(self.settings, request.callback, request.scope, state)
+        return AuthorizationUrl(prepared.url_start, state, prepared.url_end)
 
     async def _keep(self, context: RedirectContext, now: float) -> None:
         """The context stored for as long as any state referring to it may be read."""

@@ -46,6 +46,7 @@ TOKEN_LENGTH = 2 * (_BODY_BYTES + MAC_BYTES)
 
 UNBOUND, PKCE, COOKIE = 0, 1, 2
 _NO_BINDING = bytes(BINDING_BYTES)
+_KIND_BYTES = {kind: bytes((kind,)) for kind in (UNBOUND, PKCE, COOKIE)}
 _KEY_LABEL = b"wechat-oa-auth sign-in state v1"
 _SHA256_BLOCK = 64
 _IPAD = bytes(byte ^ 0x36 for byte in range(256))
@@ -128,12 +129,14 @@ class StateSigner:
         self._keys = tuple(HmacSha256(key) for key in keys)
 
     def issue(self, *, issued_at: int, context_id: str, binding_kind: int, binding: bytes) -> str:
-        body = (
-            _HEAD.pack(VERSION, issued_at)
-            + random_bytes(NONCE_BYTES)
-            + bytes.fromhex(context_id)
-            + bytes((binding_kind,))
-            + (binding if binding_kind != UNBOUND else _NO_BINDING)
+        body = b"".join(
+            (
+                _HEAD.pack(VERSION, issued_at),
+                random_bytes(NONCE_BYTES),
+                bytes.fromhex(context_id),
+                _KIND_BYTES[binding_kind],
+                binding if binding_kind != UNBOUND else _NO_BINDING,
+            )
         )
         return (body + self._keys[0].mac(body)).hex()
 

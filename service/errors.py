@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from service.logs import logged_path
@@ -227,9 +227,9 @@ def json_error_response(
     return web.Response(
         body=text.encode("ascii"),
         status=status,
-        headers={**headers, "Content-Type": JSON_CONTENT_TYPE}
+        headers={**headers, hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE}
         if headers
-        else {"Content-Type": JSON_CONTENT_TYPE},
+        else {hdrs.CONTENT_TYPE: JSON_CONTENT_TYPE},
     )
 
 

@@ -18,11 +18,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 from aiohttp.web_urldispatcher import AbstractResource, DynamicResource
+from multidict import istr
 
 from service.pipeline.routing import is_unmatched
 from service.randomness import random_bytes
 
-REQUEST_ID_HEADER = "X-Request-ID"
+# An istr, as aiohttp.hdrs' names: a case-insensitive header look-up then skips folding it.
+REQUEST_ID_HEADER = istr("X-Request-ID")
 # An incoming id is kept only if it is short and plain, so it cannot forge log lines.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 REQUEST_ID_KEY = web.RequestKey("request_id", str)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from service import keys
@@ -47,9 +47,10 @@ def security_headers(public_url: str) -> Mapping[str, str]:
     a browser guesses from its bytes. HSTS only when the service is public over https (browsers
     ignore it over http, and sending it there would suggest a protection that is not there).
     """
-    headers = {"X-Content-Type-Options": "nosniff"}
+    # aiohttp.hdrs' names are istr: set on an answer's headers without being case-folded.
+    headers: dict[str, str] = {hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff"}
     if public_url.lower().startswith("https://"):
-        headers["Strict-Transport-Security"] = HSTS
+        headers[hdrs.STRICT_TRANSPORT_SECURITY] = HSTS
     return headers
 
 

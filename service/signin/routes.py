@@ -23,11 +23,11 @@ def _authorization_needed(
     """The seed's contract: 401 whose details carry the URL to send the user to. Answered, not
     raised: it is authorize's every answer, and raising it through the service's layer cost a
     traceback per request; the answer and its log line are the layer's own."""
-    headers = {"WWW-Authenticate": 'Bearer realm="wechat"'}
+    headers: dict[str, str] = {hdrs.WWW_AUTHENTICATE: 'Bearer realm="wechat"'}
     if cookie is not None:
         # The retry of a browser-bound state binds the new one to this browser: the callback
         # page asks same-origin, so the browser stores the cookie from this answer too.
-        headers["Set-Cookie"] = cookie.header()
+        headers[hdrs.SET_COOKIE] = cookie.header()
     return error_answer(
         request,
         Unauthorized.status,
@@ -136,13 +136,13 @@ async def login(request: web.Request) -> web.Response:
         prepared, _presented_secret(request, flow.binding_cookie_name(settings))
     )
     headers = {
-        "Location": str(started.url),
-        "Cache-Control": "no-store",
+        hdrs.LOCATION: str(started.url),
+        hdrs.CACHE_CONTROL: "no-store",
         # Written out: text= would parse and rebuild the header (pipeline: errors.py).
-        "Content-Type": "text/plain; charset=utf-8",
+        hdrs.CONTENT_TYPE: "text/plain; charset=utf-8",
     }
     if started.cookie is not None:  # always: begin_login binds
-        headers["Set-Cookie"] = started.cookie.header()
+        headers[hdrs.SET_COOKIE] = started.cookie.header()
     return web.Response(status=302, body=b"Continue at WeChat", headers=headers)
 
 

@@ -24,13 +24,13 @@ _pieces: deque[bytes] = deque()
 
 def random_bytes(n: int = PIECE) -> bytes:
     """n (at most 16) bytes from the OS's CSPRNG, never handed out before."""
-    if not 0 < n <= PIECE:
+    if n != PIECE and not 0 < n < PIECE:
         raise ValueError(f"random_bytes gives 1 to {PIECE} bytes, not {n}")
     try:
         piece = _pieces.pop()
     except IndexError:
         block = os.urandom(PIECE * _BLOCK_PIECES)
-        _pieces.extend(block[at : at + PIECE] for at in range(PIECE, len(block), PIECE))
+        _pieces.extend([block[at : at + PIECE] for at in range(PIECE, len(block), PIECE)])
         piece = block[:PIECE]
     return piece if n == PIECE else piece[:n]
 

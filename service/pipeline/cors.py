@@ -17,7 +17,7 @@ route carries `Vary: Origin`, so no cache hands one origin's answer to another.
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from service.config import Settings
@@ -103,9 +103,10 @@ def add_headers(
     headers if the request's origin is allowed. Nothing for other routes (one set lookup)."""
     if pattern not in CORS_ROUTES:
         return
-    vary = headers.get("Vary")
-    headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
-    origin = request.headers.get("Origin")
+    # aiohttp.hdrs' names (istr): looked up and set without case-folding them each time.
+    vary = headers.get(hdrs.VARY)
+    headers[hdrs.VARY] = f"{vary}, Origin" if vary else "Origin"
+    origin = request.headers.get(hdrs.ORIGIN)
     if origin is not None and origin in redirect_origins(settings):
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+        headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+        headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = EXPOSE_HEADERS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from wechat_samples import FLAT_EVENTS, MESSAGES, NESTED_EVENTS, SAMPLES
 
 from service.wechat.crypto import MessageCrypto, MessageCryptoError, aes_key_from
 from service.wechat.signature import wechat_signature
@@ -167,6 +168,72 @@ def test_text_comments_and_attributes_read_as_before():
         "MsgType": "text",
         "Pic": {"item": [{"Url": "a"}, {"Url": "b"}]},
     }
+
+
+# Flat messages are read without expat (wechat/xml.py: _flat_fields). Each body below reads
+# exactly as expat reads it: by the fast path when it is flat as WeChat writes it, else by expat.
+FLAT_OR_NOT = [
+    *(SAMPLES[name] for name in (*FLAT_EVENTS, *MESSAGES)),
+    build_message({"ToUserName": "gh_1", "Encrypt": "QmFzZTY0+/="}),
+    b"<xml><Content><![CDATA[  two  ]]></Content><A><![CDATA[ x ]]></A></xml>",
+    b"<xml>\n  <A>1</A>\n  <B>x > y</B>\n  <C></C>\n</xml>\n",
+    "<xml><Content>\u3000你好 </Content><A>\u3000x\u3000</A></xml>".encode(),
+    "<xml><A><![CDATA[a]]b]]></A></xml>",
+    # Not flat, or not read as written: left to expat.
+    build_message({"Content": "a]]>b"}),  # two CDATA sections
+    b"<xml><Content><![CDATA[one\r\ntwo\rthree]]></Content></xml>",  # line ends normalised
+    b"<xml><A>1</A><A>2</A></xml>",
+    b"<xml><A>a &amp; b</A></xml>",
+    b"<xml><A>x]y</A></xml>",
+    b"<xml><A>1</A>junk<B>2</B></xml>",
+    b"<xml><A kind='x'>1</A></xml>",
+    b"<xml><A/></xml>",
+    b"\xef\xbb\xbf<xml><A>1</A></xml>",
+    b"<?xml version='1.0'?><xml><A>1</A></xml>",
+    b"<xml>\xc2\xa0<A>1</A></xml>",
+    SAMPLES["scancode_push"],
+    # Refused by expat, never read by the fast path.
+    b"<xml><A>1</B></xml>",
+    b"<xml><A>1</A></xml><xml/>",
+    b"<xml><A>\x01</A></xml>",
+    b"<xml><A><![CDATA[\x01]]></A></xml>",
+    "<xml><A><![CDATA[\uffff]]></A></xml>".encode(),
+    "<xml><A>\ufffe</A></xml>".encode(),
+    b"<xml><A>\xff</A></xml>",
+    b"<xml><A>1</A>",
+    b"<xml>" + b"".join(b"<A%d>x</A%d>" % (i, i) for i in range(1000)) + b"</xml>",
+]
+
+
+@pytest.mark.parametrize("body", FLAT_OR_NOT)
+def test_a_flat_message_reads_as_expat_reads_it(body):
+    from service.wechat.xml import _flat_fields, _parse_with_expat
+
+    try:
+        expected = _parse_with_expat(body)
+    except MessageXmlError:
+        expected = None
+    fast = _flat_fields(body)
+    assert fast is None or fast == expected
+    if expected is None:
+        with pytest.raises(MessageXmlError):
+            parse_message(body)
+    else:
+        assert parse_message(body) == expected
+
+
+def test_wechats_flat_messages_take_the_fast_path():
+    """Every documented flat push, and the 999 fields the limit allows, read without expat:
+    the fast path is not silently lost."""
+    from service.wechat.xml import _flat_fields
+
+    for name in (*FLAT_EVENTS, *MESSAGES):
+        assert _flat_fields(SAMPLES[name]) is not None, name
+        assert _flat_fields(SAMPLES[name].encode()) is not None, name
+    widest = b"<xml>" + b"".join(b"<A%d>x</A%d>" % (i, i) for i in range(999)) + b"</xml>"
+    assert len(_flat_fields(widest)) == 999
+    for name in NESTED_EVENTS:
+        assert _flat_fields(SAMPLES[name]) is None, name
 
 
 # WeChat's own WXBizMsgCrypt sample (the Python Sample.py shipped with the official SDK, reproduced

@@ -58,7 +58,17 @@ def parse_message(body: bytes | str) -> dict[str, Any]:
     MAX_ELEMENTS stop it as soon as they are passed. Building ElementTree's and defusedxml's
     parser objects, then a tree, then walking it was a fifth of a safe-mode push's server time
     (bench/README.md); this builds the fields directly.
+
+    A flat message as WeChat writes it (what nearly every push is) is read by `_flat_fields`
+    first, in a third of expat's time; anything else it meets, it leaves to expat.
     """
+    flat = _flat_fields(body)
+    if flat is not None:
+        return flat
+    return _parse_with_expat(body)
+
+
+def _parse_with_expat(body: bytes | str) -> dict[str, Any]:
     reader = _Reader()
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
@@ -79,6 +89,54 @@ def parse_message(body: bytes | str) -> dict[str, Any]:
     if reader.root is None:
         raise MessageXmlError("malformed XML: no element")
     return reader.root
+
+
+# The flat subset, in XML's own terms: "<xml>", then elements of plain names, each holding one
+# CDATA section or character data without markup, "]" or references, with only XML whitespace
+# between them, then "</xml>". No declaration, DTD, comment, attribute, nesting or repeated
+# name: those, and any body this does not read whole, go to expat. Nor carriage returns (XML
+# normalises line ends, in CDATA too) or characters XML 1.0 forbids (expat refuses them): the
+# value patterns leave them out, so no second pass looks for them.
+_CHARS_ABOVE_BRACKET = r"\x5e-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff"  # XML's Char from "^" up
+_CDATA_CHAR = rf"[\t\n\x20-\x5c{_CHARS_ABOVE_BRACKET}]"  # any but "]" and CR
+_TEXT_CHAR = rf"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c{_CHARS_ABOVE_BRACKET}]"  # nor "&" or "<"
+_FLAT_START = re.compile(r"[ \t\n]*<xml>")
+_FLAT_FIELD = re.compile(
+    r"[ \t\n]*<([A-Za-z_][A-Za-z0-9_.-]*)>"
+    # A CDATA section up to its first "]]>" (runs of anything but "]", and any "]" that does
+    # not start "]]>"), or character data.
+    rf"(?:<!\[CDATA\[({_CDATA_CHAR}*(?:\](?!\]>){_CDATA_CHAR}*)*)\]\]>|({_TEXT_CHAR}*))"
+    r"</\1>"
+)
+_FLAT_END = re.compile(r"[ \t\n]*</xml>[ \t\n]*\Z")
+
+
+def _flat_fields(body: bytes | str) -> dict[str, Any] | None:
+    """parse_message's fields of a flat message, exactly as expat would read them, or None
+    for expat to read (or refuse) the body. The text rules are parse_message's: top-level
+    <Content> as sent, every other value stripped."""
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    else:
+        text = body
+    start = _FLAT_START.match(text)
+    if start is None:
+        return None
+    fields: dict[str, Any] = {}
+    at = start.end()
+    while (field := _FLAT_FIELD.match(text, at)) is not None:
+        name, in_cdata, plain = field.groups()
+        if name in fields or len(fields) >= MAX_ELEMENTS - 1:
+            return None  # a list, or too many: expat's rules
+        value = plain if in_cdata is None else in_cdata
+        fields[name] = value if name == "Content" else value.strip()
+        at = field.end()
+    if _FLAT_END.match(text, at) is None:
+        return None
+    return fields
 
 
 def _refuse(*_: object) -> None:

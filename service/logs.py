@@ -27,7 +27,6 @@ from service.randomness import random_bytes
 REQUEST_ID_HEADER = istr("X-Request-ID")
 # An incoming id is kept only if it is short and plain, so it cannot forge log lines.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
 # The route a request was answered for although the router matched none: a CORS preflight,
 # which the service's layer answers for a route without an OPTIONS handler (pipeline/cors.py).
 ANSWERED_ROUTE_KEY = web.RequestKey("answered_route", AbstractResource)
@@ -49,7 +48,6 @@ def begin_request(request: web.Request) -> tuple[str, Token[str]]:
     """Honour the caller's X-Request-ID (or make one) and log this request's lines with it;
     service.pipeline.layer sends it back and resets the log context with the token."""
     request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
-    request[REQUEST_ID_KEY] = request_id
     return request_id, request_id_var.set(request_id)
 
 
@@ -100,7 +98,8 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             latency_ms,
             extra={
-                "request_id": request.get(REQUEST_ID_KEY, "-"),
+                # The layer's answers carry it; aiohttp's own (a 400 before routing) do not.
+                "request_id": response.headers.get(REQUEST_ID_HEADER, "-"),
                 "method": request.method,
                 "path": path,
                 "route": route_of(request),

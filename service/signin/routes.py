@@ -99,7 +99,7 @@ async def authorize(request: web.Request) -> web.Response:
         ),
     )
     auth_request = prepared.request
-    token = bearer_token(request.headers.get("Authorization"))
+    token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
     if token:
         try:
             claims = request.app[keys.JWT].verify(token)

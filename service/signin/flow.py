@@ -235,11 +235,16 @@ class BindingCookie(NamedTuple):
         to the callback page, never on another site's subrequests; Path=/ as __Host- demands.
         The value is a secret's URL-safe base64 (BINDING_SECRET_PATTERN), never quoted, or
         empty when cleared."""
-        value = self.value or '""'
-        secure = "; Secure" if self.secure else ""
-        return (
-            f"{self.name}={value}; HttpOnly; Max-Age={self.max_age}; Path=/; SameSite=Lax{secure}"
-        )
+        before, after = _cookie_frame(self.name, self.max_age, self.secure)
+        return before + (self.value or '""') + after
+
+
+@functools.lru_cache(maxsize=64)
+def _cookie_frame(name: str, max_age: int, secure: bool) -> tuple[str, str]:
+    """The Set-Cookie text around the value: the same for every cookie of one configuration."""
+    return f"{name}=", f"; HttpOnly; Max-Age={max_age}; Path=/; SameSite=Lax" + (
+        "; Secure" if secure else ""
+    )
 
 
 def binding_cookie(settings: Settings, secret: str) -> BindingCookie:

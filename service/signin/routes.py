@@ -39,7 +39,7 @@ def _authorization_needed(
     )
 
 
-def _presented_secret(request: web.Request, cookie_name: str) -> str | None:
+def _presented_secret(request: web.Request, settings: Settings) -> str | None:
     """The binding cookie's value, if the browser sent one. The binding cookie is the only
     cookie this host sets, and it is cleared when its sign-in completes, so a browser's first
     /wechat/login carries no Cookie header at all; aiohttp's request.cookies cost 2 to 3 µs
@@ -47,7 +47,7 @@ def _presented_secret(request: web.Request, cookie_name: str) -> str | None:
     is a header to parse."""
     if hdrs.COOKIE not in request.headers:
         return None
-    return request.cookies.get(cookie_name)
+    return request.cookies.get(flow.binding_cookie_name(settings))
 
 
 def _prepared(
@@ -132,9 +132,7 @@ async def login(request: web.Request) -> web.Response:
             flow.account_scope(services.account, contract.SCOPE.read(request)),
         ),
     )
-    started = await services.sign_in.begin_login(
-        prepared, _presented_secret(request, flow.binding_cookie_name(settings))
-    )
+    started = await services.sign_in.begin_login(prepared, _presented_secret(request, settings))
     headers = {
         hdrs.LOCATION: str(started.url),
         hdrs.CACHE_CONTROL: "no-store",
@@ -154,7 +152,7 @@ async def retry(request: web.Request) -> web.Response:
     state = contract.STATE.value(request)
     code_verifier = contract.CODE_VERIFIER.read(request)
     started = await request.app[keys.SIGN_INS].retry(
-        state, _presented_secret(request, flow.binding_cookie_name(settings)), code_verifier
+        state, _presented_secret(request, settings), code_verifier
     )
     return _authorization_needed(request, started.url, started.cookie)
 
@@ -171,7 +169,7 @@ async def jwt(request: web.Request) -> web.Response:
         state,
         code,
         code_verifier=code_verifier,
-        presented_secret=_presented_secret(request, cookie_name),
+        presented_secret=_presented_secret(request, settings),
         cookie_name=cookie_name,
     )
     response = web.json_response(completed.answer, headers={"Cache-Control": "no-store"})

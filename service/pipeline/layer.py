@@ -97,13 +97,13 @@ def service_layer(root: web.Application) -> Layer:
 
         async def in_service_layer(request: web.Request) -> web.StreamResponse:
             nonlocal route
+            if route is None:
+                route = _route_of(request, limiter)
             request_id, log_context = begin_request(request)
             started = time.perf_counter()
             status = 500  # if the request is cancelled (the client went away)
             # Sandbox mode without PUBLIC_URL: the request's origin is its public URL.
             own_origin = origins.serving(request) if follows_origin else None
-            if route is None:
-                route = _route_of(request, limiter)
             try:
                 try:
                     preflight = None

@@ -15,7 +15,7 @@ from wechat_samples import FLAT_EVENTS, MESSAGES, NESTED_EVENTS, SAMPLES
 
 from service.wechat.crypto import MessageCrypto, MessageCryptoError, aes_key_from
 from service.wechat.signature import wechat_signature
-from service.wechat.xml import MessageXmlError, build_message, parse_message
+from service.wechat.xml import MessageXmlError, build_message, parse_message, text_reply
 
 TOKEN = "AAAAA"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -105,6 +105,17 @@ def test_a_ciphertext_under_another_key_is_refused(crypto):
 def test_bad_encoding_aes_keys_are_refused(key):
     with pytest.raises(ValueError):
         aes_key_from(key)
+
+
+@pytest.mark.parametrize(
+    ("to_user", "from_user", "content"),
+    [("oUser", "gh_1", "Thanks!"), ("o]]>x", "gh_]]>", "a]]>b <&> 你好\n ]]]>")],
+)
+def test_a_text_reply_is_the_message_build_message_writes(to_user, from_user, content):
+    fields = {"ToUserName": to_user, "FromUserName": from_user, "CreateTime": 1700000000}
+    expected = build_message({**fields, "MsgType": "text", "Content": content})
+    assert text_reply(to_user, from_user, 1700000000, content) == expected
+    assert text_reply(to_user, from_user, 1700000001, content) != expected
 
 
 def test_an_encrypted_reply_is_what_wechat_expects(crypto):

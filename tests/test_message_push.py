@@ -94,9 +94,11 @@ async def test_unknown_events_and_message_types_are_acknowledged(client, clock):
 async def test_text_messages_get_no_reply_unless_one_is_configured(client, make_client, clock):
     resp = await push(client, text("hi", 1, int(clock.now())), signed(clock, openid=OPENID))
     assert await resp.text() == "success"
+    assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
 
     replying = await make_client(message_text_reply="Thanks! We read every message.")
     resp = await push(replying, text("hi", 2, int(clock.now())), signed(clock, openid=OPENID))
+    assert resp.headers["Content-Type"] == "application/xml; charset=utf-8"
     reply = parse_message(await resp.read())
     assert reply["MsgType"] == "text"
     assert reply["Content"] == "Thanks! We read every message."

@@ -26,7 +26,7 @@ from service.qr.login import QrSignIn, is_login_scene
 from service.store.queries import Store
 from service.wechat.crypto import MessageCrypto, MessageCryptoError
 from service.wechat.signature import signature_matches, wechat_signature
-from service.wechat.xml import MessageXmlError, build_message, parse_message
+from service.wechat.xml import MessageXmlError, parse_message, text_reply
 
 log = logging.getLogger(__name__)
 
@@ -386,15 +386,9 @@ class PushHandler:
         text = self.settings.message_text_reply
         if not text:
             return None
-        return build_message(
-            {
-                "ToUserName": fields.get("FromUserName", ""),
-                "FromUserName": fields.get("ToUserName", ""),
-                "CreateTime": int(self.clock.now()),
-                "MsgType": "text",
-                "Content": text,
-            }
-        )
+        # Back to the sender, from the account it wrote to.
+        sender, account = fields.get("FromUserName", ""), fields.get("ToUserName", "")
+        return text_reply(sender, account, int(self.clock.now()), text)
 
 
 def message_crypto(settings: Settings) -> MessageCrypto | None:
@@ -403,5 +397,10 @@ def message_crypto(settings: Settings) -> MessageCrypto | None:
     return MessageCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_appid)
 
 
+XML_REPLY = "application/xml; charset=utf-8"
+TEXT_REPLY = "text/plain; charset=utf-8"
+
+
 def reply_content_type(reply: str) -> str:
-    return "application/xml" if reply.startswith("<xml>") else "text/plain"
+    """The Content-Type header of a reply, written out as aiohttp's text= would make it."""
+    return XML_REPLY if reply.startswith("<xml>") else TEXT_REPLY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from service import keys
 from service.account_services import OfficialServices
@@ -55,7 +55,8 @@ async def receive_push(request: web.Request) -> web.Response:
     )
     contract.OPENID.read(request)  # WeChat's copy of FromUserName: checked, not trusted
     reply = await _push_handler(request).receive(query, body)
-    return web.Response(text=reply, content_type=handling.reply_content_type(reply))
+    content_type = handling.reply_content_type(reply)
+    return web.Response(body=reply.encode(), headers={hdrs.CONTENT_TYPE: content_type})
 
 
 # Another account's server URL (服务器配置): the same check and pushes, its token and key.

@@ -43,9 +43,12 @@ def aes_key_from(encoding_aes_key: str) -> bytes:
     return key
 
 
+# The padding of each length, made once: 1 to BLOCK bytes of that count.
+_PADDING = [bytes([amount]) * amount for amount in range(BLOCK + 1)]
+
+
 def pkcs7_pad(data: bytes) -> bytes:
-    amount = BLOCK - len(data) % BLOCK
-    return data + bytes([amount]) * amount
+    return data + _PADDING[BLOCK - len(data) % BLOCK]
 
 
 class MessageCrypto:
@@ -62,9 +65,10 @@ class MessageCrypto:
     def encrypt(self, message: str, random16: bytes | None = None) -> str:
         """The base64 `Encrypt` value for `message` (an XML document)."""
         body = message.encode()
-        plain = (random16 or random_bytes(16)) + struct.pack(">I", len(body)) + body + self._appid
+        plain = (random16 or random_bytes(16)) + len(body).to_bytes(4, "big") + body + self._appid
         encryptor = self._cipher.encryptor()
-        return base64.b64encode(encryptor.update(pkcs7_pad(plain)) + encryptor.finalize()).decode()
+        sealed = encryptor.update(pkcs7_pad(plain)) + encryptor.finalize()
+        return binascii.b2a_base64(sealed, newline=False).decode("ascii")
 
     def decrypt(self, encrypted: str) -> str:
         """The XML inside `Encrypt`; MessageCryptoError if it is not this account's.
@@ -113,11 +117,13 @@ class MessageCrypto:
         """A passive reply in safe mode: the XML WeChat expects around the ciphertext."""
         encrypted = self.encrypt(message)
         return (
-            "<xml><Encrypt><![CDATA[{e}]]></Encrypt><MsgSignature><![CDATA[{s}]]></MsgSignature>"
-            "<TimeStamp>{t}</TimeStamp><Nonce><![CDATA[{n}]]></Nonce></xml>"
-        ).format(
-            e=encrypted,
-            s=self.signature(timestamp, nonce, encrypted),
-            t=escape(timestamp),
-            n=nonce.replace("]]>", ""),
+            "<xml><Encrypt><![CDATA["
+            + encrypted
+            + "]]></Encrypt><MsgSignature><![CDATA["
+            + self.signature(timestamp, nonce, encrypted)
+            + "]]></MsgSignature><TimeStamp>"
+            + escape(timestamp)
+            + "</TimeStamp><Nonce><![CDATA["
+            + nonce.replace("]]>", "")
+            + "]]></Nonce></xml>"
         )

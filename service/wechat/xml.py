@@ -10,6 +10,7 @@ well-formed message is read, nested or not.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -227,6 +228,29 @@ def as_list(value: Any) -> list[Any]:
 def cdata(text: str) -> str:
     # "]]>" cannot appear inside CDATA; split it across two sections.
     return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def text_reply(to_user: str, from_user: str, create_time: int, content: str) -> str:
+    """A passive text reply (§10): what build_message writes for these five fields, in this
+    order, with the part after the time written once per content rather than every push."""
+    return (
+        "<xml><ToUserName>"
+        + cdata(to_user)
+        + "</ToUserName><FromUserName>"
+        + cdata(from_user)
+        + "</FromUserName><CreateTime>"
+        + str(create_time)
+        + _text_reply_end(content)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _text_reply_end(content: str) -> str:
+    return (
+        "</CreateTime><MsgType><![CDATA[text]]></MsgType><Content>"
+        + cdata(content)
+        + "</Content></xml>"
+    )
 
 
 def build_message(fields: Mapping[str, Any]) -> str:

@@ -12,7 +12,9 @@ no socket error, no timeout and nothing but the scenario's expected status.
 Scenarios: authorize (GET /wechat/authorize: 401 with WeChat's URL), login (GET /wechat/login:
 302 to WeChat with the binding cookie), healthz (the service's router and middleware around a
 trivial handler), push (safe-mode POST /wechat/message: a text message decrypted, de-duplicated
-and answered with an encrypted passive reply; every push unique, built before each run).
+and answered with an encrypted passive reply; every push unique, built before each run), and
+bare-post (the same pushes sent to the bare app, which reads each body and answers a reply of
+the same size without checking anything: what aiohttp alone costs a push, the bound on push).
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ from urllib.parse import urlencode
 
 from bench import load
 
-EXPECTED = {"bare": 200, "healthz": 200, "authorize": 401, "login": 302, "push": 200}
+EXPECTED = {
+    "bare": 200,
+    "healthz": 200,
+    "authorize": 401,
+    "login": 302,
+    "push": 200,
+    "bare-post": 200,
+}
+# Scenarios whose requests are the push script's.
+PUSHES = ("push", "bare-post")
 # Each wrk run of `push` gets this many times the unique pushes the service answered a second in
 # the warm-up, per second of its duration (a push repeated would be a replay: 403).
 PUSH_MARGIN = 1.6
@@ -54,7 +65,7 @@ PRODUCTION = {
     "JWT_SECRET": "bench-jwt-secret-bench-jwt-secret-bench",
 }
 # load.py's scenario whose server (and settings) a scenario here runs on.
-SERVER_OF = {"login": "authorize"}
+SERVER_OF = {"login": "authorize", "bare-post": "bare"}
 # wrk's Lua hooks: count the statuses (one table per thread, summed in done()).
 STATUS_SCRIPT = """
 local counts = {}
@@ -68,7 +79,7 @@ end
 
 
 def url_of(scenario: str, server: load.Server, production: bool = False) -> str:
-    if scenario == "push":
+    if scenario in PUSHES:
         return f"{server.base}/wechat/message"
     app = PRODUCTION_APP if production else server.public
     if scenario == "login":
@@ -239,7 +250,7 @@ def main() -> None:
                 name: str, connections: int, seconds: int, statuses: bool = False
             ) -> dict[str, Any]:
                 script = None
-                if name == "push":
+                if name in PUSHES:  # bare-post cycles through them: it checks nothing
                     count = int(pushes_a_second[0] * PUSH_MARGIN * seconds) + 1000
                     script = push_script(workdir, count, statuses, args.production)
                 elif statuses:

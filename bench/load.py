@@ -144,10 +144,31 @@ def bare_app(settings: Any = None) -> Any:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def push(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=BARE_PUSH_REPLY, headers={"Content-Type": BARE_PUSH_TYPE})
+
     app = web.Application()
     app.router.add_get("/hello", hello)
     app.router.add_get("/healthz", hello)
+    # What aiohttp itself costs a push (bench.ceiling's bare-post): the body read, an answer
+    # the size of the service's encrypted reply, nothing checked.
+    app.router.add_post("/wechat/message", push)
     return app
+
+
+# The shape and size of the service's encrypted passive reply to the push scenario's message
+# (REPLY_TEXT): 428 characters of ciphertext, a signature, the timestamp and the nonce.
+BARE_PUSH_REPLY = (
+    b"<xml><Encrypt><![CDATA["
+    + b"A" * 428
+    + b"]]></Encrypt><MsgSignature><![CDATA["
+    + b"0" * 40
+    + b"]]></MsgSignature><TimeStamp>1700000000</TimeStamp><Nonce><![CDATA["
+    + b"1" * 20
+    + b"]]></Nonce></xml>"
+)
+BARE_PUSH_TYPE = "application/xml; charset=utf-8"
 
 
 def serve_bare() -> None:
